@@ -1,0 +1,87 @@
+// Grouped causal softmax attention (E4): the tokens before the TransPoint read the scan's projections as
+// attention, Q = C, K = B, V = x. Q and K exist per group, so every head of a group shares one attention
+// matrix and the heads differ only in V. No RoPE, no D skip, no gate.
+//
+//   y[t, h] = Σ_{s≤t} softmax_s( C[t, g]·B[s, g] / sqrt(N) ) · x[s, h]          (g = g(h), t < P)
+//
+// Shapes: C and B [P, G·N], x and y [P, H·p]. Only the P prefix tokens are passed in: no token attends
+// across P.
+#pragma once
+
+#include <cmath>
+#include <limits>
+
+#include "reference/config.hpp"
+#include "reference/tensor.hpp"
+
+namespace transmamba {
+
+// The causal softmax weights of one group: [P, P], row t sums to 1 over s ≤ t, zero above the diagonal.
+template <class S>
+Mat<S> attention_weights(const MixerConfig& cfg, const Mat<S>& C, const Mat<S>& B, int g) {
+  const int N = cfg.N;
+  const Eigen::Index P = C.rows();
+  const Mat<S> scores = C.middleCols(g * N, N) * B.middleCols(g * N, N).transpose() / std::sqrt(S(N));
+  Mat<S> w = Mat<S>::Zero(P, P);
+  for (Eigen::Index t = 0; t < P; ++t) {
+    const S row_max = scores.row(t).head(t + 1).maxCoeff();  // subtract the max: exp never overflows
+    w.row(t).head(t + 1) = (scores.row(t).head(t + 1).array() - row_max).exp().matrix();
+    w.row(t).head(t + 1) /= w.row(t).head(t + 1).sum();
+  }
+  return w;
+}
+
+template <class S>
+void check_attention_inputs(const MixerConfig& cfg, const Mat<S>& C, const Mat<S>& B, const Mat<S>& x) {
+  const Eigen::Index P = x.rows();
+  check_shape("C", C, P, cfg.G * cfg.N);
+  check_shape("B", B, P, cfg.G * cfg.N);
+  check_shape("x", x, P, cfg.E);
+}
+
+// C, B: [P, G·N], x: [P, H·p] -> y: [P, H·p]
+template <class S>
+Mat<S> attention_forward(const MixerConfig& cfg, const Mat<S>& C, const Mat<S>& B, const Mat<S>& x) {
+  check_attention_inputs(cfg, C, B, x);
+  const int p = cfg.p();
+  Mat<S> y(x.rows(), cfg.E);
+  for (int g = 0; g < cfg.G; ++g) {
+    const Mat<S> w = attention_weights(cfg, C, B, g);
+    for (int h = g * cfg.heads_per_group(); h < (g + 1) * cfg.heads_per_group(); ++h)
+      y.middleCols(h * p, p) = w * x.middleCols(h * p, p);
+  }
+  return y;
+}
+
+template <class S>
+struct AttentionGrads {
+  Mat<S> d_C, d_B;  // [P, G·N]
+  Mat<S> d_x;       // [P, H·p]
+};
+// Per group, with weights Wt and d_Wt = Σ_{h in g} d_y_h x_hᵀ, the softmax backward is
+//   d_scores = Wt ∘ (d_Wt - rowsum(d_Wt ∘ Wt)),  d_C = d_scores B / sqrt(N),  d_B = d_scoresᵀ C / sqrt(N),
+// and d_x_h = Wtᵀ d_y_h.
+template <class S>
+AttentionGrads<S> attention_backward(const MixerConfig& cfg, const Mat<S>& C, const Mat<S>& B, const Mat<S>& x,
+                                     const Mat<S>& d_y) {
+  check_attention_inputs(cfg, C, B, x);
+  check_shape("d_y", d_y, x.rows(), cfg.E);
+  const int p = cfg.p(), N = cfg.N;
+  const Eigen::Index P = x.rows();
+  AttentionGrads<S> g{Mat<S>(P, cfg.G * N), Mat<S>(P, cfg.G * N), Mat<S>(P, cfg.E)};
+  for (int gr = 0; gr < cfg.G; ++gr) {
+    const Mat<S> w = attention_weights(cfg, C, B, gr);
+    Mat<S> d_w = Mat<S>::Zero(P, P);
+    for (int h = gr * cfg.heads_per_group(); h < (gr + 1) * cfg.heads_per_group(); ++h) {
+      d_w += d_y.middleCols(h * p, p) * x.middleCols(h * p, p).transpose();
+      g.d_x.middleCols(h * p, p) = w.transpose() * d_y.middleCols(h * p, p);
+    }
+    const Vec<S> row_dot = d_w.cwiseProduct(w).rowwise().sum();
+    const Mat<S> d_scores = w.cwiseProduct(d_w.colwise() - row_dot) / std::sqrt(S(N));
+    g.d_C.middleCols(gr * N, N) = d_scores * B.middleCols(gr * N, N);
+    g.d_B.middleCols(gr * N, N) = d_scores.transpose() * C.middleCols(gr * N, N);
+  }
+  return g;
+}
+
+}  // namespace transmamba

@@ -1,0 +1,71 @@
+// Grouped RMSNorm (E7), with and without the SiLU gate. The channels of a row are cut into `groups`
+// groups of consecutive channels; each group is divided by its own root mean square:
+//
+//   RMSNorm_G(v)[c] = v[c] / sqrt( mean_{c' in group(c)} v[c']² + eps ) · w[c]
+//
+// The mixer norms scan tokens after the gate, ŷ = RMSNorm_G(y ⊙ SiLU(z)), and attention tokens without it
+// (the paper: a gate on attention hurts). With groups = 1 it is the plain RMSNorm of the blocks.
+#pragma once
+
+#include "reference/tensor.hpp"
+
+namespace transmamba {
+
+constexpr double kNormEps = 1e-5;
+
+// v: [T, C], w: [C] -> [T, C]. gate: nullptr, or z [T, C] to norm v ⊙ SiLU(z) instead of v.
+template <class S>
+Mat<S> rmsnorm_forward(const Mat<S>& v, const Vec<S>& w, int groups, const Mat<S>* gate = nullptr) {
+  check_size("norm weight", w, v.cols());
+  if (groups <= 0 || v.cols() % groups != 0)
+    throw std::invalid_argument("rmsnorm: " + std::to_string(v.cols()) + " channels do not split into " +
+                                std::to_string(groups) + " groups");
+  Mat<S> g = v;
+  if (gate) {
+    check_shape("gate z", *gate, v.rows(), v.cols());
+    g = v.cwiseProduct(gate->unaryExpr([](S s) { return silu(s); }));
+  }
+  const Eigen::Index width = v.cols() / groups;
+  Mat<S> out(v.rows(), v.cols());
+  for (Eigen::Index t = 0; t < v.rows(); ++t)
+    for (int k = 0; k < groups; ++k) {
+      const auto seg = g.row(t).segment(k * width, width);
+      const S r = S(1) / std::sqrt(seg.squaredNorm() / S(width) + S(kNormEps));
+      out.row(t).segment(k * width, width) = r * seg.cwiseProduct(w.segment(k * width, width).transpose());
+    }
+  return out;
+}
+
+template <class S>
+struct NormGrads {
+  Mat<S> d_v;  // [T, C]
+  Mat<S> d_z;  // [T, C] (zero rows when there is no gate)
+  Vec<S> d_w;  // [C]
+};
+// With g = v ⊙ SiLU(z) (or v), r = 1/sqrt(mean g² + eps) per group and e = d_out ⊙ w:
+//   d_w = Σ_t d_out ⊙ g·r,   d_g = r·e - g·r³·mean(e ⊙ g),   d_v = d_g ⊙ SiLU(z),   d_z = d_g ⊙ v ⊙ SiLU'(z).
+template <class S>
+NormGrads<S> rmsnorm_backward(const Mat<S>& v, const Vec<S>& w, int groups, const Mat<S>* gate,
+                              const Mat<S>& d_out) {
+  check_shape("d_out", d_out, v.rows(), v.cols());
+  rmsnorm_forward(v, w, groups, gate);  // the same argument checks
+  const Mat<S> silu_z = gate ? Mat<S>(gate->unaryExpr([](S s) { return silu(s); })) : Mat<S>();
+  const Mat<S> g = gate ? Mat<S>(v.cwiseProduct(silu_z)) : v;
+  const Eigen::Index width = v.cols() / groups;
+  Mat<S> d_g(v.rows(), v.cols());
+  Vec<S> d_w = Vec<S>::Zero(v.cols());
+  for (Eigen::Index t = 0; t < v.rows(); ++t)
+    for (int k = 0; k < groups; ++k) {
+      const auto seg = g.row(t).segment(k * width, width);
+      const S r = S(1) / std::sqrt(seg.squaredNorm() / S(width) + S(kNormEps));
+      const Mat<S> e = d_out.row(t).segment(k * width, width).cwiseProduct(w.segment(k * width, width).transpose());
+      d_w.segment(k * width, width) += (r * d_out.row(t).segment(k * width, width).cwiseProduct(seg)).transpose();
+      d_g.row(t).segment(k * width, width) = r * e - (r * r * r * e.cwiseProduct(seg).sum() / S(width)) * seg;
+    }
+  if (!gate) return {d_g, Mat<S>::Zero(0, v.cols()), d_w};
+  const Mat<S> d_z =
+      d_g.cwiseProduct(v).cwiseProduct(gate->unaryExpr([](S s) { return silu_grad(s); }));
+  return {d_g.cwiseProduct(silu_z), d_z, d_w};
+}
+
+}  // namespace transmamba

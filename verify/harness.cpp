@@ -1,0 +1,70 @@
+#include "verify/harness.hpp"
+
+#include <rapidcheck.h>
+
+#include <algorithm>
+#include <cmath>
+#include <sstream>
+#include <stdexcept>
+
+namespace transmamba {
+
+namespace {
+// How close a comparison is to failing (> 1: failed): rel_norm / bound, or the error over the reference's
+// own error where that is smaller; infinite when not finite or the shapes differ.
+double severity(const Comparison& c) {
+  if (!c.finite || !c.shape_matches) return INFINITY;
+  const double by_rel = c.bound > 0 ? c.rel_norm / c.bound : c.rel_norm;
+  return c.abs_floor > 0 ? std::min(by_rel, c.abs_norm / c.abs_floor) : by_rel;
+}
+}  // namespace
+
+CheckReport run_check(const Check& check, std::uint64_t seed, int cases) {
+  CheckReport report;
+  report.name = check.name;
+  report.seed = seed;
+  bool have_worst = false;
+  auto testable = [&] {
+    for (const Comparison& c : check.property()) {
+      if (!have_worst || severity(c) > severity(report.worst)) report.worst = c, have_worst = true;
+      if (!c.passed()) RC_FAIL(c.report());
+    }
+  };
+  rc::detail::TestParams params;
+  params.seed = seed;
+  params.maxSuccess = cases > 0 ? cases : check.default_cases;
+  rc::detail::TestMetadata metadata;
+  metadata.id = metadata.description = check.name;
+  const rc::detail::TestResult result = rc::detail::checkTestable(testable, metadata, params);
+  if (result.is<rc::detail::SuccessResult>()) {
+    report.passed = true;
+    report.cases = result.get<rc::detail::SuccessResult>().numSuccess;
+  } else {
+    std::ostringstream os;
+    rc::detail::printResultMessage(result, os);
+    report.failure = os.str();
+    if (result.is<rc::detail::FailureResult>()) report.cases = result.get<rc::detail::FailureResult>().numSuccess;
+  }
+  return report;
+}
+
+const std::vector<Check>& cpu_checks() {
+  static const std::vector<Check> all = [] {
+    std::vector<Check> v;
+    for (auto part : {ssm_checks, converter_checks, attention_checks, component_checks, mixer_checks})
+      for (Check& c : part()) v.push_back(std::move(c));
+    return v;
+  }();
+  return all;
+}
+
+const Check& find_check(const std::string& name) {
+  std::string names;
+  for (const Check& c : cpu_checks()) {
+    if (c.name == name) return c;
+    names += (names.empty() ? "" : ", ") + c.name;
+  }
+  throw std::invalid_argument("no check named '" + name + "'; the checks are: " + names);
+}
+
+}  // namespace transmamba

@@ -1,0 +1,51 @@
+// Named checks and the one runner that runs them, from ctest (tests/) and from tm-verify alike.
+//
+// A check is a RapidCheck property: each call draws one random case with RapidCheck generators (which
+// shrink, shapes first) and returns the comparisons (verify/compare.hpp) that case produced. The runner
+// runs it for a number of cases from a seed, fails on the first comparison over its bound, shrinks it,
+// and reports the worst comparison seen over all passing cases.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "verify/compare.hpp"
+
+namespace transmamba {
+
+struct Check {
+  std::string name;         // "suite.what", e.g. "ssm.forms_equal"
+  std::string description;  // one line: what is compared with what
+  int default_cases = 100;  // cases of a default run (the expensive gradient checks run fewer)
+  std::function<std::vector<Comparison>()> property;
+
+  std::string suite() const { return name.substr(0, name.find('.')); }
+};
+
+struct CheckReport {
+  std::string name;
+  int cases = 0;           // cases that ran and passed
+  bool passed = false;
+  Comparison worst;        // the comparison closest to (or furthest over) its bound
+  std::string failure;     // RapidCheck's message with the shrunk counterexample, when failed
+  std::uint64_t seed = 0;  // the seed this run used: the same seed and cases replay it
+};
+
+// Runs check for `cases` cases (0: its default) from seed.
+CheckReport run_check(const Check& check, std::uint64_t seed, int cases = 0);
+
+// The catalogue: every CPU check of the project, in a fixed order.
+const std::vector<Check>& cpu_checks();
+// The check with this name; throws std::invalid_argument listing the names when there is none.
+const Check& find_check(const std::string& name);
+
+// Parts of the catalogue, one per reference component (verify/checks_*.cpp).
+std::vector<Check> ssm_checks();
+std::vector<Check> converter_checks();
+std::vector<Check> attention_checks();
+std::vector<Check> component_checks();
+std::vector<Check> mixer_checks();
+
+}  // namespace transmamba
