@@ -5,7 +5,9 @@
 //   y[t, h] = Σ_{s≤t} softmax_s( C[t, g]·B[s, g] / sqrt(N) ) · x[s, h]          (g = g(h), t < P)
 //
 // Shapes: C and B [P, G·N], x and y [P, H·p]. Only the P prefix tokens are passed in: no token attends
-// across P.
+// across P. attention_rows computes the same formula for the last m of n tokens only (queries [m, G·N],
+// keys and values of all n tokens): attention_forward is m = n, a decode step (inference.hpp) is m = 1
+// over its KV cache.
 #pragma once
 
 #include <cmath>
@@ -16,17 +18,20 @@
 
 namespace transmamba {
 
-// The causal softmax weights of one group: [P, P], row t sums to 1 over s ≤ t, zero above the diagonal.
+// The causal softmax weights of one group for the queries C: [m, G·N] of the last m of the n tokens whose
+// keys are B: [n, G·N] (m ≤ n; query i is token n - m + i): [m, n], row i sums to 1 over the keys
+// s ≤ n - m + i and is zero after them. With m = n = P: [P, P], zero above the diagonal.
 template <class S>
 Mat<S> attention_weights(const MixerConfig& cfg, const Mat<S>& C, const Mat<S>& B, int g) {
   const int N = cfg.N;
-  const Eigen::Index P = C.rows();
+  const Eigen::Index m = C.rows(), n = B.rows(), first = n - m;
   const Mat<S> scores = C.middleCols(g * N, N) * B.middleCols(g * N, N).transpose() / std::sqrt(S(N));
-  Mat<S> w = Mat<S>::Zero(P, P);
-  for (Eigen::Index t = 0; t < P; ++t) {
-    const S row_max = scores.row(t).head(t + 1).maxCoeff();  // subtract the max: exp never overflows
-    w.row(t).head(t + 1) = (scores.row(t).head(t + 1).array() - row_max).exp().matrix();
-    w.row(t).head(t + 1) /= w.row(t).head(t + 1).sum();
+  Mat<S> w = Mat<S>::Zero(m, n);
+  for (Eigen::Index i = 0; i < m; ++i) {
+    const Eigen::Index visible = first + i + 1;  // keys s = 0 .. first + i
+    const S row_max = scores.row(i).head(visible).maxCoeff();  // subtract the max: exp never overflows
+    w.row(i).head(visible) = (scores.row(i).head(visible).array() - row_max).exp().matrix();
+    w.row(i).head(visible) /= w.row(i).head(visible).sum();
   }
   return w;
 }
@@ -39,18 +44,32 @@ void check_attention_inputs(const MixerConfig& cfg, const Mat<S>& C, const Mat<S
   check_shape("x", x, P, cfg.E);
 }
 
-// C, B: [P, G·N], x: [P, H·p] -> y: [P, H·p]
+// The last m of n tokens: C: [m, G·N] their queries, B: [n, G·N] and x: [n, H·p] the keys and values of
+// all n tokens (m ≤ n) -> y: [m, H·p], row i = E4 for token n - m + i.
 template <class S>
-Mat<S> attention_forward(const MixerConfig& cfg, const Mat<S>& C, const Mat<S>& B, const Mat<S>& x) {
-  check_attention_inputs(cfg, C, B, x);
+Mat<S> attention_rows(const MixerConfig& cfg, const Mat<S>& C, const Mat<S>& B, const Mat<S>& x) {
+  const Eigen::Index n = x.rows();
+  check_shape("x", x, n, cfg.E);
+  check_shape("B", B, n, cfg.G * cfg.N);
+  check_shape("C", C, C.rows(), cfg.G * cfg.N);
+  if (C.rows() > n)
+    throw std::invalid_argument("attention_rows: " + std::to_string(C.rows()) + " queries C for only " +
+                                std::to_string(n) + " keys B and values x (expected at most " + std::to_string(n) + ")");
   const int p = cfg.p();
-  Mat<S> y(x.rows(), cfg.E);
+  Mat<S> y(C.rows(), cfg.E);
   for (int g = 0; g < cfg.G; ++g) {
     const Mat<S> w = attention_weights(cfg, C, B, g);
     for (int h = g * cfg.heads_per_group(); h < (g + 1) * cfg.heads_per_group(); ++h)
       y.middleCols(h * p, p) = w * x.middleCols(h * p, p);
   }
   return y;
+}
+
+// C, B: [P, G·N], x: [P, H·p] -> y: [P, H·p]
+template <class S>
+Mat<S> attention_forward(const MixerConfig& cfg, const Mat<S>& C, const Mat<S>& B, const Mat<S>& x) {
+  check_attention_inputs(cfg, C, B, x);
+  return attention_rows(cfg, C, B, x);
 }
 
 template <class S>

@@ -33,6 +33,17 @@ inline void check_transpoint(int P, Eigen::Index T) {
     throw std::invalid_argument("TransPoint P=" + std::to_string(P) + " is outside [0, T=" + std::to_string(T) + "]");
 }
 
+// E6's skip of the scan tokens: D_skip[h] · x[t, h]. x: [L, H·p] -> [L, H·p]. (The forward and the decode
+// step of inference.hpp add it to the scan's y.)
+template <class S>
+Mat<S> skip_term(const MixerParams<S>& prm, const Mat<S>& x) {
+  const int p = prm.cfg.p();
+  check_shape("x", x, x.rows(), prm.cfg.E);
+  Mat<S> out(x.rows(), prm.cfg.E);
+  for (int h = 0; h < prm.cfg.H; ++h) out.middleCols(h * p, p) = prm.D_skip(h) * x.middleCols(h * p, p);
+  return out;
+}
+
 // Every intermediate of the forward: what the backward needs, and the stage outputs fixtures store.
 template <class S>
 struct MixerForward {
@@ -82,9 +93,7 @@ MixerForward<S> mixer_forward(const MixerParams<S>& prm, const Mat<S>& u, int P)
   // E6: the scan from S0 over the remaining tokens (chunked, as the GPU runs it), plus the D skip.
   f.scan = ssm_chunked<S>(cfg, f.x.bottomRows(L), f.dt.bottomRows(L), f.A, f.B.bottomRows(L), f.C.bottomRows(L),
                           f.S0, cfg.chunk);
-  f.y.bottomRows(L) = f.scan.y;
-  for (int h = 0; h < cfg.H; ++h)
-    f.y.bottomRows(L).middleCols(h * cfg.p(), cfg.p()) += prm.D_skip(h) * f.x.bottomRows(L).middleCols(h * cfg.p(), cfg.p());
+  f.y.bottomRows(L) = f.scan.y + skip_term(prm, Mat<S>(f.x.bottomRows(L)));
   f.final_state = P < T ? f.scan.final_state : f.S0;
   // E7: the norm, gated for scan tokens only.
   const Mat<S> z_scan = f.z.bottomRows(L);

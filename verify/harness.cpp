@@ -51,7 +51,7 @@ CheckReport run_check(const Check& check, std::uint64_t seed, int cases) {
 const std::vector<Check>& cpu_checks() {
   static const std::vector<Check> all = [] {
     std::vector<Check> v;
-    for (auto part : {ssm_checks, converter_checks, attention_checks, component_checks, mixer_checks})
+    for (auto part : {ssm_checks, converter_checks, attention_checks, component_checks, mixer_checks, model_checks})
       for (Check& c : part()) v.push_back(std::move(c));
     return v;
   }();

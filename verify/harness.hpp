@@ -47,5 +47,6 @@ std::vector<Check> converter_checks();
 std::vector<Check> attention_checks();
 std::vector<Check> component_checks();
 std::vector<Check> mixer_checks();
+std::vector<Check> model_checks();
 
 }  // namespace transmamba

@@ -1,19 +1,24 @@
-// tm-verify: runs the checks of the catalogue (verify/harness.hpp) and prints what a person reads to trust
-// the numbers: one row per check (name, cases, worst error, bound, status), a replay command for any
-// failure, and a summary line. DESIGN.md section 10.
+// tm-verify: runs the checks of the catalogue (verify/harness.hpp) and the golden fixtures
+// (verify/fixtures.hpp), and prints what a person reads to trust the numbers: one row per check or fixture
+// file (name, cases, worst error, bound, status), a replay command for any failure, and a summary line.
+// DESIGN.md section 10.
 //
 // Exit status: 0 all passed, 1 a check failed, 2 bad usage or input.
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <random>
 #include <unistd.h>
 
 #include "cuda/device.hpp"
+#include "verify/bounds.hpp"
+#include "verify/fixtures.hpp"
 #include "verify/harness.hpp"
 
 using namespace transmamba;
@@ -29,10 +34,16 @@ struct Options {
   bool seed_given = false;
   std::string json_path;
   bool list = false;
+  std::string fixtures_dir;  // default: default_fixtures_dir()
 };
 
 bool selected(const Check& c, const std::string& suite) {
   return suite == "all" || suite == c.suite() || suite == c.name;
+}
+
+// Fixture rows are named "fixture:<file>"; --suite fixture selects them all.
+bool fixture_selected(const std::string& file, const std::string& suite) {
+  return suite == "all" || suite == "fixture" || suite == "fixture:" + file;
 }
 
 std::string fmt_error(const Comparison& c) {
@@ -49,11 +60,13 @@ int main(int argc, char** argv) {
                "random properties, finite differences and golden fixtures. Exit 0: all passed, 1: a check\n"
                "failed, 2: bad usage."};
   app.add_option("--suite", opt.suite, "a suite (the part of a check's name before the dot), one check's full "
-                                       "name, or 'all'")->capture_default_str();
+                                       "name, 'fixture' (every fixture file), 'fixture:<file>', or 'all'")->capture_default_str();
   app.add_option("--backend", opt.backend, "cpu, cuda or all")->check(CLI::IsMember({"cpu", "cuda", "all"}))->capture_default_str();
   app.add_option("--dtype", opt.dtype, "CUDA precision: fp32, bf16 or all")->check(CLI::IsMember({"fp32", "bf16", "all"}))->capture_default_str();
   app.add_option("--cases", opt.cases, "random cases per check (default: each check's own)")->check(CLI::PositiveNumber);
   app.add_option("--seed", opt.seed, "RapidCheck seed (default: a random seed, printed)");
+  app.add_option("--fixtures", opt.fixtures_dir, "directory of golden fixtures to check (default: the "
+                                                 "repository's fixtures/, or fixtures/ next to the binary)");
   app.add_option("--json", opt.json_path, "also write the results to this JSON file");
   app.add_flag("--list", opt.list, "list the checks and exit");
   try {
@@ -73,7 +86,21 @@ int main(int argc, char** argv) {
     for (const Check& c : cpu_checks())
       if (selected(c, opt.suite)) checks.push_back(&c);
   const bool want_cuda = opt.backend != "cpu" && (opt.suite == "all" || opt.suite == "cuda");
-  if (checks.empty() && !want_cuda) {
+  const bool fixtures_given = app.count("--fixtures") > 0;
+  if (fixtures_given) {
+    std::error_code ec;
+    std::filesystem::directory_iterator probe(opt.fixtures_dir, ec);
+    if (ec) {
+      std::cerr << "tm-verify: --fixtures " << opt.fixtures_dir << ": cannot read the directory: " << ec.message()
+                << "\n";
+      return 2;
+    }
+  } else {
+    opt.fixtures_dir = default_fixtures_dir();
+  }
+  const bool want_fixtures =
+      run_cpu && (opt.suite == "all" || opt.suite == "fixture" || opt.suite.rfind("fixture:", 0) == 0);
+  if (checks.empty() && !want_cuda && !want_fixtures) {
     std::cerr << "tm-verify: no check matches --suite " << opt.suite << " --backend " << opt.backend
               << " (see --list)\n";
     return 2;
@@ -81,13 +108,20 @@ int main(int argc, char** argv) {
   if (opt.list) {
     for (const Check& c : cpu_checks())
       std::printf("%-30s %4d cases  %s\n", c.name.c_str(), c.default_cases, c.description.c_str());
+    for (const FixtureSpec& s : fixture_specs())
+      std::printf("%-30s %4d case   %s (%s)\n", ("fixture:" + s.file_name()).c_str(), 1, s.description.c_str(),
+                  s.kind.c_str());
     std::printf("%-30s %4s        %s\n", "cuda", "-", "CUDA kernels vs the reference (none built yet)");
     return 0;
   }
 
   std::printf("tm-verify  seed %llu  backend %s  %s\n", (unsigned long long)opt.seed, opt.backend.c_str(),
               cuda::describe().c_str());
-  std::printf("%-28s %6s %10s %8s  %s\n", "check", "cases", "worst rel", "bound", "status");
+  int width = 28;  // of the name column
+  for (const Check* c : checks) width = std::max(width, int(c->name.size()));
+  if (want_fixtures)
+    for (const FixtureSpec& s : fixture_specs()) width = std::max(width, int(("fixture:" + s.file_name()).size()));
+  std::printf("%-*s %6s %10s %8s  %s\n", width, "check", "cases", "worst rel", "bound", "status");
   const bool tty = isatty(fileno(stderr));
   int passed = 0, failed = 0, skipped = 0;
   nlohmann::json results = nlohmann::json::array();
@@ -100,7 +134,7 @@ int main(int argc, char** argv) {
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (tty) std::fprintf(stderr, "\r\033[K");
     const bool by_floor = r.worst.rel_norm > r.worst.bound && r.worst.abs_norm <= r.worst.abs_floor;
-    std::printf("%-28s %6d %10s %8.0e  %s  (%s%s, %.1f s)\n", c.name.c_str(), r.cases, fmt_error(r.worst).c_str(),
+    std::printf("%-*s %6d %10s %8.0e  %s  (%s%s, %.1f s)\n", width, c.name.c_str(), r.cases, fmt_error(r.worst).c_str(),
                 r.worst.bound, r.passed ? "ok" : "FAIL", r.worst.name.c_str(),
                 by_floor ? ": error below the finite differences' own resolution" : "", secs);
     if (!r.passed) {
@@ -113,10 +147,53 @@ int main(int argc, char** argv) {
                        {"worst_max_abs", r.worst.max_abs}, {"worst_tensor", r.worst.name}, {"bound", r.worst.bound},
                        {"seconds", secs}, {"failure", r.failure}});
   }
+  if (want_fixtures && opt.fixtures_dir.empty()) {
+    const std::string why = "no fixtures directory found (give --fixtures DIR)";
+    std::printf("%-*s %6s %10s %8s  skipped: %s\n", width, "fixture", "-", "-", "-", why.c_str());
+    ++skipped;
+    results.push_back({{"name", "fixture"}, {"skipped", why}});
+  } else if (want_fixtures) {
+    if (tty) std::fprintf(stderr, "\r[fixtures] %s ...\033[K", opt.fixtures_dir.c_str());
+    std::vector<FixtureReport> reports;
+    try {
+      reports = check_fixture_dir(opt.fixtures_dir);
+    } catch (const SafetensorsError& e) {
+      if (tty) std::fprintf(stderr, "\r\033[K");
+      std::cerr << "tm-verify: " << e.what() << "\n";
+      return 2;
+    }
+    if (tty) std::fprintf(stderr, "\r\033[K");
+    int rows = 0;
+    for (const FixtureReport& r : reports) {
+      if (!fixture_selected(r.file, opt.suite)) continue;
+      ++rows;
+      const std::string name = "fixture:" + r.file;
+      const Comparison w = r.worst();
+      const bool ok = r.passed();
+      std::printf("%-*s %6d %10s %8.0e  %s  (%s, %.1f s)\n", width, name.c_str(), 1,
+                  r.error.empty() ? fmt_error(w).c_str() : "-", bounds::kExact, ok ? "ok" : "FAIL",
+                  r.error.empty() ? w.name.c_str() : "error", r.seconds);
+      if (!ok) {
+        if (!r.error.empty()) std::printf("  %s\n", r.error.c_str());
+        for (const Comparison& c : r.comparisons)
+          if (!c.passed()) std::printf("  %s\n", c.report().c_str());
+        std::printf("  replay: tm-verify --suite %s --fixtures %s\n", name.c_str(), opt.fixtures_dir.c_str());
+      }
+      std::fflush(stdout);
+      (ok ? passed : failed)++;
+      results.push_back({{"name", name}, {"cases", 1}, {"passed", ok}, {"worst_rel", w.rel_norm},
+                         {"worst_max_abs", w.max_abs}, {"worst_tensor", w.name}, {"bound", bounds::kExact},
+                         {"seconds", r.seconds}, {"failure", r.error}});
+    }
+    if (rows == 0) {
+      std::cerr << "tm-verify: no fixture matches --suite " << opt.suite << " in " << opt.fixtures_dir << " (see --list)\n";
+      return 2;
+    }
+  }
   if (want_cuda) {
     const std::string why = cuda::compiled_in() ? (cuda::device_available() ? "no CUDA checks built yet" : "no CUDA device")
                                                 : "cpu-only build";
-    std::printf("%-28s %6s %10s %8s  skipped: %s\n", "cuda", "-", "-", "-", why.c_str());
+    std::printf("%-*s %6s %10s %8s  skipped: %s\n", width, "cuda", "-", "-", "-", why.c_str());
     ++skipped;
     results.push_back({{"name", "cuda"}, {"skipped", why}});
   }

@@ -1,0 +1,256 @@
+// The golden fixtures (verify/fixtures.hpp): every committed file recomputes from its stored inputs within
+// 1e-12, the generator reproduces them byte for byte, and a truncated, corrupt or mismatched file is
+// reported by file name and field.
+#include "verify/fixtures.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <set>
+
+#include "verify/bounds.hpp"
+
+namespace fs = std::filesystem;
+using namespace transmamba;
+using Catch::Matchers::Contains;
+
+namespace {
+
+std::string fixtures_dir() {
+  const std::string dir = default_fixtures_dir();
+  REQUIRE(!dir.empty());
+  return dir;
+}
+
+std::vector<uint8_t> read_bytes(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return std::vector<uint8_t>(std::istreambuf_iterator<char>(in), {});
+}
+
+void write_bytes(const fs::path& p, const std::vector<uint8_t>& bytes) {
+  std::ofstream out(p, std::ios::binary | std::ios::trunc);
+  out.write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size()));
+  REQUIRE(out.good());
+}
+
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    std::string tmpl = (fs::temp_directory_path() / "tm-fx-XXXXXX").string();
+    REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
+    path = tmpl;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("fixtures: every committed file recomputes from its stored inputs within 1e-12", "[fixtures]") {
+  const std::vector<FixtureReport> reports = check_fixture_dir(fixtures_dir());
+  REQUIRE(reports.size() >= fixture_specs().size());
+  for (const FixtureReport& r : reports) {
+    INFO(r.file << ": " << (r.error.empty() ? r.worst().report() : r.error));
+    CHECK(r.error.empty());
+    CHECK(r.comparisons.size() > 0);
+    for (const Comparison& c : r.comparisons) {
+      INFO(c.report());
+      CHECK(c.passed());
+    }
+  }
+}
+
+TEST_CASE("fixtures: tm-fixtures reproduces the committed files byte for byte", "[fixtures]") {
+  for (const FixtureSpec& spec : fixture_specs()) {
+    const fs::path path = fs::path(fixtures_dir()) / spec.file_name();
+    INFO(path.string());
+    REQUIRE(fs::exists(path));
+    const SafetensorsFile built = build_fixture(spec);
+    const std::vector<uint8_t> want = serialize_safetensors(built), got = read_bytes(path);
+    if (got != want) {  // say which tensor or key differs
+      const SafetensorsFile stored = read_safetensors(path.string());
+      for (const auto& [name, t] : built.tensors)
+        if (!stored.has(name) || stored.at(name) != t) FAIL_CHECK("tensor '" << name << "' differs");
+      for (const auto& [key, value] : built.metadata)
+        if (!stored.metadata.count(key) || stored.metadata.at(key) != value) FAIL_CHECK("__metadata__ '" << key << "' differs");
+    }
+    CHECK(got == want);
+  }
+}
+
+TEST_CASE("fixtures: the definitions cover the cases DESIGN.md section 9 asks for", "[fixtures]") {
+  std::set<std::string> names, kinds;
+  bool p0 = false, p_mid_chunk = false, pT = false, g1 = false, gH = false, g_between = false;
+  for (const FixtureSpec& s : fixture_specs()) {
+    CHECK(names.insert(s.name).second);  // unique names
+    kinds.insert(s.kind);
+    if (s.kind == "layer") {
+      p0 |= s.P == 0;
+      pT |= s.P == s.T;
+      p_mid_chunk |= s.P > 0 && s.P < s.T && s.P % s.cfg.chunk != 0;
+      g1 |= s.cfg.G == 1;
+      gH |= s.cfg.G == s.cfg.H;
+      g_between |= s.cfg.G > 1 && s.cfg.G < s.cfg.H;
+    }
+    const SafetensorsFile f = build_fixture(s);
+    for (const auto& [name, t] : f.tensors) {
+      INFO(s.name << ": " << name);
+      CHECK(t.dtype == "F64");
+    }
+  }
+  CHECK(kinds == std::set<std::string>{"scan_recurrent", "scan_quadratic", "scan_chunked", "converter", "layer"});
+  CHECK(p0);
+  CHECK(p_mid_chunk);
+  CHECK(pT);
+  CHECK(g1);
+  CHECK(gH);
+  CHECK(g_between);
+  CHECK_THROWS_WITH(find_fixture("nope"), Contains("no fixture named 'nope'") && Contains("layer_p0_g1"));
+}
+
+TEST_CASE("fixtures: a truncated, corrupt or mismatched file is reported by file name and field", "[fixtures]") {
+  const FixtureSpec& spec = find_fixture("layer_pmid_g2");
+  const fs::path original = fs::path(fixtures_dir()) / spec.file_name();
+  REQUIRE(fs::exists(original));
+  TempDir tmp;
+  const fs::path copy = tmp.path / spec.file_name();
+  const std::string copy_name = copy.string();
+  const std::vector<uint8_t> bytes = read_bytes(original);
+  auto error_of = [&] {
+    const FixtureReport r = check_fixture_file(tmp.path.string(), spec);
+    INFO(r.error);
+    CHECK_THAT(r.error, Contains(copy_name));
+    CHECK(!r.passed());
+    return r.error;
+  };
+  // Rewrites the copy from the original through the reader and writer, after edit().
+  auto rewrite = [&](auto edit) {
+    SafetensorsFile f = read_safetensors(original.string());
+    edit(f);
+    write_safetensors_atomic(copy_name, f);
+  };
+
+  SECTION("an intact copy passes") {
+    write_bytes(copy, bytes);
+    const FixtureReport r = check_fixture_file(tmp.path.string(), spec);
+    INFO(r.error);
+    CHECK(r.passed());
+  }
+  SECTION("truncated inside the data: the first tensor that reaches past the end") {
+    write_bytes(copy, std::vector<uint8_t>(bytes.begin(), bytes.begin() + bytes.size() / 2));
+    const std::string e = error_of();
+    CHECK_THAT(e, Contains("tensor '") && Contains("data_offsets") && Contains("lie outside"));
+  }
+  SECTION("truncated inside the header") {
+    write_bytes(copy, std::vector<uint8_t>(bytes.begin(), bytes.begin() + 100));
+    CHECK_THAT(error_of(), Contains("header length") && Contains("truncated"));
+  }
+  SECTION("a flipped byte in the header: stage.S0's dtype F64 becomes G64") {
+    const std::string header(bytes.begin() + 8, bytes.end());
+    const std::size_t at = header.find("\"stage.S0\":{\"dtype\":\"F64\"");
+    REQUIRE(at != std::string::npos);
+    std::vector<uint8_t> flipped = bytes;
+    flipped[8 + at + std::strlen("\"stage.S0\":{\"dtype\":\"")] ^= 0x01;  // 'F' -> 'G'
+    write_bytes(copy, flipped);
+    CHECK_THAT(error_of(), Contains("tensor 'stage.S0'") && Contains("dtype") && Contains("G64"));
+  }
+  SECTION("a missing tensor") {
+    rewrite([](SafetensorsFile& f) { f.tensors.erase("stage.S0"); });
+    CHECK_THAT(error_of(), Contains("no tensor 'stage.S0'"));
+  }
+  SECTION("a missing input") {
+    rewrite([](SafetensorsFile& f) { f.tensors.erase("param.A_log"); });
+    CHECK_THAT(error_of(), Contains("no tensor 'param.A_log'"));
+  }
+  SECTION("a tensor of the wrong shape (the same bytes, [T, H*p] instead of [T, H, p])") {
+    rewrite([](SafetensorsFile& f) { f.tensors.at("stage.y").shape = {13, 16}; });
+    CHECK_THAT(error_of(), Contains("tensor 'stage.y'") && Contains("shape [13, 16]") && Contains("[13, 4, 4]"));
+  }
+  SECTION("an input of the wrong shape") {
+    rewrite([](SafetensorsFile& f) { f.tensors.at("param.W_out").shape = {5, 16}; });
+    CHECK_THAT(error_of(), Contains("tensor 'param.W_out'") && Contains("shape [5, 16]") && Contains("[16, 5]"));
+  }
+  SECTION("a tensor of the wrong dtype") {
+    rewrite([](SafetensorsFile& f) {
+      const std::vector<double> v = f.doubles("grad.d_A_log");
+      f.put_doubles("grad.d_A_log", v, f.at("grad.d_A_log").shape, "F32");
+    });
+    CHECK_THAT(error_of(), Contains("tensor 'grad.d_A_log'") && Contains("dtype F32"));
+  }
+  SECTION("an unexpected tensor") {
+    rewrite([](SafetensorsFile& f) { f.put_doubles("stage.extra", {1.0}, {1}); });
+    CHECK_THAT(error_of(), Contains("tensor 'stage.extra'") && Contains("unexpected"));
+  }
+  SECTION("a config in the metadata that does not match the definition") {
+    rewrite([](SafetensorsFile& f) {
+      auto cfg = nlohmann::json::parse(f.meta("config"));
+      cfg["P"] = 4;
+      f.metadata["config"] = cfg.dump();
+    });
+    CHECK_THAT(error_of(), Contains("__metadata__ 'config'") && Contains("P is 4") && Contains("has 6"));
+  }
+  SECTION("another format version") {
+    rewrite([](SafetensorsFile& f) { f.metadata["format_version"] = "2"; });
+    CHECK_THAT(error_of(), Contains("__metadata__ 'format_version' is '2'"));
+  }
+  SECTION("a missing metadata key") {
+    rewrite([](SafetensorsFile& f) { f.metadata.erase("seed"); });
+    CHECK_THAT(error_of(), Contains("__metadata__: no key 'seed'"));
+  }
+  SECTION("a changed output fails its comparison, which names the tensor and the element") {
+    rewrite([](SafetensorsFile& f) {
+      SafetensorsMatrix m = f.matrix("grad.d_W_in");
+      m(2, 3) *= 1 + 1e-9;
+      f.put_matrix("grad.d_W_in", m, f.at("grad.d_W_in").shape);
+    });
+    const FixtureReport r = check_fixture_file(tmp.path.string(), spec);
+    CHECK(r.error.empty());
+    CHECK(!r.passed());
+    const Comparison w = r.worst();
+    INFO(w.report());
+    CHECK(w.name == "grad.d_W_in");
+    CHECK(w.worst_row == 2);
+    CHECK(w.worst_col == 3);
+  }
+  SECTION("a changed input changes what is recomputed") {
+    rewrite([](SafetensorsFile& f) {
+      SafetensorsMatrix m = f.matrix("input.u");
+      m(0, 0) += 1e-6;
+      f.put_matrix("input.u", m, f.at("input.u").shape);
+    });
+    const FixtureReport r = check_fixture_file(tmp.path.string(), spec);
+    CHECK(r.error.empty());
+    CHECK(!r.passed());
+  }
+}
+
+TEST_CASE("fixtures: a directory is checked as a whole", "[fixtures]") {
+  TempDir tmp;
+  SECTION("every defined fixture that is missing is an error") {
+    const std::vector<FixtureReport> reports = check_fixture_dir(tmp.path.string());
+    REQUIRE(reports.size() == fixture_specs().size());
+    for (const FixtureReport& r : reports) CHECK_THAT(r.error, Contains(r.file) && Contains("missing"));
+  }
+  SECTION("a file without a definition is an error") {
+    for (const FixtureSpec& s : fixture_specs())
+      fs::copy_file(fs::path(fixtures_dir()) / s.file_name(), tmp.path / s.file_name());
+    fs::copy_file(fs::path(fixtures_dir()) / "layer_p0_g1.safetensors", tmp.path / "mystery.safetensors");
+    std::size_t passed = 0;
+    for (const FixtureReport& r : check_fixture_dir(tmp.path.string())) {
+      if (r.file == "mystery.safetensors") CHECK_THAT(r.error, Contains("no fixture definition named 'mystery'"));
+      else passed += r.passed();
+    }
+    CHECK(passed == fixture_specs().size());
+  }
+  SECTION("a directory that cannot be read") {
+    CHECK_THROWS_WITH(check_fixture_dir((tmp.path / "nonexistent").string()),
+                      Contains("nonexistent") && Contains("cannot read the fixtures directory"));
+  }
+}

@@ -1,0 +1,141 @@
+// tm-decode: builds a tiny random TransMamba model, prefills a prompt and decodes greedily (DESIGN.md
+// section 6; reference/inference.hpp), printing per layer the mode each token went through (attention or
+// scan) and the memory the layer holds (KV cache, fixed-size state) as the sequence grows.
+//
+//   tm-decode [--schedule 0,6,100] [--seed 1] [--prompt 1,2,3] [--steps 8] [--layers 3] [--vocab 32] [--tie]
+//             [--D 16 --E 32 --H 4 --G 2 --N 8 --W 4 --F 64]
+//
+// The planned length is T_plan = prompt length + steps; every layer's TransPoint is P_l =
+// schedule.transpoint(l, T_plan), fixed at prefill. Scalars are double (8 bytes). Exit 0 on success, 2 on bad
+// usage or input.
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <exception>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "reference/inference.hpp"
+#include "reference/model.hpp"
+
+namespace {
+
+using transmamba::InferenceState;
+using transmamba::ModelConfig;
+using transmamba::ModelParams;
+using Scalar = double;
+
+// Takes logits [V]; returns the id of the largest (the first of equals): greedy decoding.
+int argmax(const transmamba::Vec<Scalar>& logits) {
+  Eigen::Index best = 0;
+  logits.maxCoeff(&best);
+  return int(best);
+}
+
+// Takes a list of ints; returns it as "a,b,c".
+std::string join(const std::vector<int>& v) {
+  std::string s;
+  for (std::size_t i = 0; i < v.size(); ++i) s += (i ? "," : "") + std::to_string(v[i]);
+  return s;
+}
+
+// Takes the run's model, its state and the heading; prints the heading lines and the column titles.
+void print_heading(const ModelConfig& cfg, std::uint64_t seed, const InferenceState<Scalar>& st, int T0, int steps) {
+  const transmamba::MixerConfig& m = cfg.mixer;
+  std::printf("model: tiny random (seed %llu), %s\n", (unsigned long long)seed, cfg.describe().c_str());
+  std::vector<int> P;
+  for (const auto& layer : st.layers) P.push_back(layer.P);
+  std::printf("planned length T_plan = %d (prompt %d + %d steps); TransPoint per layer P = [%s]\n", st.planned_length,
+              T0, steps, join(P).c_str());
+  std::printf("memory per layer (double, 8 bytes): KV = cached tokens x (G*N + H*p) = n x %d values, freed once the\n"
+              "layer is past P; state = scan state H*p*N + conv window (W-1)*(E+2GN) = %d + %d values, every layer\n\n",
+              m.G * m.N + m.E, m.E * m.N, (m.W - 1) * m.conv_channels());
+  std::printf("%-8s %5s %6s %5s", "", "t", "token", "next");
+  for (std::size_t l = 0; l < st.layers.size(); ++l) std::printf(" | %-22s", ("layer " + std::to_string(l) + " (P=" + std::to_string(P[l]) + ")").c_str());
+  std::printf(" | %9s\n", "all KV B");
+  std::printf("%-8s %5s %6s %5s", "", "", "", "");
+  for (std::size_t l = 0; l < st.layers.size(); ++l) std::printf(" | %-5s %7s %8s", "mode", "KV B", "state B");
+  std::printf(" |\n");
+}
+
+// Takes one row's label, the position t of its (last) token, the token(s), the greedy next token and the state
+// after it; prints the row: per layer the mode token t went through and the bytes held afterwards.
+void print_row(const char* what, int t, const std::string& tokens, int next, const InferenceState<Scalar>& st) {
+  std::printf("%-8s %5d %6s %5d", what, t, tokens.c_str(), next);
+  std::size_t kv_total = 0;
+  for (const auto& layer : st.layers) {
+    std::printf(" | %-5s %7zu %8zu", layer.attends(t) ? "attn" : "scan", layer.kv_cache_bytes(), layer.state_bytes());
+    kv_total += layer.kv_cache_bytes();
+  }
+  std::printf(" | %9zu\n", kv_total);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  ModelConfig cfg;
+  cfg.mixer = transmamba::MixerConfig{};  // D 16, E 32, H 4, G 2, N 8, W 4
+  cfg.n_layers = 3;
+  std::string schedule_text = "0,6,100";
+  std::uint64_t seed = 1;
+  std::vector<int> prompt{1, 2, 3};
+  int steps = 8;
+
+  CLI::App app{"tm-decode: prefill a prompt into a tiny random TransMamba model and decode greedily, printing per\n"
+               "layer its mode (attention for tokens t < P, scan from P on) and its memory (KV cache, state) as the\n"
+               "sequence grows (DESIGN.md section 6). The planned length T_plan = prompt + steps fixes every P."};
+  app.add_option("--schedule", schedule_text,
+                 "TransPoints: V1..V9, V1@rel..V9@rel, transformer, mamba, an absolute list (0,6,100) or fractions "
+                 "of T_plan (0,0.5,1.0)")
+      ->capture_default_str();
+  app.add_option("--seed", seed, "seed of the random weights")->capture_default_str();
+  app.add_option("--prompt", prompt, "prompt token ids, comma-separated, each in [0, vocab)")->delimiter(',')->capture_default_str();
+  app.add_option("--steps", steps, "tokens to decode after the prompt")->capture_default_str();
+  app.add_option("--layers", cfg.n_layers, "blocks (mixer + MLP); the schedule cycles over them")->capture_default_str();
+  app.add_option("--vocab", cfg.V, "vocabulary size V")->capture_default_str();
+  app.add_flag("--tie", cfg.tie_embeddings, "tie the LM head to the embedding");
+  app.add_option("--D", cfg.mixer.D, "model width d_model")->capture_default_str();
+  app.add_option("--E", cfg.mixer.E, "inner width d_inner")->capture_default_str();
+  app.add_option("--H", cfg.mixer.H, "value heads (head dim p = E / H)")->capture_default_str();
+  app.add_option("--G", cfg.mixer.G, "groups of Q/K")->capture_default_str();
+  app.add_option("--N", cfg.mixer.N, "state size d_state")->capture_default_str();
+  app.add_option("--W", cfg.mixer.W, "conv width")->capture_default_str();
+  app.add_option("--F", cfg.F, "SwiGLU hidden width")->capture_default_str();
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::Success& e) {  // --help
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);  // prints the message to stderr
+    return 2;
+  }
+
+  try {
+    if (steps < 0) throw std::invalid_argument("--steps must be >= 0, got " + std::to_string(steps));
+    if (prompt.empty()) throw std::invalid_argument("--prompt must hold at least one token id");
+    cfg.schedule = transmamba::parse_schedule(schedule_text);
+    cfg.validate();
+    for (std::size_t t = 0; t < prompt.size(); ++t)
+      transmamba::check_token("--prompt token " + std::to_string(t), prompt[t], cfg.V);
+    const ModelParams<Scalar> prm = ModelParams<Scalar>::init(cfg, seed);
+    const int T0 = int(prompt.size());
+    transmamba::PrefillResult<Scalar> run = transmamba::prefill(prm, prompt, T0 + steps);
+    int next = argmax(run.logits.row(T0 - 1).transpose());
+    print_heading(cfg, seed, run.state, T0, steps);
+    print_row("prefill", T0 - 1, T0 == 1 ? join(prompt) : "0.." + std::to_string(T0 - 1), next, run.state);
+    std::vector<int> generated;
+    for (int i = 0; i < steps; ++i) {
+      const int t = run.state.position, token = next;
+      next = argmax(transmamba::decode(prm, run.state, token));
+      generated.push_back(token);
+      print_row("decode", t, std::to_string(token), next, run.state);
+    }
+    std::printf("\nprompt [%s] -> generated [%s], then %d\n", join(prompt).c_str(), join(generated).c_str(), next);
+  } catch (const std::exception& e) {
+    std::cerr << "tm-decode: " << e.what() << "\n";
+    return 2;
+  }
+  return 0;
+}
