@@ -11,8 +11,9 @@
 // The state of layer l after the tokens 0 .. position-1:
 //   conv_window  [W-1, E+2GN]  the last W-1 rows of xBC before the conv (E2), zero rows before token 0
 //   kv_B, kv_x   [n, G·N], [n, H·p]  the keys (B) and values (x) of tokens s < min(position, P) (E4; C, the
-//                              query, is not needed again). A decode step at t < P appends token t; the first
-//                              decode step at t >= P frees the cache (n = 0) for good.
+//                              query, is not needed again): prefill keeps min(T0, P) of them, as DESIGN.md
+//                              section 6 says, and a decode step at t < P appends token t. The first decode
+//                              step at t >= P, where the layer switches to the scan, frees the cache (n = 0).
 //   scan_state   [H·p, N]      the scan state after the last token. Updated at every token, also in attention
 //                              mode, so that the moment the sequence reaches P it is the converter's S0 (E5).
 //
@@ -26,6 +27,7 @@
 //   E8  out = ŷ · W_out
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <iomanip>

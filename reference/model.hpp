@@ -22,6 +22,7 @@
 // sequence, and that is what token-by-token decoding reproduces.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <random>

@@ -42,7 +42,7 @@ TEST_CASE("mlp: SiLU(v W_gate) ⊙ (v W_up) W_down on a hand-sized case", "[mlp]
                     "W_down: expected shape [1, 2], got [2, 2]");
 }
 
-TEST_CASE("model: the loss is the mean next-token cross-entropy; log V for zero logits, 0 for T = 1", "[model]") {
+TEST_CASE("model: the loss is the mean next-token cross-entropy: log V for zero logits and 0 for T = 1", "[model]") {
   ModelParams<double> prm = ModelParams<double>::init(tiny_config(), 7);
   prm.head.setZero();  // every logit 0: each of the T-1 predictions costs log V
   const auto f = model_forward(prm, {1, 4, 0, 2});
@@ -77,7 +77,7 @@ TEST_CASE("model: TransPoints come from the schedule at the planned length, clam
   CHECK_THROWS_WITH(model_forward(prm, {0, 1, 2}, 2), "planned length T_plan=2 is shorter than the sequence (T=3 tokens)");
 }
 
-TEST_CASE("model: a tied model has no head tensor; its head is the embedding transposed", "[model]") {
+TEST_CASE("model: a tied model has no head tensor: its head is the embedding transposed", "[model]") {
   const auto tied = ModelParams<double>::init(tiny_config(true), 3);
   CHECK(tied.head.size() == 0);
   CHECK(tied.head_weights() == tied.embedding.transpose());

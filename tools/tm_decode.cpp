@@ -33,6 +33,28 @@ int argmax(const transmamba::Vec<Scalar>& logits) {
   return int(best);
 }
 
+// Takes "a,b,c"; returns the token ids. Throws std::invalid_argument naming the entry that is not an integer.
+std::vector<int> parse_ids(const std::string& text) {
+  std::vector<int> ids;
+  std::size_t start = 0;
+  while (true) {
+    const std::size_t comma = text.find(',', start);
+    const std::string e = text.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    std::size_t used = 0;
+    int id = 0;
+    try {
+      id = std::stoi(e, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (e.empty() || used != e.size())
+      throw std::invalid_argument("--prompt '" + text + "': entry '" + e + "' is not an integer token id");
+    ids.push_back(id);
+    if (comma == std::string::npos) return ids;
+    start = comma + 1;
+  }
+}
+
 // Takes a list of ints; returns it as "a,b,c".
 std::string join(const std::vector<int>& v) {
   std::string s;
@@ -40,32 +62,40 @@ std::string join(const std::vector<int>& v) {
   return s;
 }
 
-// Takes the run's model, its state and the heading; prints the heading lines and the column titles.
+// Takes the run's model, seed, state after prefill, prompt length and steps; prints the heading lines and the
+// column titles.
 void print_heading(const ModelConfig& cfg, std::uint64_t seed, const InferenceState<Scalar>& st, int T0, int steps) {
   const transmamba::MixerConfig& m = cfg.mixer;
-  std::printf("model: tiny random (seed %llu), %s\n", (unsigned long long)seed, cfg.describe().c_str());
+  std::printf("model: tiny random, seed %llu: %s V=%d n_layers=%d F=%d %s\n", (unsigned long long)seed,
+              m.describe().c_str(), cfg.V, cfg.n_layers, cfg.F, cfg.tie_embeddings ? "tied" : "untied");
+  std::printf("schedule: %s\n", cfg.schedule.describe().c_str());
   std::vector<int> P;
   for (const auto& layer : st.layers) P.push_back(layer.P);
-  std::printf("planned length T_plan = %d (prompt %d + %d steps); TransPoint per layer P = [%s]\n", st.planned_length,
-              T0, steps, join(P).c_str());
-  std::printf("memory per layer (double, 8 bytes): KV = cached tokens x (G*N + H*p) = n x %d values, freed once the\n"
-              "layer is past P; state = scan state H*p*N + conv window (W-1)*(E+2GN) = %d + %d values, every layer\n\n",
+  std::printf("planned length T_plan = %d (prompt %d + %d steps), so P per layer = [%s]\n", st.planned_length, T0,
+              steps, join(P).c_str());
+  std::printf("mode: how token t went through the layer (attn: t < P, scan: t >= P; both: prompt tokens on either side of P).\n"
+              "memory the layer holds after it, in bytes (double): KV = cached tokens x (G*N + H*p) = n x %d values,\n"
+              "freed once past P; state = scan state H*p*N + conv window (W-1)*(E+2GN) = %d + %d values\n\n",
               m.G * m.N + m.E, m.E * m.N, (m.W - 1) * m.conv_channels());
-  std::printf("%-8s %5s %6s %5s", "", "t", "token", "next");
-  for (std::size_t l = 0; l < st.layers.size(); ++l) std::printf(" | %-22s", ("layer " + std::to_string(l) + " (P=" + std::to_string(P[l]) + ")").c_str());
-  std::printf(" | %9s\n", "all KV B");
-  std::printf("%-8s %5s %6s %5s", "", "", "", "");
-  for (std::size_t l = 0; l < st.layers.size(); ++l) std::printf(" | %-5s %7s %8s", "mode", "KV B", "state B");
+  std::printf("%-8s %6s %8s %5s", "", "t", "token", "next");
+  for (std::size_t l = 0; l < st.layers.size(); ++l)
+    std::printf(" | %-21s", ("layer " + std::to_string(l) + " (P=" + std::to_string(P[l]) + ")").c_str());
+  std::printf(" | %9s\n", "all KV");
+  std::printf("%-8s %6s %8s %5s", "", "", "", "");
+  for (std::size_t l = 0; l < st.layers.size(); ++l) std::printf(" | %-5s %7s %7s", "mode", "KV", "state");
   std::printf(" |\n");
 }
 
-// Takes one row's label, the position t of its (last) token, the token(s), the greedy next token and the state
-// after it; prints the row: per layer the mode token t went through and the bytes held afterwards.
-void print_row(const char* what, int t, const std::string& tokens, int next, const InferenceState<Scalar>& st) {
-  std::printf("%-8s %5d %6s %5d", what, t, tokens.c_str(), next);
+// Takes one row's label, the positions [t0, t1] of its tokens, the token(s) as text, the greedy next token and
+// the state after them; prints the row: per layer the mode of those tokens and the bytes held afterwards.
+void print_row(const char* what, int t0, int t1, const std::string& tokens, int next, const InferenceState<Scalar>& st) {
+  const std::string t = t0 == t1 ? std::to_string(t1) : std::to_string(t0) + ".." + std::to_string(t1);
+  std::printf("%-8s %6s %8s %5d", what, t.c_str(), tokens.size() > 8 ? (tokens.substr(0, 5) + "...").c_str() : tokens.c_str(),
+              next);
   std::size_t kv_total = 0;
   for (const auto& layer : st.layers) {
-    std::printf(" | %-5s %7zu %8zu", layer.attends(t) ? "attn" : "scan", layer.kv_cache_bytes(), layer.state_bytes());
+    const char* mode = layer.attends(t1) ? "attn" : layer.attends(t0) ? "both" : "scan";
+    std::printf(" | %-5s %7zu %7zu", mode, layer.kv_cache_bytes(), layer.state_bytes());
     kv_total += layer.kv_cache_bytes();
   }
   std::printf(" | %9zu\n", kv_total);
@@ -79,7 +109,7 @@ int main(int argc, char** argv) {
   cfg.n_layers = 3;
   std::string schedule_text = "0,6,100";
   std::uint64_t seed = 1;
-  std::vector<int> prompt{1, 2, 3};
+  std::string prompt_text = "1,2,3";
   int steps = 8;
 
   CLI::App app{"tm-decode: prefill a prompt into a tiny random TransMamba model and decode greedily, printing per\n"
@@ -90,7 +120,7 @@ int main(int argc, char** argv) {
                  "of T_plan (0,0.5,1.0)")
       ->capture_default_str();
   app.add_option("--seed", seed, "seed of the random weights")->capture_default_str();
-  app.add_option("--prompt", prompt, "prompt token ids, comma-separated, each in [0, vocab)")->delimiter(',')->capture_default_str();
+  app.add_option("--prompt", prompt_text, "prompt token ids, comma-separated, each in [0, vocab)")->capture_default_str();
   app.add_option("--steps", steps, "tokens to decode after the prompt")->capture_default_str();
   app.add_option("--layers", cfg.n_layers, "blocks (mixer + MLP); the schedule cycles over them")->capture_default_str();
   app.add_option("--vocab", cfg.V, "vocabulary size V")->capture_default_str();
@@ -114,7 +144,7 @@ int main(int argc, char** argv) {
 
   try {
     if (steps < 0) throw std::invalid_argument("--steps must be >= 0, got " + std::to_string(steps));
-    if (prompt.empty()) throw std::invalid_argument("--prompt must hold at least one token id");
+    const std::vector<int> prompt = parse_ids(prompt_text);
     cfg.schedule = transmamba::parse_schedule(schedule_text);
     cfg.validate();
     for (std::size_t t = 0; t < prompt.size(); ++t)
@@ -124,13 +154,13 @@ int main(int argc, char** argv) {
     transmamba::PrefillResult<Scalar> run = transmamba::prefill(prm, prompt, T0 + steps);
     int next = argmax(run.logits.row(T0 - 1).transpose());
     print_heading(cfg, seed, run.state, T0, steps);
-    print_row("prefill", T0 - 1, T0 == 1 ? join(prompt) : "0.." + std::to_string(T0 - 1), next, run.state);
+    print_row("prefill", 0, T0 - 1, join(prompt), next, run.state);
     std::vector<int> generated;
     for (int i = 0; i < steps; ++i) {
       const int t = run.state.position, token = next;
       next = argmax(transmamba::decode(prm, run.state, token));
       generated.push_back(token);
-      print_row("decode", t, std::to_string(token), next, run.state);
+      print_row("decode", t, t, std::to_string(token), next, run.state);
     }
     std::printf("\nprompt [%s] -> generated [%s], then %d\n", join(prompt).c_str(), join(generated).c_str(), next);
   } catch (const std::exception& e) {
