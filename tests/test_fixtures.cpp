@@ -7,6 +7,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -99,13 +100,25 @@ TEST_CASE("fixtures: the definitions cover the cases DESIGN.md section 9 asks fo
       gH |= s.cfg.G == s.cfg.H;
       g_between |= s.cfg.G > 1 && s.cfg.G < s.cfg.H;
     }
+    if (s.kind == "decode") {
+      // A decode run whose layers scan throughout (P = 0), switch inside the prompt, switch while decoding
+      // and attend throughout (P = T).
+      const int T0 = s.extra.at("prompt");
+      const std::vector<int> P = s.model_config().schedule.transpoints(s.model_config().n_layers, s.T);
+      auto has = [&](auto pred) { return std::any_of(P.begin(), P.end(), pred); };
+      CHECK(has([](int p) { return p == 0; }));
+      CHECK(has([&](int p) { return p > 0 && p < T0; }));
+      CHECK(has([&](int p) { return p >= T0 && p < s.T; }));
+      CHECK(has([&](int p) { return p == s.T; }));
+    }
     const SafetensorsFile f = build_fixture(s);
     for (const auto& [name, t] : f.tensors) {
       INFO(s.name << ": " << name);
-      CHECK(t.dtype == "F64");
+      CHECK(t.dtype == (name == "input.tokens" ? "I64" : "F64"));
     }
   }
-  CHECK(kinds == std::set<std::string>{"scan_recurrent", "scan_quadratic", "scan_chunked", "converter", "layer"});
+  CHECK(kinds == std::set<std::string>{"scan_recurrent", "scan_quadratic", "scan_chunked", "converter", "layer",
+                                       "model", "decode"});
   CHECK(p0);
   CHECK(p_mid_chunk);
   CHECK(pT);
@@ -228,6 +241,43 @@ TEST_CASE("fixtures: a truncated, corrupt or mismatched file is reported by file
     const FixtureReport r = check_fixture_file(tmp.path.string(), spec);
     CHECK(r.error.empty());
     CHECK(!r.passed());
+  }
+}
+
+TEST_CASE("fixtures: a model fixture's token ids are checked and drive the recomputation", "[fixtures]") {
+  const FixtureSpec& spec = find_fixture("decode_4layers");
+  TempDir tmp;
+  const std::string copy_name = (tmp.path / spec.file_name()).string();
+  auto check_with_tokens = [&](const std::vector<int64_t>& ids, const std::string& dtype) {
+    SafetensorsFile f = read_safetensors((fs::path(fixtures_dir()) / spec.file_name()).string());
+    f.put_ints("input.tokens", ids, {int64_t(ids.size())}, dtype);
+    write_safetensors_atomic(copy_name, f);
+    return check_fixture_file(tmp.path.string(), spec);
+  };
+  const std::vector<int64_t> stored = read_safetensors((fs::path(fixtures_dir()) / spec.file_name()).string()).ints("input.tokens");
+  REQUIRE(stored.size() == 13);
+  SECTION("the stored ids pass") { CHECK(check_with_tokens(stored, "I64").passed()); }
+  SECTION("an id outside [0, V)") {
+    std::vector<int64_t> ids = stored;
+    ids[4] = 11;
+    CHECK_THAT(check_with_tokens(ids, "I64").error,
+               Contains(copy_name) && Contains("tensor 'input.tokens'") && Contains("token id 11 outside [0, V=11)"));
+  }
+  SECTION("ids of the wrong dtype or length") {
+    CHECK_THAT(check_with_tokens(stored, "I32").error, Contains("tensor 'input.tokens'") && Contains("dtype I32"));
+    CHECK_THAT(check_with_tokens(std::vector<int64_t>(stored.begin(), stored.end() - 1), "I64").error,
+               Contains("tensor 'input.tokens'") && Contains("shape [12]") && Contains("[13]"));
+  }
+  SECTION("another decoded token changes the logits from there on, not the prompt's") {
+    std::vector<int64_t> ids = stored;
+    ids[9] = (ids[9] + 1) % 11;
+    const FixtureReport r = check_with_tokens(ids, "I64");
+    REQUIRE(r.error.empty());
+    for (const Comparison& c : r.comparisons) {
+      INFO(c.report());
+      if (c.name == "output.prefill_logits" || c.name.rfind("stage.prefill.", 0) == 0) CHECK(c.passed());
+      if (c.name == "output.decode_logits") CHECK(!c.passed());
+    }
   }
 }
 

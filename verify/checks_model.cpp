@@ -47,7 +47,7 @@ rc::Gen<std::string> gen_schedule_text(int T_plan) {
 // of central differences grows as (step / rms)², rms that of a norm group's input, and narrow groups are
 // often near 0 (seen: D = 2, d_embedding off by 2.1e-6 with step 1e-6 and by 2.1e-10 with step 1e-8: the
 // analytic gradient was right). Measured over 12000 tiny models: worst 2.1e-7 with D in {3, 4}, 5.5e-8 with
-// D = 4. See also random_model.
+// D = 4. See also RandomTensors::model_params.
 ModelConfig draw_model_config(int T_plan, bool tiny) {
   ModelConfig cfg;
   if (tiny) {
@@ -81,33 +81,6 @@ T full_range(rc::Gen<T> gen) {
 
 std::vector<int> draw_tokens(int T, int V) {
   return *rc::gen::container<std::vector<int>>(std::size_t(T), rc::gen::inRange(0, V));
-}
-
-// Every parameter random and bounded, as RandomTensors::params for the mixers, with two draws kept away from
-// where central differences lose their accuracy (a norm whose input is near 0 has curvature ~ 1/rms²; with
-// both drawn from U(-1, 1) the truncation error of step 1e-6 alone reached 1.4e-6 in 6000 tiny models, where
-// step 1e-8 agreed with the analytic gradient to 1.4e-10):
-//   - embedding entries ±U(0.5, 1): a token's row, the input of the first pre-norm, never has a small rms;
-//   - D_skip in U(1, 2), positive as Mamba2's D = 1: at the first scan token from a zero state a head's
-//     y = x·(dt·B·C + D_skip) vanishes for D_skip = -dt·B·C, which U(-1, 1) hit often.
-ModelParams<double> random_model(const ModelConfig& cfg, RandomTensors& rnd) {
-  ModelParams<double> m = ModelParams<double>::zeros(cfg);
-  const int D = cfg.mixer.D;
-  m.embedding = rnd.mat<double>(cfg.V, D, 0.5, 1);
-  for (Eigen::Index i = 0; i < m.embedding.size(); ++i)
-    if (rnd.uniform(-1, 1) < 0) m.embedding.data()[i] = -m.embedding.data()[i];
-  for (BlockParams<double>& b : m.blocks) {
-    b.mixer_norm_w = rnd.vec<double>(D, 0.5, 1.5);
-    b.mixer = rnd.params<double>(cfg.mixer);
-    b.mixer.D_skip = rnd.vec<double>(cfg.mixer.H, 1, 2);
-    b.mlp_norm_w = rnd.vec<double>(D, 0.5, 1.5);
-    b.W_gate = rnd.mat<double>(D, cfg.F);
-    b.W_up = rnd.mat<double>(D, cfg.F);
-    b.W_down = rnd.mat<double>(cfg.F, D);
-  }
-  m.final_norm_w = rnd.vec<double>(D, 0.5, 1.5);
-  if (!cfg.tie_embeddings) m.head = rnd.mat<double>(D, cfg.V);
-  return m;
 }
 
 // The last min(W-1, T) rows of xBC before the conv, zero rows above: the conv window after T tokens.
@@ -148,7 +121,7 @@ std::vector<Check> model_checks() {
          std::vector<Comparison> out;
          for (bool tied : {false, true}) {
            cfg.tie_embeddings = tied;
-           const ModelParams<double> prm = random_model(cfg, rnd);
+           const ModelParams<double> prm = rnd.model_params(cfg);
            const ModelParams<double> grads = model_backward(prm, model_forward(prm, tokens));
            std::vector<Eigen::MatrixXd> analytic;
            grads.for_each([&](const char*, const auto& t) { analytic.push_back(t.template cast<double>()); });
@@ -171,7 +144,7 @@ std::vector<Check> model_checks() {
          const std::vector<int> tokens = draw_tokens(T, cfg.V);
          const int k = full_range(rc::gen::inRange(1, T + 1));  // prefill tokens 0..k-1, decode k..T-1
          RandomTensors rnd(*rc::gen::arbitrary<std::uint64_t>());
-         const ModelParams<double> prm = random_model(cfg, rnd);
+         const ModelParams<double> prm = rnd.model_params(cfg);
          const ModelForward<double> full = model_forward(prm, tokens, T_plan);
          PrefillResult<double> run = prefill(prm, std::vector<int>(tokens.begin(), tokens.begin() + k), T_plan);
          Mat<double> logits(T, cfg.V);
@@ -201,7 +174,7 @@ std::vector<Check> model_checks() {
          std::vector<int> tokens = draw_tokens(T, cfg.V);
          const int t_changed = full_range(rc::gen::inRange(0, T));
          RandomTensors rnd(*rc::gen::arbitrary<std::uint64_t>());
-         const ModelParams<double> prm = random_model(cfg, rnd);
+         const ModelParams<double> prm = rnd.model_params(cfg);
          const Mat<double> before = model_forward(prm, tokens, T_plan).logits;
          tokens[t_changed] = (tokens[t_changed] + *rc::gen::inRange(1, cfg.V)) % cfg.V;  // another id
          const Mat<double> after = model_forward(prm, tokens, T_plan).logits;

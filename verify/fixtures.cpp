@@ -11,7 +11,9 @@
 #include <type_traits>
 
 #include "reference/converter.hpp"
+#include "reference/inference.hpp"
 #include "reference/mixer.hpp"
+#include "reference/model.hpp"
 #include "reference/ssm.hpp"
 #include "verify/bounds.hpp"
 #include "verify/generators.hpp"
@@ -39,6 +41,14 @@ const std::vector<FixtureSpec>& fixture_specs() {
       {"layer_pmid_g2", "layer", "mixer layer at P = 6, inside a chunk (P % Q = 2)", cfg(2), 13, 6, 106},
       {"layer_pmid_gH", "layer", "mixer layer at P = 6, inside a chunk (P % Q = 2)", cfg(4), 13, 6, 107},
       {"layer_pT_g2", "layer", "mixer layer at P = T (grouped causal attention)", cfg(2), 13, 13, 108},
+      // Three blocks at P = 0 (Mamba2), P = 6 (inside a chunk) and P = T (attention); untied head.
+      {"model_3layers", "model", "model of 3 blocks at P = 0, 6, 13: logits, loss and every gradient", cfg(2), 13, -1,
+       109, {{"V", 11}, {"F", 6}, {"n_layers", 3}, {"tie_embeddings", false}, {"schedule", "0,6,13"}}},
+      // Prefill 5 tokens, decode 8: one layer scans throughout, one switched inside the prompt, one switches
+      // while decoding (at t = 7), one attends throughout; tied head.
+      {"decode_4layers", "decode", "prefill of 5 tokens, then decode of 8 (P = 0, 3, 7, 13): logits and states",
+       cfg(2), 13, -1, 110,
+       {{"V", 11}, {"F", 6}, {"n_layers", 4}, {"tie_embeddings", true}, {"schedule", "0,3,7,13"}, {"prompt", 5}}},
   };
   return specs;
 }
@@ -53,10 +63,23 @@ const FixtureSpec& find_fixture(const std::string& name) {
 }
 
 nlohmann::ordered_json FixtureSpec::config_json() const {
-  nlohmann::ordered_json j{{"D", cfg.D}, {"E", cfg.E}, {"H", cfg.H},         {"G", cfg.G}, {"N", cfg.N},
-                           {"W", cfg.W}, {"chunk", cfg.chunk}, {"T", T}, {"P", P}};
+  nlohmann::ordered_json j{{"D", cfg.D}, {"E", cfg.E}, {"H", cfg.H},         {"G", cfg.G},
+                           {"N", cfg.N}, {"W", cfg.W}, {"chunk", cfg.chunk}, {"T", T}};
+  if (P >= 0) j["P"] = P;
   for (auto it = extra.begin(); it != extra.end(); ++it) j[it.key()] = it.value();
+  if (extra.contains("schedule")) j["transpoints"] = model_config().schedule.transpoints(model_config().n_layers, T);
   return j;
+}
+
+ModelConfig FixtureSpec::model_config() const {
+  ModelConfig m;
+  m.mixer = cfg;
+  m.V = extra.at("V");
+  m.F = extra.at("F");
+  m.n_layers = extra.at("n_layers");
+  m.tie_embeddings = extra.at("tie_embeddings");
+  m.schedule = parse_schedule(extra.at("schedule").get<std::string>());
+  return m;
 }
 
 namespace {
@@ -86,6 +109,12 @@ Layout heads(int64_t T, const MixerConfig& c) { return {{T, c.H, c.p()}, T, c.E}
 Layout groups(int64_t T, const MixerConfig& c) { return {{T, c.G, c.N}, T, c.G * c.N}; }    // B, C: [T, G, N]
 Layout state(const MixerConfig& c) { return {{c.H, c.p(), c.N}, c.E, c.N}; }                // [H, p, N]
 Layout states(int64_t n, const MixerConfig& c) { return {{n, c.H, c.p(), c.N}, n * c.E, c.N}; }  // [n, H, p, N]
+Layout scalar() { return {{}, 1, 1}; }
+// A parameter (or its gradient) as the reference holds it: a vector [n] or a matrix [rows, cols].
+template <class Tensor>
+Layout layout_of(const Tensor& t) {
+  return Tensor::ColsAtCompileTime == 1 ? vector(t.rows()) : matrix(t.rows(), t.cols());
+}
 
 // Per-chunk states [H·p, N] stacked into one [n·H·p, N] matrix (the view of states(n)).
 Mat<double> stack(const MixerConfig& c, const std::vector<Mat<double>>& per_chunk) {
@@ -126,6 +155,26 @@ class FixtureData {
     output(name, m, l);
     inputs.insert(name);
     return m;
+  }
+  // Token ids [n] in [0, V), stored as I64: drawn while writing, else read (the model checks the range).
+  std::vector<int> tokens(const std::string& name, int n, int V) {
+    std::vector<int64_t> ids;
+    if (writing()) {
+      for (int i = 0; i < n; ++i) ids.push_back(std::min<int64_t>(V - 1, int64_t(rnd.uniform(0, V))));
+    } else {
+      const SafetensorsTensor& t = stored_->at(name);
+      if (t.dtype != "I64") fail_tensor(source_of(*stored_), name, "dtype " + t.dtype + ", but token ids are I64");
+      if (t.shape != std::vector<int64_t>{n})
+        fail_tensor(source_of(*stored_), name, "shape " + shape_str(t.shape) + ", but the config gives [" +
+                                                   std::to_string(n) + "]");
+      ids = stored_->ints(name);
+      for (int64_t id : ids)
+        if (id < 0 || id >= V)
+          fail_tensor(source_of(*stored_), name, "token id " + std::to_string(id) + " outside [0, V=" + std::to_string(V) + ")");
+    }
+    file.put_ints(name, ids, {n});
+    inputs.insert(name);
+    return std::vector<int>(ids.begin(), ids.end());
   }
   void output(const std::string& name, const Mat<double>& m, const Layout& l) {
     if (m.rows() != l.rows || m.cols() != l.cols)
@@ -197,9 +246,6 @@ void converter_fixture(FixtureData& f) {
 void layer_fixture(FixtureData& f) {
   const MixerConfig& c = f.cfg();
   const int T = f.spec.T, P = f.spec.P;
-  auto layout_of = [](const auto& t) {
-    return std::decay_t<decltype(t)>::ColsAtCompileTime == 1 ? vector(t.rows()) : matrix(t.rows(), t.cols());
-  };
   const Mat<double> u = f.input("input.u", matrix(T, c.D), [&] { return f.rnd.mat<double>(T, c.D); });
   MixerParams<double> prm = f.writing() ? f.rnd.params<double>(c) : MixerParams<double>::zeros(c);
   prm.for_each([&](const char* name, auto& t) {
@@ -225,6 +271,68 @@ void layer_fixture(FixtureData& f) {
   });
 }
 
+// A model's parameters: param.<ModelParams name>, e.g. param.blocks.0.mixer.W_in (drawn by
+// RandomTensors::model_params while writing).
+ModelParams<double> model_inputs(FixtureData& f, const ModelConfig& mc) {
+  ModelParams<double> prm = f.writing() ? f.rnd.model_params(mc) : ModelParams<double>::zeros(mc);
+  prm.for_each([&](const char* name, auto& t) {
+    t = f.input(std::string("param.") + name, layout_of(t), [&] { return Mat<double>(t); });
+  });
+  return prm;
+}
+
+// The model (model.hpp) over T tokens at its schedule's TransPoints; loss = the mean next-token
+// cross-entropy (no upstream gradient).
+void model_fixture(FixtureData& f) {
+  const ModelConfig mc = f.spec.model_config();
+  const MixerConfig& c = mc.mixer;
+  const int T = f.spec.T;
+  const std::vector<int> tokens = f.tokens("input.tokens", T, mc.V);
+  const ModelParams<double> prm = model_inputs(f, mc);
+  const ModelForward<double> fw = model_forward(prm, tokens);
+  f.output("output.logits", fw.logits, matrix(T, mc.V));
+  f.output("output.loss", Mat<double>::Constant(1, 1, fw.loss), scalar());
+  for (int l = 0; l < mc.n_layers; ++l) {
+    const std::string at = "stage.blocks." + std::to_string(l) + ".";
+    f.output(at + "h_mid", fw.blocks[l].h_mid, matrix(T, c.D));  // after the mixer
+    f.output(at + "h_out", fw.blocks[l].h_out, matrix(T, c.D));  // after the MLP
+    f.output(at + "S0", fw.blocks[l].mixer.S0, state(c));
+    f.output(at + "final_state", fw.blocks[l].mixer.final_state, state(c));
+  }
+  model_backward(prm, fw).for_each([&](const char* name, const auto& t) {
+    f.output(std::string("grad.d_") + name, Mat<double>(t), layout_of(t));
+  });
+}
+
+// The decode state of every layer (inference.hpp) as <prefix>layers.<l>.<field>; a KV cache of n tokens is
+// [n, G, N] (keys B) and [n, H, p] (values x).
+void store_decode_state(FixtureData& f, const std::string& prefix, const InferenceState<double>& st) {
+  const MixerConfig& c = f.cfg();
+  for (std::size_t l = 0; l < st.layers.size(); ++l) {
+    const LayerState<double>& layer = st.layers[l];
+    const std::string at = prefix + "layers." + std::to_string(l) + ".";
+    f.output(at + "scan_state", layer.scan_state, state(c));
+    f.output(at + "kv_B", layer.kv_B, groups(layer.kv_B.rows(), c));
+    f.output(at + "kv_x", layer.kv_x, heads(layer.kv_x.rows(), c));
+    f.output(at + "conv_window", layer.conv_window, matrix(c.W - 1, c.conv_channels()));
+  }
+}
+
+// Prefill of the first `prompt` tokens planned for T, then decode of the rest one token at a time.
+void decode_fixture(FixtureData& f) {
+  const ModelConfig mc = f.spec.model_config();
+  const int T = f.spec.T, T0 = f.spec.extra.at("prompt");
+  const std::vector<int> tokens = f.tokens("input.tokens", T, mc.V);
+  const ModelParams<double> prm = model_inputs(f, mc);
+  PrefillResult<double> run = prefill(prm, std::vector<int>(tokens.begin(), tokens.begin() + T0), T);
+  f.output("output.prefill_logits", run.logits, matrix(T0, mc.V));
+  store_decode_state(f, "stage.prefill.", run.state);
+  Mat<double> logits(T - T0, mc.V);
+  for (int t = T0; t < T; ++t) logits.row(t - T0) = decode(prm, run.state, tokens[t]).transpose();
+  f.output("output.decode_logits", logits, matrix(T - T0, mc.V));
+  store_decode_state(f, "output.", run.state);
+}
+
 // The kinds, by name: the function that draws, computes and stores a fixture of that kind.
 using FixtureKind = void (*)(FixtureData&);
 const std::map<std::string, FixtureKind>& fixture_kinds() {
@@ -234,6 +342,8 @@ const std::map<std::string, FixtureKind>& fixture_kinds() {
       {"scan_chunked", [](FixtureData& f) { scan_fixture(f, ScanForm::chunked); }},
       {"converter", converter_fixture},
       {"layer", layer_fixture},
+      {"model", model_fixture},
+      {"decode", decode_fixture},
   };
   return kinds;
 }
@@ -287,8 +397,9 @@ void check_metadata(const SafetensorsFile& stored, const FixtureSpec& spec) {
   }
 }
 
+// How close a comparison is to failing (> 1: failed); infinite when not finite or the shapes differ.
 double severity(const Comparison& c) {
-  if (!c.passed()) return INFINITY;
+  if (!c.finite || !c.shape_matches) return INFINITY;
   return c.bound > 0 ? c.rel_norm / c.bound : c.rel_norm;
 }
 

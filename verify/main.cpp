@@ -175,8 +175,14 @@ int main(int argc, char** argv) {
                   r.error.empty() ? w.name.c_str() : "error", r.seconds);
       if (!ok) {
         if (!r.error.empty()) std::printf("  %s\n", r.error.c_str());
-        for (const Comparison& c : r.comparisons)
-          if (!c.passed()) std::printf("  %s\n", c.report().c_str());
+        // The failing tensors, stages first (the earliest stage that differs points at the bug), then outputs
+        // and gradients; at most 12.
+        std::vector<const Comparison*> failing;
+        for (const char* prefix : {"stage.", "output.", "grad."})
+          for (const Comparison& c : r.comparisons)
+            if (!c.passed() && c.name.rfind(prefix, 0) == 0) failing.push_back(&c);
+        for (std::size_t k = 0; k < failing.size() && k < 12; ++k) std::printf("  %s\n", failing[k]->report().c_str());
+        if (failing.size() > 12) std::printf("  ... and %zu more tensors differ\n", failing.size() - 12);
         std::printf("  replay: tm-verify --suite %s --fixtures %s\n", name.c_str(), opt.fixtures_dir.c_str());
       }
       std::fflush(stdout);
