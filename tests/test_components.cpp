@@ -11,6 +11,7 @@ using namespace transmamba;
 TEST_CASE("projection.backward_fd", "[projection][gradient]") { require_check("projection.backward_fd"); }
 TEST_CASE("conv.backward_fd", "[conv][gradient]") { require_check("conv.backward_fd"); }
 TEST_CASE("step_size.backward_fd", "[step_size][gradient]") { require_check("step_size.backward_fd"); }
+TEST_CASE("norm.definition", "[norm][property]") { require_check("norm.definition"); }
 TEST_CASE("norm.backward_fd", "[norm][gradient]") { require_check("norm.backward_fd"); }
 
 TEST_CASE("conv: an impulse returns the taps reversed, as PyTorch's left-padded conv1d", "[conv]") {

@@ -4,6 +4,7 @@
 
 using namespace transmamba;
 
+TEST_CASE("ssm.definition", "[ssm][property]") { require_check("ssm.definition"); }
 TEST_CASE("ssm.forms_equal", "[ssm][property]") { require_check("ssm.forms_equal"); }
 TEST_CASE("ssm.split_resume", "[ssm][property]") { require_check("ssm.split_resume"); }
 TEST_CASE("ssm.backward_fd", "[ssm][gradient]") { require_check("ssm.backward_fd"); }

@@ -24,22 +24,23 @@ struct PrefixCase {
   }
 };
 PrefixCase<double> draw_prefix_case(int min_len) {
-  const MixerConfig cfg = *gen_mixer_config();
-  const int P = *rc::gen::inRange(min_len, 13);
-  RandomTensors rnd(*rc::gen::arbitrary<std::uint64_t>());
+  const MixerConfig cfg = draw("cfg", gen_mixer_config());
+  const int P = draw("P", rc::gen::inRange(min_len, 13));
+  RandomTensors rnd(draw("seed", rc::gen::arbitrary<std::uint64_t>()));
   const int GN = cfg.G * cfg.N;
   return {cfg, rnd.mat<double>(P, GN, -2, 2), rnd.mat<double>(P, GN, -2, 2), rnd.mat<double>(P, cfg.E),
           rnd.step_sizes<double>(P, cfg.H), rnd.decay_rates<double>(cfg.H)};
 }
 
-// E4 written out element by element, independently of attention_forward's matrix form.
+// E4 written out element by element, independently of attention_forward's matrix form (and of
+// MixerConfig::group_of).
 Mat<double> attention_by_definition(const MixerConfig& cfg, const Mat<double>& C, const Mat<double>& B,
                                     const Mat<double>& x) {
   const int P = x.rows(), p = cfg.p(), N = cfg.N;
   Mat<double> y = Mat<double>::Zero(P, cfg.E);
   for (int t = 0; t < P; ++t)
     for (int h = 0; h < cfg.H; ++h) {
-      const int g = cfg.group_of(h);
+      const int g = h / (cfg.H / cfg.G);  // g(h) = h / (H/G), DESIGN.md section 1
       std::vector<double> score(t + 1);
       double total = 0;
       for (int s = 0; s <= t; ++s) {
@@ -65,7 +66,7 @@ std::vector<Check> attention_checks() {
       {"attention.backward_fd", "attention backward (d_C, d_B, d_x) = central finite differences", 100,
        [] {
          const auto c = draw_prefix_case(1);
-         RandomTensors rnd(*rc::gen::arbitrary<std::uint64_t>());
+         RandomTensors rnd(draw("seed", rc::gen::arbitrary<std::uint64_t>()));
          const Mat<double> d_y = rnd.mat<double>(c.x.rows(), c.cfg.E);
          const auto g = attention_backward(c.cfg, c.C, c.B, c.x, d_y);
          auto t = c.cast<Truth>();
@@ -91,7 +92,7 @@ std::vector<Check> converter_checks() {
       {"converter.backward_fd", "converter backward (d_x, d_B, d_dt, d_A) = central finite differences", 100,
        [] {
          const auto c = draw_prefix_case(0);
-         RandomTensors rnd(*rc::gen::arbitrary<std::uint64_t>());
+         RandomTensors rnd(draw("seed", rc::gen::arbitrary<std::uint64_t>()));
          const Mat<double> d_S0 = rnd.mat<double>(c.cfg.E, c.cfg.N);
          const auto g = memory_converter_backward(c.cfg, c.x, c.B, c.dt, c.A, d_S0);
          auto t = c.cast<Truth>();

@@ -16,10 +16,10 @@ struct LayerCase {
   int P;
 };
 LayerCase draw_layer_case() {
-  const MixerConfig cfg = *gen_mixer_config();
-  const int T = *gen_length();
-  const int P = *gen_transpoint(T);
-  RandomTensors rnd(*rc::gen::arbitrary<std::uint64_t>());
+  const MixerConfig cfg = draw("cfg", gen_mixer_config());
+  const int T = draw("T", gen_length());
+  const int P = draw("P", gen_transpoint(T));
+  RandomTensors rnd(draw("seed", rc::gen::arbitrary<std::uint64_t>()));
   return {rnd.params<double>(cfg), rnd.mat<double>(T, cfg.D), P};
 }
 
@@ -51,7 +51,7 @@ std::vector<Check> mixer_checks() {
       {"mixer.backward_fd", "layer backward (d_u and every parameter, through the converter) = finite differences", 100,
        [] {
          const auto c = draw_layer_case();
-         RandomTensors rnd(*rc::gen::arbitrary<std::uint64_t>());
+         RandomTensors rnd(draw("seed", rc::gen::arbitrary<std::uint64_t>()));
          const Mat<double> d_out = rnd.mat<double>(c.u.rows(), c.prm.cfg.D);
          const auto g = mixer_backward(c.prm, mixer_forward(c.prm, c.u, c.P), d_out);
          auto prm_t = c.prm.cast<Truth>();
@@ -92,9 +92,9 @@ std::vector<Check> mixer_checks() {
       {"mixer.causality", "changing token t' leaves the outputs of tokens < t' unchanged", 200,
        [] {
          auto c = draw_layer_case();
-         const int T = c.u.rows(), t_changed = *rc::gen::inRange(0, T);
+         const int T = c.u.rows(), t_changed = draw("t'", rc::gen::inRange(0, T));
          const Mat<double> before = mixer_forward(c.prm, c.u, c.P).out;
-         RandomTensors rnd(*rc::gen::arbitrary<std::uint64_t>());
+         RandomTensors rnd(draw("seed", rc::gen::arbitrary<std::uint64_t>()));
          c.u.row(t_changed) = rnd.mat<double>(1, c.prm.cfg.D, -3, 3);
          const Mat<double> after = mixer_forward(c.prm, c.u, c.P).out;
          return std::vector<Comparison>{
@@ -103,7 +103,7 @@ std::vector<Check> mixer_checks() {
       {"mixer.float_vs_double", "layer in float vs the double truth: out and state <= 1e-5, all gradients <= 1e-4", 200,
        [] {
          const auto c = draw_layer_case();
-         RandomTensors rnd(*rc::gen::arbitrary<std::uint64_t>());
+         RandomTensors rnd(draw("seed", rc::gen::arbitrary<std::uint64_t>()));
          const Mat<double> d_out = rnd.mat<double>(c.u.rows(), c.prm.cfg.D);
          const auto prm_f = c.prm.cast<float>();
          const Mat<float> u_f = c.u.cast<float>(), d_out_f = d_out.cast<float>();

@@ -68,6 +68,7 @@ ModelConfig draw_model_config(int T_plan, bool tiny) {
   cfg.F = *rc::gen::inRange(1, tiny ? 4 : 7);
   cfg.tie_embeddings = *rc::gen::arbitrary<bool>();
   cfg.schedule = parse_schedule(*gen_schedule_text(T_plan));
+  RC_LOG() << "model: " << cfg.describe() << "\n";
   return cfg;
 }
 
@@ -75,12 +76,12 @@ ModelConfig draw_model_config(int T_plan, bool tiny) {
 // the size, which grows from 0 over a run; the decode checks want long sequences and every split point in
 // every run). Shrinking still goes towards the small end.
 template <class T>
-T full_range(rc::Gen<T> gen) {
-  return *rc::gen::resize(rc::kNominalSize, std::move(gen));
+T full_range(const char* name, rc::Gen<T> gen) {
+  return draw(name, rc::gen::resize(rc::kNominalSize, std::move(gen)));
 }
 
 std::vector<int> draw_tokens(int T, int V) {
-  return *rc::gen::container<std::vector<int>>(std::size_t(T), rc::gen::inRange(0, V));
+  return draw("tokens", rc::gen::container<std::vector<int>>(std::size_t(T), rc::gen::inRange(0, V)));
 }
 
 // The last min(W-1, T) rows of xBC before the conv, zero rows above: the conv window after T tokens.
@@ -97,8 +98,8 @@ std::vector<Check> model_checks() {
   return {
       {"mlp.backward_fd", "SwiGLU MLP backward (d_v, d_W_gate, d_W_up, d_W_down) = central finite differences", 100,
        [] {
-         const int T = *gen_length(), D = *rc::gen::inRange(1, 6), F = *rc::gen::inRange(1, 6);
-         RandomTensors rnd(*rc::gen::arbitrary<std::uint64_t>());
+         const int T = draw("T", gen_length()), D = draw("D", rc::gen::inRange(1, 6)), F = draw("F", rc::gen::inRange(1, 6));
+         RandomTensors rnd(draw("seed", rc::gen::arbitrary<std::uint64_t>()));
          Mat<double> v = rnd.mat<double>(T, D, -2, 2), W_gate = rnd.mat<double>(D, F), W_up = rnd.mat<double>(D, F),
                      W_down = rnd.mat<double>(F, D);
          const Mat<double> d_out = rnd.mat<double>(T, D);
@@ -114,10 +115,10 @@ std::vector<Check> model_checks() {
       {"model.backward_fd",
        "model backward (every parameter; the same tiny model untied and tied) = finite differences of the loss", 20,
        [] {
-         const int T = *gen_length(5);
+         const int T = draw("T", gen_length(5));
          ModelConfig cfg = draw_model_config(T, true);
          const std::vector<int> tokens = draw_tokens(T, cfg.V);
-         RandomTensors rnd(*rc::gen::arbitrary<std::uint64_t>());
+         RandomTensors rnd(draw("seed", rc::gen::arbitrary<std::uint64_t>()));
          std::vector<Comparison> out;
          for (bool tied : {false, true}) {
            cfg.tie_embeddings = tied;
@@ -138,12 +139,12 @@ std::vector<Check> model_checks() {
        "prefill of k tokens, then decode token by token = the full forward: logits, scan states, KV caches, conv windows",
        200,
        [] {
-         const int T = full_range(gen_length(16));
-         const int T_plan = T + full_range(rc::gen::inRange(0, 3));
+         const int T = full_range("T", gen_length(16));
+         const int T_plan = T + full_range("T_plan - T", rc::gen::inRange(0, 3));
          const ModelConfig cfg = draw_model_config(T_plan, false);
          const std::vector<int> tokens = draw_tokens(T, cfg.V);
-         const int k = full_range(rc::gen::inRange(1, T + 1));  // prefill tokens 0..k-1, decode k..T-1
-         RandomTensors rnd(*rc::gen::arbitrary<std::uint64_t>());
+         const int k = full_range("k", rc::gen::inRange(1, T + 1));  // prefill tokens 0..k-1, decode k..T-1
+         RandomTensors rnd(draw("seed", rc::gen::arbitrary<std::uint64_t>()));
          const ModelParams<double> prm = rnd.model_params(cfg);
          const ModelForward<double> full = model_forward(prm, tokens, T_plan);
          PrefillResult<double> run = prefill(prm, std::vector<int>(tokens.begin(), tokens.begin() + k), T_plan);
@@ -168,12 +169,12 @@ std::vector<Check> model_checks() {
        }},
       {"model.causality", "changing token t' leaves the logits of tokens < t' unchanged (TransPoints fixed by T_plan)", 200,
        [] {
-         const int T = full_range(gen_length(16));
-         const int T_plan = T + full_range(rc::gen::inRange(0, 3));
+         const int T = full_range("T", gen_length(16));
+         const int T_plan = T + full_range("T_plan - T", rc::gen::inRange(0, 3));
          const ModelConfig cfg = draw_model_config(T_plan, false);
          std::vector<int> tokens = draw_tokens(T, cfg.V);
-         const int t_changed = full_range(rc::gen::inRange(0, T));
-         RandomTensors rnd(*rc::gen::arbitrary<std::uint64_t>());
+         const int t_changed = full_range("t'", rc::gen::inRange(0, T));
+         RandomTensors rnd(draw("seed", rc::gen::arbitrary<std::uint64_t>()));
          const ModelParams<double> prm = rnd.model_params(cfg);
          const Mat<double> before = model_forward(prm, tokens, T_plan).logits;
          tokens[t_changed] = (tokens[t_changed] + *rc::gen::inRange(1, cfg.V)) % cfg.V;  // another id

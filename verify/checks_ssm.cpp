@@ -1,5 +1,7 @@
-// Checks of reference/ssm.hpp: the three forms agree, a scan can be split and resumed, the backward
-// matches finite differences, and float agrees with the double truth.
+// Checks of reference/ssm.hpp: the recurrent form is E6 as written, the three forms agree, a scan can be
+// split and resumed, the backward matches finite differences, and float agrees with the double truth.
+#include <cmath>
+
 #include "reference/ssm.hpp"
 
 #include "verify/bounds.hpp"
@@ -24,9 +26,9 @@ struct ScanCase {
 
 // A random scan: config and length from RapidCheck, bounded values from a drawn seed.
 ScanCase<double> draw_scan_case() {
-  const MixerConfig cfg = *gen_mixer_config();
-  const int T = *gen_length();
-  RandomTensors rnd(*rc::gen::arbitrary<std::uint64_t>());
+  const MixerConfig cfg = draw("cfg", gen_mixer_config());
+  const int T = draw("T", gen_length());
+  RandomTensors rnd(draw("seed", rc::gen::arbitrary<std::uint64_t>()));
   return {cfg,
           rnd.mat<double>(T, cfg.E),
           rnd.step_sizes<double>(T, cfg.H),
@@ -35,15 +37,43 @@ ScanCase<double> draw_scan_case() {
           rnd.mat<double>(cfg.E, cfg.N),
           rnd.decay_rates<double>(cfg.H)};
 }
+
+// E6 written out element by element, independently of the three forms (and of MixerConfig::group_of):
+//   S[h] = exp(dt[t,h]·A[h]) · S[h] + dt[t,h] · x[t,h] ⊗ B[t,g],   y[t,h] = S[h] · C[t,g],   g = h / (H/G).
+ScanResult<double> scan_by_definition(const ScanCase<double>& c) {
+  const int T = c.x.rows(), p = c.cfg.p(), N = c.cfg.N;
+  ScanResult<double> r{Mat<double>::Zero(T, c.cfg.E), c.S_init};
+  Mat<double>& S = r.final_state;  // row h·p + i, column n
+  for (int t = 0; t < T; ++t)
+    for (int h = 0; h < c.cfg.H; ++h) {
+      const int g = h / (c.cfg.H / c.cfg.G);  // g(h) = h / (H/G), DESIGN.md section 1
+      const double a = std::exp(c.dt(t, h) * c.A(h));
+      for (int i = 0; i < p; ++i)
+        for (int n = 0; n < N; ++n) {
+          double& s = S(h * p + i, n);
+          s = a * s + c.dt(t, h) * c.x(t, h * p + i) * c.B(t, g * N + n);
+          r.y(t, h * p + i) += s * c.C(t, g * N + n);
+        }
+    }
+  return r;
+}
 }  // namespace
 
 std::vector<Check> ssm_checks() {
   return {
+      {"ssm.definition", "recurrent scan = E6 written element by element (y and final state)", 200,
+       [] {
+         const auto c = draw_scan_case();
+         const auto rec = ssm_recurrent(c.cfg, c.x, c.dt, c.A, c.B, c.C, c.S_init);
+         const auto def = scan_by_definition(c);
+         return std::vector<Comparison>{compare("y", rec.y, def.y, bounds::kExact),
+                                        compare("final state", rec.final_state, def.final_state, bounds::kExact)};
+       }},
       {"ssm.forms_equal", "recurrent = quadratic = chunked scan (y and final state), any chunk size and initial state",
        200,
        [] {
          const auto c = draw_scan_case();
-         const int Q = *rc::gen::inRange(1, 8);
+         const int Q = draw("Q", rc::gen::inRange(1, 8));
          const auto rec = ssm_recurrent(c.cfg, c.x, c.dt, c.A, c.B, c.C, c.S_init);
          const auto quad = ssm_quadratic(c.cfg, c.x, c.dt, c.A, c.B, c.C, c.S_init);
          const auto chunk = ssm_chunked(c.cfg, c.x, c.dt, c.A, c.B, c.C, c.S_init, Q);
@@ -55,7 +85,7 @@ std::vector<Check> ssm_checks() {
       {"ssm.split_resume", "scan of [0,T) = scan of [0,k) then scan of [k,T) from its final state", 200,
        [] {
          const auto c = draw_scan_case();
-         const int T = c.x.rows(), k = *rc::gen::inRange(0, T + 1);
+         const int T = c.x.rows(), k = draw("k", rc::gen::inRange(0, T + 1));
          const auto whole = ssm_chunked(c.cfg, c.x, c.dt, c.A, c.B, c.C, c.S_init, c.cfg.chunk);
          const auto first = ssm_chunked<double>(c.cfg, c.x.topRows(k), c.dt.topRows(k), c.A, c.B.topRows(k),
                                                 c.C.topRows(k), c.S_init, c.cfg.chunk);
@@ -69,7 +99,7 @@ std::vector<Check> ssm_checks() {
       {"ssm.backward_fd", "scan backward (d_x, d_dt, d_A, d_B, d_C, d_S_init) = central finite differences", 100,
        [] {
          const auto c = draw_scan_case();
-         RandomTensors rnd(*rc::gen::arbitrary<std::uint64_t>());
+         RandomTensors rnd(draw("seed", rc::gen::arbitrary<std::uint64_t>()));
          const Mat<double> d_y = rnd.mat<double>(c.x.rows(), c.cfg.E), d_final = rnd.mat<double>(c.cfg.E, c.cfg.N);
          const auto g = ssm_backward(c.cfg, c.x, c.dt, c.A, c.B, c.C, c.S_init, d_y, d_final);
          auto t = c.cast<Truth>();

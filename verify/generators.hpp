@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <ostream>
 #include <random>
+#include <utility>
 
 #include "reference/model.hpp"
 #include "reference/params.hpp"
@@ -17,6 +18,16 @@
 namespace transmamba {
 
 inline void showValue(const MixerConfig& cfg, std::ostream& os) { os << "MixerConfig{" << cfg.describe() << "}"; }
+
+// *gen, with its value written to the case's log as "name = value": a failing case's report (RapidCheck's
+// "Log:" section) then says which drawn value is T, P or the tensors' seed, where the counterexample
+// itself only lists types and values ("int: 3").
+template <class T>
+T draw(const char* name, rc::Gen<T> gen) {
+  T value = *std::move(gen);
+  RC_LOG() << name << " = " << rc::toString(value) << "\n";
+  return value;
+}
 
 // Small configs that cover the edges: G = 1, G = H and in between; N, W, Q from 1.
 // p starts at 2: with G = H and p = 1 a norm group holds one channel, RMSNorm degenerates to sign(v)·w and

@@ -1,6 +1,7 @@
 #include "verify/harness.hpp"
 
 #include <rapidcheck.h>
+#include <rapidcheck/detail/TestListenerAdapter.h>
 
 #include <algorithm>
 #include <cmath>
@@ -51,7 +52,10 @@ CheckReport run_check(const Check& check, std::uint64_t seed, int cases) {
   params.maxSuccess = cases > 0 ? cases : check.default_cases;
   rc::detail::TestMetadata metadata;
   metadata.id = metadata.description = check.name;
-  const rc::detail::TestResult result = rc::detail::checkTestable(testable, metadata, params);
+  // A listener of our own: RapidCheck's default one would print an RC_PARAMS "reproduce" string at exit;
+  // tm-verify prints its own replay command (--suite, --seed, --cases) instead.
+  rc::detail::TestListenerAdapter listener;
+  const rc::detail::TestResult result = rc::detail::checkTestable(testable, metadata, params, listener);
   if (result.is<rc::detail::SuccessResult>()) {
     report.passed = true;
     report.cases = result.get<rc::detail::SuccessResult>().numSuccess;
