@@ -2,7 +2,7 @@
 """Does the harness have teeth? Plants realistic bugs in the reference, one at a time, in a throw-away copy of
 the repository, and records which tm-verify checks catch each one (verify/PLANTED_BUGS.md holds the results).
 
-    python3 tools/planted_bugs.py [--seed 1] [--only NAME ...] [--keep DIR] [--json FILE]
+    python3 tools/planted_bugs.py [--seed 1] [--only NAME ...] [--keep DIR] [--json FILE] [--markdown FILE]
 
 For every bug: copy the working tree (git ls-files, so uncommitted changes count) into a temporary directory,
 replace one exact piece of reference code (the bug must apply exactly once, else the script stops: the
@@ -119,6 +119,19 @@ def run_tm_verify(dest, build, seed):
     return p.returncode, p.stdout + p.stderr, results
 
 
+def markdown_table(summary):
+    """The results as a Markdown table: one row per bug; the properties and the fixtures that caught it."""
+    rows = ["| bug (file) | what | properties that failed (worst tensor, rel error) | fixtures that failed |",
+            "| --- | --- | --- | --- |"]
+    for r in summary:
+        props = [c for c in r["caught_by"] if not c.startswith("fixture:")]
+        fixtures = [c[len("fixture:"):].replace(".safetensors", "") for c in r["caught_by"] if c.startswith("fixture:")]
+        props_text = ", ".join(f"`{c}` ({r['worst'][c][0]}, {r['worst'][c][1]:.1e})" for c in props) or "**none**"
+        rows.append(f"| `{r['bug']}` ({r['file'].split('/')[-1]}) | {r['description']} | {props_text} | "
+                    f"{len(fixtures)}: {', '.join(fixtures) or '-'} |")
+    return "\n".join(rows) + "\n"
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seed", type=int, default=1, help="tm-verify --seed (default 1)")
@@ -126,6 +139,7 @@ def main():
     ap.add_argument("--list", action="store_true", help="list the bugs and exit")
     ap.add_argument("--keep", metavar="DIR", help="write each bug's tm-verify output to DIR/<name>.txt")
     ap.add_argument("--json", metavar="FILE", help="write the results as JSON")
+    ap.add_argument("--markdown", metavar="FILE", help="write the results as a Markdown table")
     args = ap.parse_args()
     if args.list:
         for b in BUGS:
@@ -173,6 +187,8 @@ def main():
                             "worst": {r["name"]: [r.get("worst_tensor"), r.get("worst_rel")] for r in caught}})
     if args.json:
         json.dump(summary, open(args.json, "w"), indent=1)
+    if args.markdown:
+        open(args.markdown, "w").write(markdown_table(summary))
     missed = [s["bug"] for s in summary if not s["caught_by"]]
     print(f"{len(summary) - len(missed)} caught, {len(missed)} missed" + (f": {', '.join(missed)}" if missed else ""))
     return 1 if missed else 0

@@ -144,6 +144,7 @@ class FixtureData {
   RandomTensors rnd;                      // draws the inputs (only while writing)
   SafetensorsFile file;                   // every tensor of the fixture
   std::map<std::string, Layout> layouts;  // of every tensor
+  std::vector<std::string> order;         // every tensor, in the order the computation produced it
   std::set<std::string> inputs;           // the input.*, param.* and upstream.* names
 
   bool writing() const { return stored_ == nullptr; }
@@ -182,6 +183,7 @@ class FixtureData {
                              ", " + std::to_string(m.cols()) + "], its layout " + shape_str(l.shape) + " says [" +
                              std::to_string(l.rows) + ", " + std::to_string(l.cols) + "]");
     file.put_matrix(name, m, l.shape);
+    if (!layouts.count(name)) order.push_back(name);
     layouts[name] = l;
   }
 
@@ -427,10 +429,12 @@ std::vector<Comparison> check_fixture(const SafetensorsFile& stored, const Fixtu
     if (!f.file.has(kv.first))
       fail_tensor(src, kv.first, "unexpected: a '" + spec.kind + "' fixture does not store it");
   std::vector<Comparison> out;
-  for (const auto& [name, layout] : f.layouts) {
+  for (const std::string& name : f.order) {  // pipeline order: the first stage that differs is nearest the bug
     if (f.inputs.count(name)) continue;
-    const Mat<double> got = read(stored, name, layout);
-    out.push_back(compare(name, got, f.file.matrix(name, layout.rows, layout.cols), bounds::kExact));
+    const Layout& layout = f.layouts.at(name);
+    // The stored tensor is the golden one: the reference's recomputation is what is checked against it.
+    const Mat<double> golden = read(stored, name, layout);
+    out.push_back(compare(name, f.file.matrix(name, layout.rows, layout.cols), golden, bounds::kExact));
   }
   return out;
 }

@@ -81,7 +81,8 @@ const FixtureSpec& find_fixture(const std::string& name);
 SafetensorsFile build_fixture(const FixtureSpec& spec);
 
 // Checks a stored fixture against its definition: recomputes it from the stored inputs and parameters and
-// compares every stored output, stage output and gradient (one Comparison each, bound bounds::kExact).
+// compares every stored output, stage output and gradient (one Comparison each, bound bounds::kExact, in the
+// order the computation produces them).
 // Throws SafetensorsError, naming stored.source and the field, when the file does not fit the definition:
 // metadata that differs, a missing or unexpected tensor, a tensor of the wrong dtype or shape.
 std::vector<Comparison> check_fixture(const SafetensorsFile& stored, const FixtureSpec& spec);

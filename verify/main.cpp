@@ -175,8 +175,8 @@ int main(int argc, char** argv) {
                   r.error.empty() ? w.name.c_str() : "error", r.seconds);
       if (!ok) {
         if (!r.error.empty()) std::printf("  %s\n", r.error.c_str());
-        // The failing tensors, stages first (the earliest stage that differs points at the bug), then outputs
-        // and gradients; at most 12.
+        // The failing tensors, stages first, each group in the order computed (the earliest stage that differs
+        // is nearest the bug), then outputs and gradients; at most 12.
         std::vector<const Comparison*> failing;
         for (const char* prefix : {"stage.", "output.", "grad."})
           for (const Comparison& c : r.comparisons)
