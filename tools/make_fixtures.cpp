@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <iostream>
 
+#include "tools/cli.hpp"
 #include "verify/fixtures.hpp"
 
 using namespace transmamba;
@@ -21,14 +22,7 @@ int main(int argc, char** argv) {
   CLI::App app{"tm-fixtures: writes the golden fixtures (safetensors, float64) from the double reference."};
   app.add_option("--out", out, "directory to write into (created when missing)")->capture_default_str();
   app.add_option("--only", only, "write only the fixture with this name");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    app.exit(e);
-    return 2;
-  }
+  if (const auto exit_code = parse_command_line(app, argc, argv)) return *exit_code;
   std::vector<const FixtureSpec*> specs;
   try {
     if (!only.empty()) specs.push_back(&find_fixture(only));

@@ -13,6 +13,7 @@
 #include <iostream>
 #include <string>
 
+#include "tools/cli.hpp"
 #include "reference/config.hpp"
 #include "reference/schedule.hpp"
 
@@ -93,14 +94,7 @@ int main(int argc, char** argv) {
   app.add_option("--W", cfg.W, "conv width (only in the constant projection line)")->capture_default_str();
   app.add_flag("--all", all, "one summary row per named schedule (V1..V9, transformer, mamba) instead of --schedule");
 
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::Success& e) {  // --help
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    app.exit(e);  // prints the message to stderr
-    return 2;
-  }
+  if (const auto exit_code = transmamba::parse_command_line(app, argc, argv)) return *exit_code;
 
   try {
     if (T <= 0) throw std::invalid_argument("--seq must be positive, got " + std::to_string(T));

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "tools/cli.hpp"
 #include "reference/inference.hpp"
 #include "reference/model.hpp"
 
@@ -133,14 +134,7 @@ int main(int argc, char** argv) {
   app.add_option("--W", cfg.mixer.W, "conv width")->capture_default_str();
   app.add_option("--F", cfg.F, "SwiGLU hidden width")->capture_default_str();
 
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::Success& e) {  // --help
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    app.exit(e);  // prints the message to stderr
-    return 2;
-  }
+  if (const auto exit_code = transmamba::parse_command_line(app, argc, argv)) return *exit_code;
 
   try {
     if (steps < 0) throw std::invalid_argument("--steps must be >= 0, got " + std::to_string(steps));

@@ -67,7 +67,10 @@ nlohmann::ordered_json FixtureSpec::config_json() const {
                            {"N", cfg.N}, {"W", cfg.W}, {"chunk", cfg.chunk}, {"T", T}};
   if (P >= 0) j["P"] = P;
   for (auto it = extra.begin(); it != extra.end(); ++it) j[it.key()] = it.value();
-  if (extra.contains("schedule")) j["transpoints"] = model_config().schedule.transpoints(model_config().n_layers, T);
+  if (extra.contains("schedule")) {
+    const ModelConfig m = model_config();
+    j["transpoints"] = m.schedule.transpoints(m.n_layers, T);
+  }
   return j;
 }
 

@@ -16,6 +16,7 @@
 #include <random>
 #include <unistd.h>
 
+#include "tools/cli.hpp"
 #include "cuda/device.hpp"
 #include "verify/bounds.hpp"
 #include "verify/fixtures.hpp"
@@ -69,14 +70,7 @@ int main(int argc, char** argv) {
                                                  "repository's fixtures/, or fixtures/ next to the binary)");
   app.add_option("--json", opt.json_path, "also write the results to this JSON file");
   app.add_flag("--list", opt.list, "list the checks and exit");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    app.exit(e);
-    return 2;
-  }
+  if (const auto exit_code = parse_command_line(app, argc, argv)) return *exit_code;
   opt.seed_given = app.count("--seed") > 0;
   if (!opt.seed_given) opt.seed = std::random_device{}() | (std::uint64_t(std::random_device{}()) << 32);
 
