@@ -1,10 +1,120 @@
-// CPU-only build of cuda/device.hpp; the CUDA build implements it in device_query.cu instead.
+// cuda/device.hpp: the emulated backend's memory (host memory, NaN-filled, exactly the size asked for so that
+// AddressSanitizer sees one value past the end), and the CUDA backend through runtime.hpp.
 #include "cuda/device.hpp"
 
-#ifndef TM_HAVE_CUDA
-namespace transmamba::cuda {
-bool compiled_in() { return false; }
-bool device_available() { return false; }
-std::string describe() { return "cpu-only build"; }
-}  // namespace transmamba::cuda
+#include <cstdlib>
+#include <cstring>
+#include <stdexcept>
+
+#ifdef TM_HAVE_CUDA
+#include "cuda/runtime.hpp"
 #endif
+
+namespace transmamba::gpu {
+
+const char* to_string(Backend b) { return b == Backend::cuda ? "cuda" : "emulated"; }
+
+bool emulation_compiled_in() {
+#ifdef TM_HAVE_EMULATION
+  return true;
+#else
+  return false;
+#endif
+}
+
+bool cuda_compiled_in() {
+#ifdef TM_HAVE_CUDA
+  return true;
+#else
+  return false;
+#endif
+}
+
+bool cuda_device_available() {
+#ifdef TM_HAVE_CUDA
+  return on_device::device_available();
+#else
+  return false;
+#endif
+}
+
+std::string describe() {
+#ifdef TM_HAVE_CUDA
+  return on_device::describe();
+#else
+  return "cpu-only build";
+#endif
+}
+
+Device Device::emulated(std::uint64_t seed) {
+  if (!emulation_compiled_in())
+    throw std::runtime_error("this build has no emulated kernels (the CUDA headers were not found at configure time)");
+  return Device(Backend::emulated, 0, seed);
+}
+
+Device Device::cuda(int ordinal) {
+  if (!cuda_compiled_in()) throw std::runtime_error("this build has no CUDA kernels (nvcc was not found at configure time)");
+  if (!cuda_device_available()) throw std::runtime_error("no CUDA device: " + describe());
+  return Device(Backend::cuda, ordinal, 0);
+}
+
+std::string Device::name() const {
+  return backend_ == Backend::cuda ? "cuda:" + std::to_string(ordinal_) : "emulated (seed " + std::to_string(seed_) + ")";
+}
+
+void* Device::allocate(std::size_t bytes) const {
+  if (backend_ == Backend::cuda) {
+#ifdef TM_HAVE_CUDA
+    return on_device::allocate(ordinal_, bytes);
+#endif
+  }
+  void* p = std::malloc(bytes ? bytes : 1);
+  if (!p) throw std::runtime_error("emulated device: cannot allocate " + std::to_string(bytes) + " bytes");
+  std::memset(p, 0xFF, bytes);  // NaN for every float type, -1 for integers
+  return p;
+}
+
+void Device::release(void* p) const noexcept {
+  if (!p) return;
+  if (backend_ == Backend::cuda) {
+#ifdef TM_HAVE_CUDA
+    on_device::release(p);
+#endif
+    return;
+  }
+  std::free(p);
+}
+
+void Device::copy(void* dst, const void* src, std::size_t bytes, bool to_device) const {
+  if (bytes == 0) return;
+  if (backend_ == Backend::cuda) {
+#ifdef TM_HAVE_CUDA
+    on_device::copy(dst, src, bytes, to_device);
+#endif
+    return;
+  }
+  std::memcpy(dst, src, bytes);
+}
+
+Stream::Stream(const Device& device) : device_(device) {
+  context_.backend = device.backend();
+  context_.seed = device.seed();
+#ifdef TM_HAVE_CUDA
+  if (device.backend() == Backend::cuda) context_.stream = on_device::create_stream(device.ordinal());
+#endif
+}
+
+Stream::~Stream() {
+#ifdef TM_HAVE_CUDA
+  if (context_.blas_handle) on_device::destroy_blas_handle(context_.blas_handle);
+  if (context_.stream) on_device::destroy_stream(context_.stream);
+#endif
+}
+
+void Stream::synchronize() const {
+#ifdef TM_HAVE_CUDA
+  if (context_.stream) on_device::synchronize(context_.stream);
+#endif
+}
+
+}  // namespace transmamba::gpu

@@ -38,12 +38,11 @@ struct ConvGrads {
   Mat<S> d_w;  // [C, W]
   Vec<S> d_b;  // [C]
 };
-// Backward of conv_silu_forward from d_out: [T, C].
+// Backward of the conv alone (it is linear in v, w, b) from d_pre = dL/dconv(v): [T, C].
+//   d_v[s, c] = Σ_k d_pre[s + W-1-k, c] · w[c, k],  d_w[c, k] = Σ_t d_pre[t, c] · v[t-W+1+k, c],  d_b = Σ_t d_pre
 template <class S>
-ConvGrads<S> conv_silu_backward(const Mat<S>& v, const Mat<S>& w, const Vec<S>& b, const Mat<S>& d_out) {
-  check_shape("d_out", d_out, v.rows(), v.cols());
-  const Mat<S> pre = causal_conv(v, w, b);
-  const Mat<S> d_pre = d_out.cwiseProduct(pre.unaryExpr([](S s) { return silu_grad(s); }));
+ConvGrads<S> causal_conv_backward(const Mat<S>& v, const Mat<S>& w, const Mat<S>& d_pre) {
+  check_shape("d_pre", d_pre, v.rows(), v.cols());
   const Eigen::Index T = v.rows(), W = w.cols();
   ConvGrads<S> g{Mat<S>::Zero(v.rows(), v.cols()), Mat<S>::Zero(w.rows(), W), d_pre.colwise().sum().transpose()};
   for (Eigen::Index t = 0; t < T; ++t)
@@ -54,6 +53,14 @@ ConvGrads<S> conv_silu_backward(const Mat<S>& v, const Mat<S>& w, const Vec<S>& 
       g.d_v.row(src) += d_pre.row(t).cwiseProduct(w.col(k).transpose());
     }
   return g;
+}
+
+// Backward of conv_silu_forward from d_out: [T, C]: d_pre = d_out ⊙ SiLU'(conv(v)), then the conv's backward.
+template <class S>
+ConvGrads<S> conv_silu_backward(const Mat<S>& v, const Mat<S>& w, const Vec<S>& b, const Mat<S>& d_out) {
+  check_shape("d_out", d_out, v.rows(), v.cols());
+  const Mat<S> pre = causal_conv(v, w, b);
+  return causal_conv_backward(v, w, Mat<S>(d_out.cwiseProduct(pre.unaryExpr([](S s) { return silu_grad(s); }))));
 }
 
 }  // namespace transmamba

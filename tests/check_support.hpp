@@ -8,10 +8,12 @@
 
 #include "verify/harness.hpp"
 
-inline void require_check(const std::string& name) {
+// catalogue: where to find the check (default: the CPU checks; the kernel tests pass kernel_checks(...)).
+inline void require_check(const std::string& name,
+                          const std::vector<transmamba::Check>& catalogue = transmamba::cpu_checks()) {
   const char* env = std::getenv("TM_SEED");
   const std::uint64_t seed = env ? std::strtoull(env, nullptr, 10) : 20261123;
-  const transmamba::CheckReport r = transmamba::run_check(transmamba::find_check(name), seed);
+  const transmamba::CheckReport r = transmamba::run_check(transmamba::find_check(name, catalogue), seed);
   INFO(name << " (seed " << seed << "): worst " << r.worst.report() << "\n" << r.failure);
   REQUIRE(r.passed);
   REQUIRE(r.cases > 0);

@@ -24,7 +24,7 @@ def main():
     required = {}
     for name in sorted(os.listdir(tests_dir)):
         if name.endswith(".cpp"):
-            for check in re.findall(r'require_check\("([^"]+)"\)', open(os.path.join(tests_dir, name)).read()):
+            for check in re.findall(r'require_check\("([^"]+)"', open(os.path.join(tests_dir, name)).read()):
                 required[check] = name
     failures = [f"check '{c}' is in the catalogue but no test in tests/ calls require_check(\"{c}\")"
                 for c in sorted(catalogue - set(required))]

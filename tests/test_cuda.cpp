@@ -1,19 +1,25 @@
-// The CUDA suite's entry in ctest. Without nvcc or without a GPU it reports itself as skipped (exit 77,
-// which ctest shows as "Skipped"), never as passed.
+// The CUDA suite's entry in ctest: every kernel check on the GPU (the "cuda.*" rows of tm-verify), at its
+// default number of cases and the ctest seed. Without nvcc or without a GPU it reports itself as skipped
+// (exit 77, which ctest shows as "Skipped"), never as passed.
 #include <cstdio>
-#include <string>
+#include <cstdlib>
 
-#include "cuda/device.hpp"
+#include "verify/checks_kernels.hpp"
 
 int main() {
   using namespace transmamba;
-  const std::string what = cuda::describe();
-  if (!cuda::compiled_in() || !cuda::device_available()) {
-    std::printf("skipped: %s\n", what.c_str());
+  std::printf("%s\n", gpu::describe().c_str());
+  if (!gpu::cuda_device_available()) {
+    std::printf("skipped: no CUDA device\n");
     return 77;
   }
-  std::printf("%s\n", what.c_str());
-  const bool ok = what.find("device 0:") != std::string::npos;
-  std::printf("%s\n", ok ? "device query ok" : "device query FAILED");
-  return ok ? 0 : 1;
+  const char* env = std::getenv("TM_SEED");
+  const std::uint64_t seed = env ? std::strtoull(env, nullptr, 10) : 20261123;
+  int failed = 0;
+  for (const Check& c : kernel_checks(gpu::Backend::cuda)) {
+    const CheckReport r = run_check(c, seed);
+    std::printf("%-24s %4d cases  %s  worst %s\n", c.name.c_str(), r.cases, r.passed ? "ok" : "FAIL", r.worst.report().c_str());
+    if (!r.passed) std::printf("%s\n", r.failure.c_str()), ++failed;
+  }
+  return failed ? 1 : 0;
 }

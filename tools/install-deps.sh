@@ -7,7 +7,8 @@ export DEBIAN_FRONTEND=noninteractive
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends \
-  cmake g++ make libeigen3-dev catch2 librapidcheck-dev nlohmann-json3-dev libcli11-dev libclang-rt-14-dev >/dev/null
+  cmake g++ make libeigen3-dev catch2 librapidcheck-dev nlohmann-json3-dev libcli11-dev libclang-rt-14-dev \
+  libboost-context-dev >/dev/null
 echo "install-deps: Debian packages installed"
 # The Python interop test of the fixtures (tests/test_fixtures.py): NumPy and safetensors from PyPI, pinned.
 # Without them that test reports itself as skipped.

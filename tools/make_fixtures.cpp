@@ -11,7 +11,7 @@
 #include <filesystem>
 #include <iostream>
 
-#include "tools/cli.hpp"
+#include "common/cli.hpp"
 #include "verify/fixtures.hpp"
 
 using namespace transmamba;

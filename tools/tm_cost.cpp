@@ -13,7 +13,7 @@
 #include <iostream>
 #include <string>
 
-#include "tools/cli.hpp"
+#include "common/cli.hpp"
 #include "reference/config.hpp"
 #include "reference/schedule.hpp"
 

@@ -16,7 +16,7 @@
 #include <string>
 #include <vector>
 
-#include "tools/cli.hpp"
+#include "common/cli.hpp"
 #include "reference/inference.hpp"
 #include "reference/model.hpp"
 

@@ -78,9 +78,9 @@ const std::vector<Check>& cpu_checks() {
   return all;
 }
 
-const Check& find_check(const std::string& name) {
+const Check& find_check(const std::string& name, const std::vector<Check>& catalogue) {
   std::string names;
-  for (const Check& c : cpu_checks()) {
+  for (const Check& c : catalogue) {
     if (c.name == name) return c;
     names += (names.empty() ? "" : ", ") + c.name;
   }

@@ -38,8 +38,8 @@ CheckReport run_check(const Check& check, std::uint64_t seed, int cases = 0);
 
 // The catalogue: every CPU check of the project, in a fixed order.
 const std::vector<Check>& cpu_checks();
-// The check with this name; throws std::invalid_argument listing the names when there is none.
-const Check& find_check(const std::string& name);
+// The check with this name in catalogue; throws std::invalid_argument listing the names when there is none.
+const Check& find_check(const std::string& name, const std::vector<Check>& catalogue = cpu_checks());
 
 // Parts of the catalogue, one per reference component (verify/checks_*.cpp).
 std::vector<Check> ssm_checks();

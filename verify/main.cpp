@@ -16,8 +16,9 @@
 #include <random>
 #include <unistd.h>
 
-#include "tools/cli.hpp"
+#include "common/cli.hpp"
 #include "cuda/device.hpp"
+#include "verify/checks_kernels.hpp"
 #include "verify/bounds.hpp"
 #include "verify/fixtures.hpp"
 #include "verify/harness.hpp"
@@ -38,8 +39,10 @@ struct Options {
   std::string fixtures_dir;  // default: default_fixtures_dir()
 };
 
+// A suite is the part of a name before the dot; a kernel check ("emulated.conv") is also selected by its
+// family ("conv"), which runs it in every place it can run.
 bool selected(const Check& c, const std::string& suite) {
-  return suite == "all" || suite == c.suite() || suite == c.name;
+  return suite == "all" || suite == c.suite() || suite == c.name || suite == c.name.substr(c.name.find('.') + 1);
 }
 
 // Fixture rows are named "fixture:<file>"; --suite fixture selects them all.
@@ -62,8 +65,10 @@ int main(int argc, char** argv) {
                "failed, 2: bad usage."};
   app.add_option("--suite", opt.suite, "a suite (the part of a check's name before the dot), one check's full "
                                        "name, 'fixture' (every fixture file), 'fixture:<file>', or 'all'")->capture_default_str();
-  app.add_option("--backend", opt.backend, "cpu, cuda or all")->check(CLI::IsMember({"cpu", "cuda", "all"}))->capture_default_str();
-  app.add_option("--dtype", opt.dtype, "CUDA precision: fp32, bf16 or all")->check(CLI::IsMember({"fp32", "bf16", "all"}))->capture_default_str();
+  app.add_option("--backend", opt.backend, "cpu (the reference), emulated (the kernels on the CPU emulation), cuda (the "
+                                           "kernels on the GPU) or all")
+      ->check(CLI::IsMember({"cpu", "emulated", "cuda", "all"}))->capture_default_str();
+  app.add_option("--dtype", opt.dtype, "kernel precision: fp32, bf16 or all")->check(CLI::IsMember({"fp32", "bf16", "all"}))->capture_default_str();
   app.add_option("--cases", opt.cases, "random cases per check (default: each check's own)")->check(CLI::PositiveNumber);
   app.add_option("--seed", opt.seed, "RapidCheck seed (default: a random seed, printed)");
   app.add_option("--fixtures", opt.fixtures_dir, "directory of golden fixtures to check (default: the "
@@ -75,11 +80,29 @@ int main(int argc, char** argv) {
   if (!opt.seed_given) opt.seed = std::random_device{}() | (std::uint64_t(std::random_device{}()) << 32);
 
   std::vector<const Check*> checks;
-  const bool run_cpu = opt.backend != "cuda";
+  const bool run_cpu = opt.backend == "cpu" || opt.backend == "all";
   if (run_cpu)
     for (const Check& c : cpu_checks())
       if (selected(c, opt.suite)) checks.push_back(&c);
-  const bool want_cuda = opt.backend != "cpu" && (opt.suite == "all" || opt.suite == "cuda");
+  // The kernel checks, in the places this build and machine can run them; the others get a "skipped" row.
+  static const std::vector<Check> emulated = kernel_checks(gpu::Backend::emulated), on_gpu = kernel_checks(gpu::Backend::cuda);
+  const bool want_fp32 = opt.dtype != "bf16", want_bf16 = opt.dtype != "fp32";
+  std::vector<std::pair<std::string, std::string>> skipped_rows;  // name, why
+  auto add_kernels = [&](const std::string& backend, const std::vector<Check>& all, bool available, const std::string& why) {
+    if (opt.backend != backend && opt.backend != "all") return;
+    bool any = false;
+    for (const Check& c : all)
+      if (selected(c, opt.suite)) any = true;
+    if (!any) return;
+    if (want_bf16) skipped_rows.push_back({backend + " bf16", "no bf16 kernels yet"});
+    if (!want_fp32) return;
+    if (!available) return skipped_rows.push_back({backend, why});
+    for (const Check& c : all)
+      if (selected(c, opt.suite)) checks.push_back(&c);
+  };
+  add_kernels("emulated", emulated, gpu::emulation_compiled_in(), "this build has no emulated kernels (no CUDA headers)");
+  add_kernels("cuda", on_gpu, gpu::cuda_device_available(),
+              gpu::cuda_compiled_in() ? "no CUDA device" : "cpu-only build (nvcc not found)");
   const bool fixtures_given = app.count("--fixtures") > 0;
   if (fixtures_given) {
     std::error_code ec;
@@ -94,7 +117,7 @@ int main(int argc, char** argv) {
   }
   const bool want_fixtures =
       run_cpu && (opt.suite == "all" || opt.suite == "fixture" || opt.suite.rfind("fixture:", 0) == 0);
-  if (checks.empty() && !want_cuda && !want_fixtures) {
+  if (checks.empty() && skipped_rows.empty() && !want_fixtures) {
     std::cerr << "tm-verify: no check matches --suite " << opt.suite << " --backend " << opt.backend
               << " (see --list)\n";
     return 2;
@@ -105,12 +128,13 @@ int main(int argc, char** argv) {
     for (const FixtureSpec& s : fixture_specs())
       std::printf("%-30s %4d case   %s (%s)\n", ("fixture:" + s.file_name()).c_str(), 1, s.description.c_str(),
                   s.kind.c_str());
-    std::printf("%-30s %4s        %s\n", "cuda", "-", "CUDA kernels vs the reference (none built yet)");
+    for (const auto* part : {&emulated, &on_gpu})
+      for (const Check& c : *part) std::printf("%-30s %4d cases  %s\n", c.name.c_str(), c.default_cases, c.description.c_str());
     return 0;
   }
 
   std::printf("tm-verify  seed %llu  backend %s  %s\n", (unsigned long long)opt.seed, opt.backend.c_str(),
-              cuda::describe().c_str());
+              gpu::describe().c_str());
   int width = 28;  // of the name column
   for (const Check* c : checks) width = std::max(width, int(c->name.size()));
   if (want_fixtures)
@@ -190,12 +214,10 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  if (want_cuda) {
-    const std::string why = cuda::compiled_in() ? (cuda::device_available() ? "no CUDA checks built yet" : "no CUDA device")
-                                                : "cpu-only build";
-    std::printf("%-*s %6s %10s %8s  skipped: %s\n", width, "cuda", "-", "-", "-", why.c_str());
+  for (const auto& [name, why] : skipped_rows) {
+    std::printf("%-*s %6s %10s %8s  skipped: %s\n", width, name.c_str(), "-", "-", "-", why.c_str());
     ++skipped;
-    results.push_back({{"name", "cuda"}, {"skipped", why}});
+    results.push_back({{"name", name}, {"skipped", why}});
   }
   const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (!opt.json_path.empty()) {

@@ -1,0 +1,35 @@
+// The public API of cuda/conv.hpp: every argument checked against the shape, then the stream's backend runs it.
+#include "cuda/conv.hpp"
+
+#include "cuda/backends.hpp"
+
+namespace transmamba::gpu {
+
+namespace {
+void check_common(const char* fn, const ConvShape& s, const View<const float>& v, const View<const float>& w,
+                  const View<const float>& b) {
+  conv_plan(s);  // the shape itself
+  check_view(fn, "v", v, s.Bt, s.T, s.C);
+  check_view(fn, "w", w, 1, s.C, s.W);
+  check_view(fn, "b", b, 1, 1, s.C);
+}
+}  // namespace
+
+void conv_silu_forward(const Stream& stream, const ConvForward& a) {
+  check_common("conv_silu_forward", a.shape, a.v, a.w, a.b);
+  check_view("conv_silu_forward", "out", a.out, a.shape.Bt, a.shape.T, a.shape.C);
+  TM_DISPATCH(stream, conv_silu_forward, a);
+}
+
+void conv_silu_backward(const Stream& stream, const ConvBackward& a) {
+  const ConvShape& s = a.shape;
+  check_common("conv_silu_backward", s, a.v, a.w, a.b);
+  check_view("conv_silu_backward", "d_out", a.d_out, s.Bt, s.T, s.C);
+  check_view("conv_silu_backward", "d_v", a.d_v, s.Bt, s.T, s.C);
+  check_view("conv_silu_backward", "d_w", a.d_w, 1, s.C, s.W);
+  check_view("conv_silu_backward", "d_b", a.d_b, 1, 1, s.C);
+  check_view("conv_silu_backward", "workspace", a.workspace, 1, 1, std::int64_t(conv_plan(s).workspace));
+  TM_DISPATCH(stream, conv_silu_backward, a);
+}
+
+}  // namespace transmamba::gpu

@@ -1,0 +1,57 @@
+// The CUDA runtime side of cuda/device.hpp (nvcc build only; runtime.hpp declares it). Without a driver (the
+// CI machine) every runtime call fails with an error that describe() reports; nothing here aborts.
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <sstream>
+
+#include "cuda/errors.cuh"
+#include "cuda/runtime.hpp"
+
+namespace transmamba::gpu::on_device {
+
+bool device_available() {
+  int count = 0;
+  return cudaGetDeviceCount(&count) == cudaSuccess && count > 0;
+}
+
+std::string describe() {
+  int count = 0;
+  const cudaError_t err = cudaGetDeviceCount(&count);
+  if (err != cudaSuccess) return std::string("cuda compiled in; no device (") + cudaGetErrorString(err) + ")";
+  if (count == 0) return "cuda compiled in; no device (0 devices)";
+  cudaDeviceProp prop{};
+  TM_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+  std::ostringstream os;
+  os << "cuda compiled in; device 0: " << prop.name << ", sm_" << prop.major << prop.minor << ", "
+     << (prop.totalGlobalMem >> 30) << " GiB";
+  return os.str();
+}
+
+void* allocate(int ordinal, std::size_t bytes) {
+  TM_CUDA_CHECK(cudaSetDevice(ordinal));
+  void* p = nullptr;
+  check_cuda(cudaMalloc(&p, bytes), "cudaMalloc of " + std::to_string(bytes) + " bytes", __FILE__, __LINE__);
+  return p;
+}
+
+void release(void* p) noexcept { cudaFree(p); }
+
+void copy(void* dst, const void* src, std::size_t bytes, bool to_device) {
+  TM_CUDA_CHECK(cudaMemcpy(dst, src, bytes, to_device ? cudaMemcpyHostToDevice : cudaMemcpyDeviceToHost));
+}
+
+void* create_stream(int ordinal) {
+  TM_CUDA_CHECK(cudaSetDevice(ordinal));
+  cudaStream_t s = nullptr;
+  TM_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  return s;
+}
+
+void destroy_stream(void* stream) noexcept { cudaStreamDestroy(static_cast<cudaStream_t>(stream)); }
+
+void synchronize(void* stream) { TM_CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(stream))); }
+
+void destroy_blas_handle(void* handle) noexcept { cublasDestroy(static_cast<cublasHandle_t>(handle)); }
+
+}  // namespace transmamba::gpu::on_device

@@ -1,0 +1,20 @@
+// What the CUDA build (cuda/device.cu, nvcc) provides to cuda/device.cpp: the device query, memory, streams.
+// Every call checks its status and throws std::runtime_error naming the call and file:line (errors.cuh).
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+namespace transmamba::gpu::on_device {
+
+bool device_available();
+std::string describe();
+void* allocate(int ordinal, std::size_t bytes);
+void release(void* p) noexcept;
+void copy(void* dst, const void* src, std::size_t bytes, bool to_device);
+void* create_stream(int ordinal);
+void destroy_stream(void* stream) noexcept;
+void synchronize(void* stream);
+void destroy_blas_handle(void* handle) noexcept;
+
+}  // namespace transmamba::gpu::on_device

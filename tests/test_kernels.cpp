@@ -1,0 +1,16 @@
+// Every kernel check of the catalogue under the CPU emulation (verify/checks_kernels.cpp); the ASan build of
+// this file (test_kernels_asan) runs the same checks with every kernel access bounds-checked.
+#include "tests/check_support.hpp"
+#include "verify/checks_kernels.hpp"
+
+using namespace transmamba;
+
+namespace {
+const std::vector<Check>& emulated() {
+  static const std::vector<Check> checks = kernel_checks(gpu::Backend::emulated);
+  return checks;
+}
+}  // namespace
+
+TEST_CASE("emulated.conv", "[kernels][emulated]") { require_check("emulated.conv", emulated()); }
+TEST_CASE("emulated.step_size", "[kernels][emulated]") { require_check("emulated.step_size", emulated()); }

@@ -1,0 +1,14 @@
+// The kernel checks: every CUDA kernel family (cuda/) against the double reference (reference/), the same
+// checks run in two places: on the CPU emulation ("emulated.<family>") and on a GPU ("cuda.<family>").
+#pragma once
+
+#include <vector>
+
+#include "cuda/device.hpp"
+#include "verify/harness.hpp"
+
+namespace transmamba {
+
+std::vector<Check> kernel_checks(gpu::Backend backend);
+
+}  // namespace transmamba
