@@ -6,7 +6,7 @@
 //
 // Where a tensor is a sum whose terms cancel, fp32 cannot meet a relative bound, correct code or not: the
 // comparison then also passes when the error is within what fp32 rounding of those sums can produce, the
-// floor of bounds.hpp (kernel_rounding_floor), computed from the magnitudes of the terms by the same
+// floor of kernel_case.hpp (rounding_floor), computed from the magnitudes of the terms by the same
 // reference formulas on absolute values. The report says when the floor decided.
 #include "verify/checks_kernels.hpp"
 
@@ -19,77 +19,14 @@
 #include "reference/step_size.hpp"
 #include "verify/bounds.hpp"
 #include "verify/generators.hpp"
+#include "verify/kernel_case.hpp"
 
 namespace transmamba {
 
 namespace {
 
+using namespace kernel_case;
 using gpu::DeviceBuffer;
-using MatD = Mat<double>;
-
-constexpr double kUnit = 0x1p-24;  // fp32's unit roundoff
-
-// Bounds error model of fp32 summation (Higham, Accuracy and Stability of Numerical Algorithms, eq. 3.5):
-// |fl(Σ x_i) - Σ x_i| <= n·u·Σ|x_i|. The floor allows twice that, for the few extra roundings a kernel makes
-// (a product, a SiLU) on top of the sum; `magnitude` holds Σ|x_i| (or the propagated error) per element.
-double rounding_floor(const Eigen::MatrixXd& error_estimate) { return 2 * error_estimate.norm(); }
-
-gpu::Device device_for(gpu::Backend backend) {
-  if (backend == gpu::Backend::cuda) return gpu::Device::cuda();
-  return gpu::Device::emulated(draw("thread order seed", rc::gen::inRange<std::uint64_t>(0, 1000)));
-}
-
-MatD round_to_float(const MatD& m) { return m.cast<float>().cast<double>(); }
-
-// Bt matrices [rows, cols] in one buffer, each row padded with NaN to row_stride (a column block of a wider
-// matrix); returned with its strides.
-struct Packed {
-  std::vector<float> values;
-  std::int64_t batch_stride, row_stride;
-};
-Packed pack(const std::vector<MatD>& seqs, int pad) {
-  const std::int64_t rows = seqs[0].rows(), cols = seqs[0].cols(), row_stride = cols + pad;
-  Packed p{std::vector<float>(seqs.size() * rows * row_stride, std::numeric_limits<float>::quiet_NaN()),
-           rows * row_stride, row_stride};
-  for (std::size_t b = 0; b < seqs.size(); ++b)
-    for (std::int64_t r = 0; r < rows; ++r)
-      for (std::int64_t c = 0; c < cols; ++c) p.values[b * p.batch_stride + r * row_stride + c] = float(seqs[b](r, c));
-  return p;
-}
-MatD stacked(const std::vector<float>& values, int Bt, std::int64_t rows, std::int64_t cols, std::int64_t row_stride) {
-  MatD m(Bt * rows, cols);
-  for (int b = 0; b < Bt; ++b)
-    for (std::int64_t r = 0; r < rows; ++r)
-      for (std::int64_t c = 0; c < cols; ++c) m(b * rows + r, c) = values[(b * rows + r) * row_stride + c];
-  return m;
-}
-MatD stack(const std::vector<MatD>& seqs) {
-  MatD m(seqs.size() * seqs[0].rows(), seqs[0].cols());
-  for (std::size_t b = 0; b < seqs.size(); ++b) m.middleRows(b * seqs[0].rows(), seqs[0].rows()) = seqs[b];
-  return m;
-}
-std::vector<float> floats(const MatD& m) {
-  std::vector<float> v(m.size());
-  for (Eigen::Index i = 0; i < m.size(); ++i) v[i] = float(m.data()[i]);
-  return v;
-}
-MatD as_matrix(const std::vector<float>& v, Eigen::Index rows, Eigen::Index cols) {
-  return Eigen::Map<const Mat<float>>(v.data(), rows, cols).cast<double>();
-}
-
-// Common draws: sequences, length (1 often; across the 32-token tiles), a row padding and an input scale.
-struct Draws {
-  int Bt, T, pad;
-  double scale;
-};
-Draws draw_shape() {
-  Draws d;
-  d.Bt = draw("Bt", rc::gen::element(1, 3));
-  d.T = draw("T", rc::gen::oneOf(rc::gen::just(1), rc::gen::inRange(1, 80)));
-  d.pad = draw("row padding", rc::gen::element(0, 0, 3));
-  d.scale = draw("input scale", rc::gen::element(1.0, 1.0, 1e3));
-  return d;
-}
 
 // ---- conv (E2) -------------------------------------------------------------------------------------------
 std::vector<Comparison> conv_case(gpu::Backend backend) {
