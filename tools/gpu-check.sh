@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# One command for a GPU host: every kernel check on the device and compute-sanitizer on small cases, with a
+# summary table and JSON in OUTDIR. Under 8 minutes.
+#
+#   tools/gpu-check.sh OUTDIR [BUILD_DIR]
+#
+# BUILD_DIR (default: build) holds a build made here or carried from a machine without a GPU (binaries built
+# on Debian 12 run on the GPU host unchanged; Boost.Context is linked statically). Steps, each logged to
+# OUTDIR/<step>.log:
+#   device       nvidia-smi, and what the build sees (tm-verify's header line)
+#   verify       tm-verify --backend cuda --seed 1 --json OUTDIR/tm-verify-cuda.json: every kernel check
+#   memcheck, racecheck, synccheck, initcheck
+#                compute-sanitizer --tool T on tm-verify --backend cuda --cases 3 (small cases of every kernel)
+# Exit 0 when every step passed, 1 otherwise, 2 on misuse.
+set -uo pipefail
+
+if [ $# -lt 1 ] || [ $# -gt 2 ] || [ "${1:-}" = "--help" ]; then
+  sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
+  [ "${1:-}" = "--help" ] && exit 0
+  exit 2
+fi
+out="$1"
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+build="${2:-$root/build}"
+verify="$build/tm-verify"
+if [ ! -x "$verify" ]; then
+  echo "gpu-check: $verify not found: build first (cmake -S . -B build && cmake --build build --target tm-verify)" >&2
+  exit 2
+fi
+mkdir -p "$out" || exit 2
+sanitizer="$(command -v compute-sanitizer || true)"
+for c in /usr/local/cuda/bin/compute-sanitizer /usr/local/cuda/compute-sanitizer/compute-sanitizer; do
+  [ -z "$sanitizer" ] && [ -x "$c" ] && sanitizer="$c"
+done
+
+names=(); statuses=(); seconds=(); details=()
+failed=0
+# step NAME TIMEOUT_S COMMAND...: runs it, logs it, records pass/fail and time.
+step() {
+  local name="$1" limit="$2"; shift 2
+  local t0=$SECONDS rc
+  echo "gpu-check: $name ..." >&2
+  timeout "$limit" "$@" >"$out/$name.log" 2>&1
+  rc=$?
+  local status=pass detail
+  [ $rc -eq 0 ] || { status=FAIL; failed=1; }
+  [ $rc -eq 124 ] && detail="timed out after ${limit} s" || detail="$(tail -n 1 "$out/$name.log" | cut -c1-100)"
+  names+=("$name"); statuses+=("$status"); seconds+=("$((SECONDS - t0))"); details+=("$detail")
+}
+
+# The device as the driver and as this build see it (tm-verify's header line names device 0 or why there is none).
+step device 60 bash -c "nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv; \
+  '$verify' --backend cuda --suite cuda.conv --cases 1 | head -n 1 | tee /dev/stderr | grep -q 'device 0:'"
+# Every kernel check on the device; a check skipped for want of a device is a failure here.
+step verify 300 bash -c "'$verify' --backend cuda --seed 1 --json '$out/tm-verify-cuda.json' && ! grep -q 'no CUDA device' '$out/tm-verify-cuda.json'"
+if [ -n "$sanitizer" ]; then
+  for tool in memcheck racecheck synccheck initcheck; do
+    step "$tool" 240 "$sanitizer" --tool "$tool" --error-exitcode 1 "$verify" --backend cuda --seed 1 --cases 3
+  done
+else
+  names+=(compute-sanitizer); statuses+=(FAIL); seconds+=(0); details+=("compute-sanitizer not found"); failed=1
+fi
+
+{
+  printf '%-12s %-6s %8s  %s\n' step status seconds detail
+  for i in "${!names[@]}"; do printf '%-12s %-6s %8s  %s\n' "${names[$i]}" "${statuses[$i]}" "${seconds[$i]}" "${details[$i]}"; done
+} | tee "$out/summary.txt"
+{
+  echo '{"steps": ['
+  for i in "${!names[@]}"; do
+    [ "$i" -gt 0 ] && echo ','
+    printf '  {"step": "%s", "status": "%s", "seconds": %s, "detail": %s}' "${names[$i]}" "${statuses[$i]}" "${seconds[$i]}" \
+      "$(printf '%s' "${details[$i]}" | python3 -c 'import json,sys; print(json.dumps(sys.stdin.read()))' 2>/dev/null || echo '""')"
+  done
+  printf '\n], "passed": %s}\n' "$([ $failed -eq 0 ] && echo true || echo false)"
+} >"$out/summary.json"
+echo "gpu-check: $([ $failed -eq 0 ] && echo 'all passed' || echo 'FAILED'); logs and summary in $out"
+exit $failed
