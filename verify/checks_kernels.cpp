@@ -64,9 +64,10 @@ std::vector<Comparison> conv_case(gpu::Backend backend) {
     d_v[b] = g.d_v, d_w += g.d_w, d_b += g.d_b;
     const MatD pre = causal_conv(v[b], w, bias);
     const MatD e_pre = (W + 1) * kUnit * causal_conv<double>(v[b].cwiseAbs(), w.cwiseAbs(), bias.cwiseAbs());
-    e_out[b] = 1.1 * e_pre + 4 * kUnit * out[b].cwiseAbs();  // |SiLU'| <= 1.1, SiLU's own rounding
+    e_out[b] = (1.1 * e_pre + 4 * kUnit * out[b].cwiseAbs()).array() + kTiny;  // |SiLU'| <= 1.1, SiLU's rounding
     const MatD d_pre = d_out[b].cwiseProduct(pre.unaryExpr([](double s) { return silu_grad(s); }));
-    const MatD e_dpre = 0.5 * d_out[b].cwiseAbs().cwiseProduct(e_pre) + 4 * kUnit * d_pre.cwiseAbs();  // |SiLU''| <= 0.5
+    const MatD e_dpre = d_out[b].cwiseAbs().cwiseProduct(((0.5 * e_pre).array() + kTiny).matrix()) +
+                        4 * kUnit * d_pre.cwiseAbs();  // |SiLU''| <= 0.5
     const auto mag_v = causal_conv_backward<double>(v[b].cwiseAbs(), w.cwiseAbs(), e_dpre + W * kUnit * d_pre.cwiseAbs());
     const auto mag_p = causal_conv_backward<double>(v[b].cwiseAbs(), w.cwiseAbs(), e_dpre + n * kUnit * d_pre.cwiseAbs());
     e_dv[b] = mag_v.d_v, e_dw += mag_p.d_w, e_db += mag_p.d_b;
@@ -105,7 +106,7 @@ std::vector<Comparison> step_size_case(gpu::Backend backend) {
                                    d_raw_dev.view(), d_bias_dev.view(), d_A_log_dev.view(), ws_dev.view()});
   stream.synchronize();
 
-  std::vector<MatD> dt(d.Bt), d_raw(d.Bt), e_dt(d.Bt);
+  std::vector<MatD> dt(d.Bt), d_raw(d.Bt), e_dt(d.Bt), e_raw(d.Bt);
   Vec<double> d_bias = Vec<double>::Zero(H), e_bias = Vec<double>::Zero(H);
   for (int b = 0; b < d.Bt; ++b) {
     dt[b] = step_size(raw[b], dt_bias);
@@ -113,13 +114,14 @@ std::vector<Comparison> step_size_case(gpu::Backend backend) {
     d_raw[b] = g.d_dt_raw, d_bias += g.d_dt_bias;
     // dt_raw + dt_bias rounds once (softplus' <= 1), softplus a few times; d_dt_bias sums Bt·T + 1 terms.
     e_dt[b] = kUnit * (raw[b].cwiseAbs().rowwise() + dt_bias.cwiseAbs().transpose()) + 4 * kUnit * dt[b];
-    e_bias += (d.Bt * d.T + 1) * kUnit * g.d_dt_raw.cwiseAbs().colwise().sum().transpose();
+    e_raw[b] = 4 * kUnit * g.d_dt_raw.cwiseAbs() + kTiny * d_dt[b].cwiseAbs();  // sigmoid's rounding and range
+    e_bias += (e_raw[b] + (d.Bt * d.T + 1) * kUnit * g.d_dt_raw.cwiseAbs()).colwise().sum().transpose();
   }
   const Vec<double> A = decay_rate(A_log), d_A_log = decay_rate_backward(A_log, d_A);
   auto got = [&](const DeviceBuffer<float>& buf) { return stacked(buf.download(), d.Bt, d.T, H, H); };
   return {compare("dt", got(dt_dev), stack(dt), bounds::kCudaFp32Forward, rounding_floor(stack(e_dt))),
           compare("A", as_matrix(A_dev.download(), H, 1), A, bounds::kCudaFp32Forward),
-          compare("d_dt_raw", got(d_raw_dev), stack(d_raw), bounds::kCudaFp32Gradient),
+          compare("d_dt_raw", got(d_raw_dev), stack(d_raw), bounds::kCudaFp32Gradient, rounding_floor(stack(e_raw))),
           compare("d_dt_bias", as_matrix(d_bias_dev.download(), H, 1), d_bias, bounds::kCudaFp32Gradient, rounding_floor(e_bias)),
           compare("d_A_log", as_matrix(d_A_log_dev.download(), H, 1), d_A_log, bounds::kCudaFp32Gradient)};
 }
@@ -129,12 +131,13 @@ std::vector<Comparison> step_size_case(gpu::Backend backend) {
 std::vector<Check> kernel_checks(gpu::Backend backend) {
   const std::string prefix = std::string(gpu::to_string(backend)) + ".";
   const std::string where = backend == gpu::Backend::cuda ? " on the GPU" : " under the CPU emulation";
-  return {
+  std::vector<Check> checks{
       {prefix + "conv", "causal conv + SiLU kernels (out, d_v, d_w, d_b)" + where + " = double reference (fp32 bounds)", 60,
        [backend] { return conv_case(backend); }},
       {prefix + "step_size", "step size kernels (dt, A, d_dt_raw, d_dt_bias, d_A_log)" + where + " = double reference (fp32 bounds)", 60,
        [backend] { return step_size_case(backend); }},
   };
+  return checks;
 }
 
 }  // namespace transmamba

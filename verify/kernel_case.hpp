@@ -18,6 +18,10 @@ using gpu::DeviceBuffer;
 using MatD = Mat<double>;
 
 constexpr double kUnit = 0x1p-24;  // fp32's unit roundoff
+// Where fp32 leaves its range: sigmoid(v) = 1 / (1 + exp(-v)) is exactly 0 once exp(-v) overflows (v < -88.7),
+// where the truth is about e^v <= 3e-39, and SiLU'(v) ~ |v|·e^v <= 3e-37 there; subnormals flush to 0 (< 1.2e-38).
+// An error up to kTiny per unit of what multiplies such a value is fp32's range, not a bug.
+constexpr double kTiny = 1e-35;
 
 // Bounds error model of fp32 summation (Higham, Accuracy and Stability of Numerical Algorithms, eq. 3.5):
 // |fl(Σ x_i) - Σ x_i| <= n·u·Σ|x_i|. The floor allows twice that, for the few extra roundings a kernel makes

@@ -25,6 +25,7 @@
 
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdint>
@@ -180,6 +181,9 @@ T __ldg(const T* p) {
 
 // Math intrinsics that host mode lacks. The fast intrinsics (__expf, ...) are approximations on a GPU; here they
 // are the accurate functions, so the emulation cannot see their error (a GPU run does).
+// CUDA's global min and max (device functions for every arithmetic type).
+using std::max;
+using std::min;
 inline float rsqrtf(float v) { return 1.0f / std::sqrt(v); }
 inline float __expf(float v) { return std::exp(v); }
 inline float __logf(float v) { return std::log(v); }

@@ -1,0 +1,167 @@
+// Grouped causal softmax attention (E4) on a device, flash style: the host API of cuda/attention.cu, mirroring
+// reference/attention.hpp (attention_forward, attention_backward). For the P prefix tokens of each sequence,
+// head h, group g = h / (H/G):
+//
+//   y[t, h] = Σ_{s≤t} softmax_s( C[t, g]·B[s, g] / sqrt(N) ) · x[s, h]          (Q = C, K = B, V = x)
+//
+// No P x P matrix is ever stored: the kernels walk tiles of queries and keys with an online softmax
+// (device_math.hpp: OnlineSoftmax). The scores of a group are computed once per (query tile, key tile) and
+// applied to all H/G value heads of the group at once: the group's heads are the R·p = (H/G)·p consecutive
+// columns g·R·p .. of x and y, treated as one wide value matrix. The forward also writes the log-sum-exp
+// lse[b, g, t] = max_s score + log Σ_s exp(score - max) of every query, from which the backward recomputes the
+// weights. Plain C++: shapes, the launch plan, the shared-memory layouts, and the argument checks.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <stdexcept>
+#include <string>
+
+#include "cuda/device.hpp"
+#include "cuda/device_math.hpp"
+#include "cuda/launch_shape.hpp"
+#include "cuda/tensor.hpp"
+
+namespace transmamba::gpu {
+
+struct AttentionShape {
+  int Bt = 1;  // sequences
+  int P = 0;   // prefix tokens per sequence (the TransPoint)
+  int H = 0;   // value heads
+  int G = 0;   // groups of Q/K (H % G == 0)
+  int N = 0;   // Q/K head dim (state size): 16, 32, 64 or 128
+  int p = 0;   // value head dim: 16, 32, 64 or 128
+  int heads_per_group() const { return G > 0 ? H / G : 0; }
+  int group_columns() const { return heads_per_group() * p; }  // R·p: the value columns one group's scores feed
+};
+
+// Tiles. Scores are computed for kAttnKeyTile (= 32, one warp's lanes) keys at a time. The value columns are
+// staged kAttnColumns at a time. The tile that owns an accumulator over all R·p value columns (the forward's
+// query tile: the output rows; the backward's key tile: d_x) has `rows` in {32, 16, 8, 4, 2, 1}, the largest
+// whose shared memory fits kMaxDynamicShared; the other tile is kAttnTile. All kernels run kAttnThreads threads.
+constexpr int kAttnTile = 32, kAttnKeyTile = 32, kAttnColumns = 128, kAttnThreads = 256;
+constexpr int kAttnRowsumWarps = 8;  // the rowsum kernel: one warp per (query, group), 8 per block
+
+// Where each array of a kernel lives in its dynamic shared memory (offsets in floats), the same arithmetic
+// on the host (the plan's byte count) and in the kernel. Rows of Q and K are padded to N + 1 floats and rows of
+// staged values to kAttnColumns + 1 so that a warp reading down a column hits 32 different banks.
+struct AttnForwardLayout {  // query tile of `rows` x key tile kAttnKeyTile
+  int q, k, s, max, sum, scale, v, o, total;
+  TM_HD AttnForwardLayout(int rows, int N, int cols) {
+    q = 0;                                    // Q tile     [rows][N + 1]
+    k = q + rows * (N + 1);                   // K tile     [kAttnKeyTile][N + 1]
+    s = k + kAttnKeyTile * (N + 1);           // scores, then weights [rows][kAttnKeyTile]
+    max = s + rows * kAttnKeyTile;            // online softmax per row: max, sum, last rescale [rows] each
+    sum = max + rows;
+    scale = sum + rows;
+    v = scale + rows;                         // value chunk [kAttnKeyTile][kAttnColumns]
+    o = v + kAttnKeyTile * kAttnColumns;      // output accumulator [rows][cols]
+    total = o + rows * cols;
+  }
+};
+struct AttnQueryBackwardLayout {  // d_C: query tile kAttnTile x key tile kAttnKeyTile
+  int q, k, w, ds, dy, v, dq, lse, d, total;
+  TM_HD explicit AttnQueryBackwardLayout(int N) {
+    q = 0;                                           // Q tile  [kAttnTile][N + 1]
+    k = q + kAttnTile * (N + 1);                     // K tile  [kAttnKeyTile][N + 1]
+    w = k + kAttnKeyTile * (N + 1);                  // weights [kAttnTile][kAttnKeyTile]
+    ds = w + kAttnTile * kAttnKeyTile;               // d_w, then d_scores [kAttnTile][kAttnKeyTile]
+    dy = ds + kAttnTile * kAttnKeyTile;              // d_y chunk [kAttnTile][kAttnColumns + 1]
+    v = dy + kAttnTile * (kAttnColumns + 1);         // x chunk  [kAttnKeyTile][kAttnColumns + 1]
+    dq = v + kAttnKeyTile * (kAttnColumns + 1);      // d_C accumulator [kAttnTile][N]
+    lse = dq + kAttnTile * N;                        // [kAttnTile]
+    d = lse + kAttnTile;                             // rowsum D [kAttnTile]
+    total = d + kAttnTile;
+  }
+};
+struct AttnKeyBackwardLayout {  // d_B, d_x: key tile of `rows` x query tile kAttnTile
+  int k, q, w, ds, dy, v, dk, dv, lse, d, total;
+  TM_HD AttnKeyBackwardLayout(int rows, int N, int cols) {
+    k = 0;                                           // K tile  [rows][N + 1]
+    q = k + rows * (N + 1);                          // Q tile  [kAttnTile][N + 1]
+    w = q + kAttnTile * (N + 1);                     // weights [kAttnTile][rows]
+    ds = w + kAttnTile * rows;                       // d_w, then d_scores [kAttnTile][rows]
+    dy = ds + kAttnTile * rows;                      // d_y chunk [kAttnTile][kAttnColumns + 1]
+    v = dy + kAttnTile * (kAttnColumns + 1);         // x chunk  [rows][kAttnColumns + 1]
+    dk = v + rows * (kAttnColumns + 1);              // d_B accumulator [rows][N]
+    dv = dk + rows * N;                              // d_x accumulator [rows][cols]
+    lse = dv + rows * cols;                          // [kAttnTile]
+    d = lse + kAttnTile;                             // [kAttnTile]
+    total = d + kAttnTile;
+  }
+};
+
+struct AttentionPlan {
+  int forward_rows = 0;   // the forward's query tile
+  int backward_rows = 0;  // the d_B, d_x kernel's key tile
+  LaunchShape forward;         // grid (query tiles, G, Bt)
+  LaunchShape rowsum;          // D[b, g, t] = Σ_{h in g} d_y[t, h]·y[t, h]: grid (query blocks of 8, G, Bt), block (32, 8)
+  LaunchShape backward_query;  // d_C: grid (query tiles of kAttnTile, G, Bt)
+  LaunchShape backward_key;    // d_B, d_x: grid (key tiles, G, Bt)
+  std::size_t lse = 0;         // floats of the log-sum-exp: Bt · G · P (written by the forward, read by the backward)
+  std::size_t workspace = 0;   // floats of the backward's rowsum D: Bt · G · P
+};
+
+inline bool attention_dim_supported(int d) { return d == 16 || d == 32 || d == 64 || d == 128; }
+
+// Throws std::invalid_argument for a shape the kernels do not take.
+inline AttentionPlan attention_plan(const AttentionShape& s) {
+  if (s.Bt < 0 || s.P < 0) throw std::invalid_argument("attention: negative Bt or P");
+  if (s.H < 1 || s.G < 1 || s.H % s.G != 0)
+    throw std::invalid_argument("attention: H=" + std::to_string(s.H) + " heads in G=" + std::to_string(s.G) +
+                                " groups (need H >= 1, G >= 1, H % G == 0)");
+  if (!attention_dim_supported(s.N))
+    throw std::invalid_argument("attention: N=" + std::to_string(s.N) + " is not supported (16, 32, 64 or 128)");
+  if (!attention_dim_supported(s.p))
+    throw std::invalid_argument("attention: p=" + std::to_string(s.p) + " is not supported (16, 32, 64 or 128)");
+  const int cols = s.group_columns();
+  auto fits = [](int floats) { return std::size_t(floats) * sizeof(float) <= kMaxDynamicShared; };
+  AttentionPlan plan;
+  for (int rows = kAttnTile; rows >= 1 && !plan.forward_rows; rows /= 2)
+    if (fits(AttnForwardLayout(rows, s.N, cols).total)) plan.forward_rows = rows;
+  for (int rows = kAttnTile; rows >= 1 && !plan.backward_rows; rows /= 2)
+    if (fits(AttnKeyBackwardLayout(rows, s.N, cols).total)) plan.backward_rows = rows;
+  if (!plan.forward_rows || !plan.backward_rows)
+    throw std::invalid_argument("attention: (H/G)·p = " + std::to_string(cols) +
+                                " value columns per group do not fit in shared memory");
+  const unsigned G = unsigned(s.G), Bt = unsigned(std::max(s.Bt, 1));
+  const int P1 = std::max(s.P, 1);  // an empty launch is never made; keep the shape valid
+  const Dim3 block{kAttnThreads, 1, 1};
+  plan.forward = {{unsigned(ceil_div(P1, plan.forward_rows)), G, Bt}, block,
+                  sizeof(float) * AttnForwardLayout(plan.forward_rows, s.N, cols).total};
+  plan.rowsum = {{unsigned(ceil_div(P1, kAttnRowsumWarps)), G, Bt}, {32, kAttnRowsumWarps, 1}, 0};
+  plan.backward_query = {{unsigned(ceil_div(P1, kAttnTile)), G, Bt}, block,
+                         sizeof(float) * AttnQueryBackwardLayout(s.N).total};
+  plan.backward_key = {{unsigned(ceil_div(P1, plan.backward_rows)), G, Bt}, block,
+                       sizeof(float) * AttnKeyBackwardLayout(plan.backward_rows, s.N, cols).total};
+  plan.lse = plan.workspace = std::size_t(std::max(s.Bt, 0)) * s.G * std::max(s.P, 0);
+  return plan;
+}
+
+// In the layer C, B and x are column blocks of xBC [T, E + 2GN] (x at column 0, B at E, C at E + GN), so every
+// view may have a row stride wider than its columns.
+struct AttentionForward {
+  AttentionShape shape;
+  View<const float> C;  // [Bt, P, G·N] queries
+  View<const float> B;  // [Bt, P, G·N] keys
+  View<const float> x;  // [Bt, P, H·p] values
+  View<float> y;        // [Bt, P, H·p]
+  View<float> lse;      // [1, 1, plan.lse] log-sum-exp per (sequence, group, query): index (b·G + g)·P + t
+};
+
+struct AttentionBackward {
+  AttentionShape shape;
+  View<const float> C, B, x;  // as in AttentionForward
+  View<const float> y;        // [Bt, P, H·p] the forward's output
+  View<const float> lse;      // [1, 1, plan.lse] the forward's log-sum-exp
+  View<const float> d_y;      // [Bt, P, H·p]
+  View<float> d_C, d_B;       // [Bt, P, G·N]
+  View<float> d_x;            // [Bt, P, H·p]
+  View<float> workspace;      // [1, 1, plan.workspace] (the rowsum D)
+};
+
+// Check every argument (naming the first that does not fit), then run on the stream's device.
+void attention_forward(const Stream& stream, const AttentionForward& args);
+void attention_backward(const Stream& stream, const AttentionBackward& args);
+
+}  // namespace transmamba::gpu

@@ -1,0 +1,77 @@
+// The chunked SSD scan (E6) on a device, forward: the host API of cuda/ssm.cu, mirroring reference/ssm.hpp's
+// ssm_chunked stage by stage (its ChunkedScanResult), so that a failure names its stage:
+//   1. chunk_states:  the state each chunk reaches from a zero state,
+//                     chunk_state[c] = Σ_{s in c} exp(Σ_{r=s+1..end(c)} dt[r]·A) · dt[s] · x[s] ⊗ B[s];
+//   2. state passing: start_state[0] = S_init, start_state[c+1] = exp(Σ_{r in c} dt[r]·A)·start_state[c]
+//                     + chunk_state[c]; the final state is the start state after the last chunk;
+//   3+4. output:      y[t] = Σ_{s<=t in c} exp(Σ_{r=s+1..t} dt[r]·A)·(C[t]·B[s])·dt[s]·x[s]
+//                          + exp(Σ_{r=c0..t} dt[r]·A) · start_state[c] · C[t].
+// Every exponent is a segment sum accumulated term by term (DESIGN.md section 3): never a difference of two
+// cumulative sums, which in fp32 cancels 1e8 times worse than the double reference's 1e-12.
+// Per head h, group g = h / (H/G); y excludes E6's D skip (the layer adds it). The Memory Converter (E5) is
+// stages 1-2 over the prefix from a zero state, keeping only the final state (pass y.data == nullptr).
+#pragma once
+
+#include "cuda/device.hpp"
+#include "cuda/device_math.hpp"
+#include "cuda/launch_shape.hpp"
+#include "cuda/tensor.hpp"
+
+namespace transmamba::gpu {
+
+struct ScanShape {
+  int Bt = 1;  // sequences
+  int L = 0;   // tokens of each sequence that the scan covers
+  int H = 0, p = 0, G = 0, N = 0;
+  int Q = 0;   // chunk size
+};
+
+constexpr int kScanMaxChunk = 128;  // the output stage holds a chunk's Q x Q decay matrix in shared memory
+constexpr unsigned kScanThreads = 256;
+
+struct ScanPlan {
+  int chunks = 0;                 // per sequence: ceil(L / Q)
+  LaunchShape chunk_states;       // grid (chunks, H, Bt)
+  LaunchShape state_passing;      // grid (ceil(H·p·N / 256), Bt): one thread per state entry, over the chunks
+  LaunchShape output;             // grid (chunks, H, Bt)
+  std::size_t state_values = 0;   // Bt · chunks · H·p·N: each of chunk_states and start_states
+  std::size_t chunk_decays = 0;   // Bt · chunks · H: Σ_{r in chunk} dt[r]·A (workspace)
+};
+
+inline ScanPlan scan_plan(const ScanShape& s) {
+  if (s.Bt < 0 || s.L < 0) throw std::invalid_argument("scan: negative Bt or L");
+  if (s.H < 1 || s.p < 1 || s.G < 1 || s.N < 1 || s.H % s.G != 0)
+    throw std::invalid_argument("scan: H, p, G, N must be positive and H % G == 0 (H=" + std::to_string(s.H) +
+                                ", G=" + std::to_string(s.G) + ")");
+  if (s.Q < 1 || s.Q > kScanMaxChunk)
+    throw std::invalid_argument("scan: chunk size Q=" + std::to_string(s.Q) + " is not supported (1 <= Q <= " +
+                                std::to_string(kScanMaxChunk) + ")");
+  ScanPlan p;
+  p.chunks = ceil_div(s.L, s.Q);
+  const unsigned chunks = unsigned(std::max(p.chunks, 1));
+  p.chunk_states = {{chunks, unsigned(s.H), unsigned(std::max(s.Bt, 1))}, {kScanThreads, 1, 1}, sizeof(float) * s.Q};
+  const long long entries = (long long)s.H * s.p * s.N;
+  p.state_passing = {{unsigned((entries + kScanThreads - 1) / kScanThreads), unsigned(std::max(s.Bt, 1)), 1}, {kScanThreads, 1, 1}, 0};
+  p.output = {{chunks, unsigned(s.H), unsigned(std::max(s.Bt, 1))}, {kScanThreads, 1, 1}, sizeof(float) * (s.Q * s.Q + s.Q)};
+  p.state_values = std::size_t(s.Bt) * p.chunks * entries;
+  p.chunk_decays = std::size_t(s.Bt) * p.chunks * s.H;
+  return p;
+}
+
+struct ScanForward {
+  ScanShape shape;
+  View<const float> x;        // [Bt, L, H·p]
+  View<const float> dt;       // [Bt, L, H]
+  View<const float> A;        // [1, 1, H]
+  View<const float> B, C;     // [Bt, L, G·N]
+  View<const float> S_init;   // [Bt, H·p, N]; data == nullptr: a zero state
+  View<float> y;              // [Bt, L, H·p]; data == nullptr: the final state only (the Memory Converter)
+  View<float> final_state;    // [Bt, H·p, N]
+  View<float> chunk_states;   // [Bt·chunks, H·p, N]: stage 1
+  View<float> start_states;   // [Bt·chunks, H·p, N]: stage 2, the state entering each chunk
+  View<float> chunk_decays;   // [1, 1, Bt·chunks·H]: workspace
+};
+
+void ssm_chunked_forward(const Stream& stream, const ScanForward& args);
+
+}  // namespace transmamba::gpu

@@ -1,0 +1,151 @@
+// Kernel check of the grouped causal attention kernels (E4, cuda/attention.hpp): y, d_C, d_B, d_x against the
+// double reference (reference/attention.hpp) on the same fp32 inputs, under DESIGN.md section 7's fp32 bounds.
+//
+// Shapes with the edges on purpose: Bt in {1, 3}; P = 1 often, otherwise up to 70 (not a multiple of the 32-row
+// tiles); G in {1, 2, 4} with 1..3 heads per group (so G = 1, G = H and G a proper divisor of H all occur);
+// N, p in {16, 32} mostly, 64 and 128 at P <= 24. C, B and x are column blocks of one xBC [P, E + 2GN + pad]
+// buffer (x at 0, B at E, C at E + GN; the padding NaN), as in the layer, and d_C, d_B, d_x are written into
+// the same layout. C and B are drawn with magnitude 1 or 30: at 30 the scores reach thousands, exp without the
+// row max would overflow fp32, and most rows are one-hot.
+//
+// Rounding floor (kernel_case.hpp). With a(t, s) = |C[t]|·|B[s]| / sqrt(N), a score's fp32 error is at most
+// eS = (N + 8)·u·a (the dot product, the scaling, the subtraction of a max). A weight w_s = exp(S_s) / Σ exp
+// moves by w_s·(δS_s - Σ_s' w_s' δS_s') = w_s·Σ_{s'≠s} w_s'(δS_s - δS_s'), so its error is at most
+//   eW(t, s) = w_s·((1 - w_s)·eS_s + Σ_{s'≠s} w_s'·eS_s' + (n + 10)·u)
+// (the normalizer's n + 10 roundings); the backward's w = exp(score - lse) also carries the rounding of lse and
+// of the difference, 4·u·max_s a relative. That is small at one-hot rows and large only where scores of
+// thousands nearly tie. Every gradient's floor then follows the kernel's formulas term by
+// term on magnitudes (kernel_case.hpp: n·u·Σ|terms| per sum, plus the propagated errors of its inputs).
+#include <cmath>
+#include <limits>
+
+#include "cuda/attention.hpp"
+#include "reference/attention.hpp"
+#include "verify/bounds.hpp"
+#include "verify/checks_kernels.hpp"
+#include "verify/generators.hpp"
+#include "verify/kernel_case.hpp"
+
+namespace transmamba {
+
+namespace {
+
+using namespace kernel_case;
+
+struct AttentionFloors {
+  MatD y, d_C, d_B, d_x;  // per sequence, the error estimates of kernel_case.hpp's rounding floor
+};
+
+// The error estimates of the kernels' fp32 results for one sequence (the header comment's model).
+AttentionFloors attention_floors(const MixerConfig& cfg, const MatD& C, const MatD& B, const MatD& x, const MatD& d_y) {
+  const int P = int(x.rows()), N = cfg.N, p = cfg.p(), R = cfg.heads_per_group();
+  const double u = kUnit, inv = 1 / std::sqrt(double(N));
+  AttentionFloors f{MatD::Zero(P, cfg.E), MatD::Zero(P, cfg.G * N), MatD::Zero(P, cfg.G * N), MatD::Zero(P, cfg.E)};
+  for (int g = 0; g < cfg.G; ++g) {
+    const MatD Ca = C.middleCols(g * N, N).cwiseAbs(), Ba = B.middleCols(g * N, N).cwiseAbs();
+    const MatD a = Ca * Ba.transpose() * inv;
+    const MatD w = attention_weights(cfg, C, B, g);
+    const MatD eS = (N + 8) * u * a;
+    MatD eW = MatD::Zero(P, P), eW_lse = MatD::Zero(P, P);  // the forward's weights; the backward's, from lse
+    for (int t = 0; t < P; ++t) {
+      const double ew = w.row(t).cwiseProduct(eS.row(t)).sum(), amax = a.row(t).head(t + 1).maxCoeff();
+      for (int s = 0; s <= t; ++s) {
+        eW(t, s) = w(t, s) * ((1 - w(t, s)) * eS(t, s) + (ew - w(t, s) * eS(t, s)) + (t + 10) * u);
+        eW_lse(t, s) = eW(t, s) + w(t, s) * 4 * u * amax;  // exp(score - lse): lse and the difference round
+      }
+    }
+    const Vec<double> n_keys = Vec<double>::LinSpaced(P, 1, P);  // keys of query t: t + 1
+    MatD d_w = MatD::Zero(P, P), a_dw = MatD::Zero(P, P);
+    Vec<double> D = Vec<double>::Zero(P), e_D = Vec<double>::Zero(P);
+    for (int h = g * R; h < (g + 1) * R; ++h) {
+      const MatD xh = x.middleCols(h * p, p), dyh = d_y.middleCols(h * p, p);
+      const MatD yh = w * xh;
+      const MatD ey = eW * xh.cwiseAbs() + ((n_keys.array() + 10) * u).matrix().asDiagonal() * (w * xh.cwiseAbs());
+      f.y.middleCols(h * p, p) = ey;
+      d_w += dyh * xh.transpose();
+      a_dw += dyh.cwiseAbs() * xh.cwiseAbs().transpose();
+      D += dyh.cwiseProduct(yh).rowwise().sum();
+      e_D += (R * p + 2) * u * dyh.cwiseAbs().cwiseProduct(yh.cwiseAbs()).rowwise().sum() +
+             dyh.cwiseAbs().cwiseProduct(ey).rowwise().sum();
+      f.d_x.middleCols(h * p, p) = eW_lse.transpose() * dyh.cwiseAbs() + (P + 4) * u * (w.transpose() * dyh.cwiseAbs());
+    }
+    const MatD diff = d_w.colwise() - D, d_s = w.cwiseProduct(diff);
+    const MatD e_ds = eW_lse.cwiseProduct(diff.cwiseAbs()) +
+                      w.cwiseProduct(((R * p + 2) * u * a_dw).colwise() + e_D) + 3 * u * d_s.cwiseAbs();
+    f.d_C.middleCols(g * N, N) = inv * (e_ds * Ba + (P + 4) * u * d_s.cwiseAbs() * Ba);
+    f.d_B.middleCols(g * N, N) = inv * (e_ds.transpose() * Ca + (P + 4) * u * d_s.cwiseAbs().transpose() * Ca);
+  }
+  return f;
+}
+
+std::vector<Comparison> attention_case(gpu::Backend backend) {
+  const int Bt = draw("Bt", rc::gen::element(1, 3));
+  const int G = draw("G", rc::gen::element(1, 2, 4)), R = draw("heads per group", rc::gen::inRange(1, 4));
+  const int N = draw("N", rc::gen::element(16, 16, 16, 32, 32, 32, 64, 128));
+  const int p = draw("p", rc::gen::element(16, 16, 16, 32, 32, 32, 64, 128));
+  const int P = draw("P", rc::gen::oneOf(rc::gen::just(1), rc::gen::inRange(1, N > 32 || p > 32 ? 25 : 71)));
+  const int pad = draw("row padding", rc::gen::element(0, 0, 3));
+  const double scale = draw("C, B scale", rc::gen::element(1.0, 1.0, 30.0));
+  MixerConfig cfg;
+  cfg.H = G * R, cfg.G = G, cfg.N = N, cfg.E = cfg.H * p;
+  const int E = cfg.E, GN = G * N;
+
+  RandomTensors rnd(draw("seed", rc::gen::arbitrary<std::uint64_t>()));
+  std::vector<MatD> x(Bt), B(Bt), C(Bt), d_y(Bt), xBC(Bt);
+  for (int b = 0; b < Bt; ++b) {
+    x[b] = round_to_float(rnd.mat<double>(P, E));
+    B[b] = round_to_float(rnd.mat<double>(P, GN, -scale, scale));
+    C[b] = round_to_float(rnd.mat<double>(P, GN, -scale, scale));
+    d_y[b] = round_to_float(rnd.mat<double>(P, E));
+    xBC[b] = MatD(P, E + 2 * GN);
+    xBC[b] << x[b], B[b], C[b];
+  }
+
+  const gpu::Device dev = device_for(backend);
+  gpu::Stream stream(dev);
+  const gpu::AttentionShape shape{Bt, P, cfg.H, G, N, p};
+  const gpu::AttentionPlan plan = gpu::attention_plan(shape);
+  const Packed in = pack(xBC, pad), d_y_packed = pack(d_y, pad);
+  DeviceBuffer<float> xBC_dev(dev, in.values), d_y_dev(dev, d_y_packed.values), y_dev(dev, std::size_t(Bt) * P * E),
+      lse_dev(dev, plan.lse), ws_dev(dev, plan.workspace), d_xBC_dev(dev, in.values.size());
+  auto in_view = [&](const DeviceBuffer<float>& buf, int col) { return buf.view_at(col, in.batch_stride, in.row_stride); };
+  const gpu::View<const float> x_v = in_view(xBC_dev, 0), B_v = in_view(xBC_dev, E), C_v = in_view(xBC_dev, E + GN);
+  gpu::attention_forward(stream, {shape, C_v, B_v, x_v, y_dev.view(), lse_dev.view()});
+  gpu::attention_backward(stream, {shape, C_v, B_v, x_v, y_dev.view(), lse_dev.view(),
+                                   d_y_dev.view(d_y_packed.batch_stride, d_y_packed.row_stride), in_view(d_xBC_dev, E + GN),
+                                   in_view(d_xBC_dev, E), in_view(d_xBC_dev, 0), ws_dev.view()});
+  stream.synchronize();
+
+  std::vector<MatD> y(Bt), dC(Bt), dB(Bt), dx(Bt), ey(Bt), edC(Bt), edB(Bt), edx(Bt);
+  for (int b = 0; b < Bt; ++b) {
+    y[b] = attention_forward(cfg, C[b], B[b], x[b]);
+    const AttentionGrads<double> g = attention_backward(cfg, C[b], B[b], x[b], d_y[b]);
+    dC[b] = g.d_C, dB[b] = g.d_B, dx[b] = g.d_x;
+    const AttentionFloors f = attention_floors(cfg, C[b], B[b], x[b], d_y[b]);
+    ey[b] = f.y, edC[b] = f.d_C, edB[b] = f.d_B, edx[b] = f.d_x;
+  }
+  const std::vector<float> d_xBC = d_xBC_dev.download();
+  auto got = [&](int col, int cols) {  // columns [col, col + cols) of every sequence of d_xBC, stacked
+    MatD m(Bt * P, cols);
+    for (int b = 0; b < Bt; ++b)
+      for (int r = 0; r < P; ++r)
+        for (int c = 0; c < cols; ++c) m(b * P + r, c) = d_xBC[b * in.batch_stride + r * in.row_stride + col + c];
+    return m;
+  };
+  return {compare("y", stacked(y_dev.download(), Bt, P, E, E), stack(y), bounds::kCudaFp32Forward, rounding_floor(stack(ey))),
+          compare("d_C", got(E + GN, GN), stack(dC), bounds::kCudaFp32Gradient, rounding_floor(stack(edC))),
+          compare("d_B", got(E, GN), stack(dB), bounds::kCudaFp32Gradient, rounding_floor(stack(edB))),
+          compare("d_x", got(0, E), stack(dx), bounds::kCudaFp32Gradient, rounding_floor(stack(edx)))};
+}
+
+}  // namespace
+
+std::vector<Check> attention_kernel_checks(gpu::Backend backend) {
+  const std::string prefix = std::string(gpu::to_string(backend)) + ".";
+  const std::string where = backend == gpu::Backend::cuda ? " on the GPU" : " under the CPU emulation";
+  return {{prefix + "attention",
+           "grouped causal attention kernels (y, d_C, d_B, d_x)" + where + " = double reference (fp32 bounds)", 30,
+           [backend] { return attention_case(backend); }}};
+}
+
+}  // namespace transmamba
