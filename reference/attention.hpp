@@ -80,6 +80,12 @@ struct AttentionGrads {
 // Per group, with weights Wt and d_Wt = Σ_{h in g} d_y_h x_hᵀ, the softmax backward is
 //   d_scores = Wt ∘ (d_Wt - rowsum(d_Wt ∘ Wt)),  d_C = d_scores B / sqrt(N),  d_B = d_scoresᵀ C / sqrt(N),
 // and d_x_h = Wtᵀ d_y_h.
+// Without cancellation (the idea of DESIGN.md section 3): since a row of Wt sums to 1, each row's
+//   d_Wt[s] - Σ_s' Wt[s'] d_Wt[s']  =  (d_Wt[s] - d_Wt[m]) - Σ_s' Wt[s'] (d_Wt[s'] - d_Wt[m])
+// for any key m; m is the row's heaviest key. Taken directly, at a nearly one-hot row (Wt[m] = 1 - δ, large
+// score gaps) the difference for key m is d_Wt[m] minus a sum that is d_Wt[m] up to δ: the true value is
+// O(δ·d_Wt), the rounding eps·|d_Wt[m]|, and d_C, d_B came out wrong by factors of 1e3 (seen by the ladder,
+// issue 8). Relative to m, key m's term is exactly 0 and the sum has only the small weights of the others.
 template <class S>
 AttentionGrads<S> attention_backward(const MixerConfig& cfg, const Mat<S>& C, const Mat<S>& B, const Mat<S>& x,
                                      const Mat<S>& d_y) {
@@ -95,8 +101,15 @@ AttentionGrads<S> attention_backward(const MixerConfig& cfg, const Mat<S>& C, co
       d_w += d_y.middleCols(h * p, p) * x.middleCols(h * p, p).transpose();
       g.d_x.middleCols(h * p, p) = w.transpose() * d_y.middleCols(h * p, p);
     }
-    const Vec<S> row_dot = d_w.cwiseProduct(w).rowwise().sum();
-    const Mat<S> d_scores = w.cwiseProduct(d_w.colwise() - row_dot) / std::sqrt(S(N));
+    Mat<S> d_scores(P, P);
+    for (Eigen::Index i = 0; i < P; ++i) {
+      Eigen::Index m = 0;
+      w.row(i).maxCoeff(&m);
+      const Mat<S> centered = d_w.row(i).array() - d_w(i, m);  // d_Wt[s] - d_Wt[m]
+      const S row_dot = centered.cwiseProduct(w.row(i)).sum();
+      d_scores.row(i) = w.row(i).cwiseProduct((centered.array() - row_dot).matrix());
+    }
+    d_scores /= std::sqrt(S(N));
     g.d_C.middleCols(gr * N, N) = d_scores * B.middleCols(gr * N, N);
     g.d_B.middleCols(gr * N, N) = d_scores.transpose() * C.middleCols(gr * N, N);
   }

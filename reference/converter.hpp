@@ -13,17 +13,18 @@
 
 namespace transmamba {
 
-// The weight of prefix token s in S0: w[s] · dt[s], with w[s] = exp(A[h] · Σ_{r>s} dt[r, h]). Returns [P].
+// Σ_{r>s} dt[r, h] for every prefix token s, [P], accumulated from the end (DESIGN.md section 3): exactly 0
+// for s = P-1, and each sum rounded relative to itself. The total minus a running prefix sum would instead
+// leave ulp(Σ_r dt[r]) where the sum is small or 0, the very place where the decay w[s] is largest.
 template <class S>
-Vec<S> converter_token_weights(const Mat<S>& dt, const Vec<S>& A, int h) {
-  const Eigen::Index P = dt.rows();
-  Vec<S> c(P);
-  S later_dt = 0;  // Σ_{r>s} dt[r, h]
-  for (Eigen::Index s = P - 1; s >= 0; --s) {
-    c(s) = std::exp(A(h) * later_dt) * dt(s, h);
-    later_dt += dt(s, h);
+Vec<S> later_steps(const Mat<S>& dt, int h) {
+  Vec<S> later(dt.rows());
+  S run = 0;
+  for (Eigen::Index s = dt.rows() - 1; s >= 0; --s) {
+    later(s) = run;
+    run += dt(s, h);
   }
-  return c;
+  return later;
 }
 
 template <class S>
@@ -44,8 +45,9 @@ Mat<S> memory_converter(const MixerConfig& cfg, const Mat<S>& x, const Mat<S>& B
   const int p = cfg.p(), N = cfg.N;
   Mat<S> S0(cfg.E, N);
   for (int h = 0; h < cfg.H; ++h) {
-    const Vec<S> c = converter_token_weights(dt, A, h);
-    S0.middleRows(h * p, p) = x.middleCols(h * p, p).transpose() * c.asDiagonal() * B.middleCols(cfg.group_of(h) * N, N);
+    const Vec<S> w = (A(h) * later_steps(dt, h).array()).exp();  // w[s] = exp(A[h] · Σ_{r>s} dt[r, h])
+    S0.middleRows(h * p, p) =
+        x.middleCols(h * p, p).transpose() * w.cwiseProduct(dt.col(h)).asDiagonal() * B.middleCols(cfg.group_of(h) * N, N);
   }
   return S0;
 }
@@ -60,6 +62,9 @@ struct ConverterGrads {
 // With c[s] = w[s]·dt[s] and q[s] = d_c[s]·c[s] (the gradient of log w[s] = A·Σ_{r>s} dt[r]):
 //   d_x = diag(c) B d_S0ᵀ,  d_B += diag(c) x d_S0,  d_c[s] = x[s]ᵀ d_S0 B[s],
 //   d_dt[s] = d_c[s]·w[s] + A·Σ_{s'<s} q[s'],  d_A = Σ_s q[s]·Σ_{r>s} dt[r].
+// Both sums over r > s are later_steps (accumulated from the end), both sums over s' < s a running sum from
+// the start: no sum is a difference of two others. For s = P-1 the first is exactly 0, as it must be: q[P-1]
+// is often the largest q (its decay w = 1), and ulp(Σ_r dt[r]) times it was the whole of a tiny d_A.
 template <class S>
 ConverterGrads<S> memory_converter_backward(const MixerConfig& cfg, const Mat<S>& x, const Mat<S>& B,
                                             const Mat<S>& dt, const Vec<S>& A, const Mat<S>& d_S0) {
@@ -70,17 +75,17 @@ ConverterGrads<S> memory_converter_backward(const MixerConfig& cfg, const Mat<S>
   ConverterGrads<S> g{Mat<S>(P, cfg.E), Mat<S>::Zero(P, cfg.G * N), Mat<S>(P, cfg.H), Vec<S>(cfg.H)};
   for (int h = 0; h < cfg.H; ++h) {
     const int gr = cfg.group_of(h);
-    const Vec<S> c = converter_token_weights(dt, A, h);
+    const Vec<S> later = later_steps(dt, h);  // Σ_{r>s} dt[r]
+    const Vec<S> w = (A(h) * later.array()).exp(), c = w.cwiseProduct(dt.col(h));
     const Mat<S> x_h = x.middleCols(h * p, p), B_g = B.middleCols(gr * N, N), dS = d_S0.middleRows(h * p, p);
     g.d_x.middleCols(h * p, p) = c.asDiagonal() * B_g * dS.transpose();
     g.d_B.middleCols(gr * N, N) += c.asDiagonal() * x_h * dS;
     const Vec<S> d_c = (x_h * dS).cwiseProduct(B_g).rowwise().sum();
-    S earlier_q = 0, later_dt = dt.col(h).sum(), d_A = 0;
+    S earlier_q = 0, d_A = 0;  // Σ_{s'<s} q[s'], Σ_s q[s]·later[s]
     for (Eigen::Index s = 0; s < P; ++s) {
-      later_dt -= dt(s, h);  // Σ_{r>s} dt[r]
-      const S w = std::exp(A(h) * later_dt), q = d_c(s) * c(s);
-      g.d_dt(s, h) = d_c(s) * w + A(h) * earlier_q;
-      d_A += q * later_dt;
+      const S q = d_c(s) * c(s);
+      g.d_dt(s, h) = d_c(s) * w(s) + A(h) * earlier_q;
+      d_A += q * later(s);
       earlier_q += q;
     }
     g.d_A(h) = d_A;

@@ -56,18 +56,38 @@ ScanResult<S> ssm_recurrent(const MixerConfig& cfg, const Mat<S>& x, const Mat<S
 }
 
 // ---- form 2: quadratic (the "attention-like" matrix form) ---------------------------------------------
-// With the inclusive cumulative log-decay cumA[t] = Σ_{r≤t} dt[r]·A, the stable segment sum
-//   Lmask[t, s] = exp(cumA[t] - cumA[s])  (s ≤ t; 0 above the diagonal)
-// gives, per head,
+// With the decay between tokens s <= t, the exp of the segment sum of the log-decays after s up to t,
+//   Lmask[t, s] = exp(Σ_{r=s+1..t} dt[r]·A)      (1 on the diagonal, 0 above it),
+// and the decay from the start, exp(cumA[t]) with cumA[t] = Σ_{r=0..t} dt[r]·A, per head
 //   y        = (Lmask ∘ C Bᵀ) (dt ∘ x)  +  diag(exp(cumA)) · C · S_initᵀ
-//   S_{T-1}  = Σ_s exp(cumA[T-1] - cumA[s]) dt[s] x[s] ⊗ B[s]  +  exp(cumA[T-1]) · S_init
-// Only differences of cumA are exponentiated: cumulative products are never divided.
+//   S_{T-1}  = Σ_s Lmask[T-1, s] dt[s] x[s] ⊗ B[s]  +  exp(cumA[T-1]) · S_init
+// Why this does not cancel (DESIGN.md section 3): every exponent is the sum over its own segment, accumulated
+// term by term (decay_matrix, cumulative_log_decay). All the terms dt[r]·A have one sign, so a sum's rounding
+// error is at most (its length)·eps·|the sum|: relative to the exponent itself, which is at most ~745 where
+// exp is not 0. Written as cumA[t] - cumA[s], the exponent would carry eps·|cumA[t]| however short the
+// segment: after a long prefix of large steps (issue 8: 120 tokens of dt ~850 at A = -16, cumA ~ -1.6e6) that
+// is 2e-10 in every decay after it, 2048 times what long double makes of the same formula. Cumulative
+// products are never divided either (they underflow to 0 where the decays do).
 template <class S>
 Vec<S> cumulative_log_decay(const Mat<S>& dt, const Vec<S>& A, int h) {
   Vec<S> cum(dt.rows());
   S run = 0;
   for (Eigen::Index t = 0; t < dt.rows(); ++t) cum(t) = run += dt(t, h) * A(h);
   return cum;
+}
+
+// Lmask [T, T] of head h: row t accumulates its segment sums leftwards from the diagonal, one step more for
+// each earlier s.
+template <class S>
+Mat<S> decay_matrix(const Mat<S>& dt, const Vec<S>& A, int h) {
+  const Eigen::Index T = dt.rows();
+  Mat<S> Lmask = Mat<S>::Zero(T, T);
+  for (Eigen::Index t = 0; t < T; ++t) {
+    Lmask(t, t) = 1;
+    S segment = 0;  // Σ_{r=s+1..t} dt[r]·A
+    for (Eigen::Index s = t - 1; s >= 0; --s) Lmask(t, s) = std::exp(segment += dt(s + 1, h) * A(h));
+  }
+  return Lmask;
 }
 
 template <class S>
@@ -79,22 +99,19 @@ ScanResult<S> ssm_quadratic(const MixerConfig& cfg, const Mat<S>& x, const Mat<S
   ScanResult<S> r{Mat<S>(T, cfg.E), Mat<S>(cfg.E, N)};
   for (int h = 0; h < cfg.H; ++h) {
     const int g = cfg.group_of(h);
-    const Vec<S> cum = cumulative_log_decay(dt, A, h);
-    Mat<S> Lmask = Mat<S>::Zero(T, T);
-    for (Eigen::Index t = 0; t < T; ++t)
-      for (Eigen::Index s = 0; s <= t; ++s) Lmask(t, s) = std::exp(cum(t) - cum(s));
+    const Mat<S> Lmask = decay_matrix(dt, A, h);
     const Mat<S> B_g = B.middleCols(g * N, N), C_g = C.middleCols(g * N, N);
     const Mat<S> dtx = dt.col(h).asDiagonal() * x.middleCols(h * p, p);  // dt ∘ x, [T, p]
     const Mat<S> S_h = S_init.middleRows(h * p, p);
-    const Vec<S> to_start = cum.array().exp();                              // exp(cumA[t])
+    const Vec<S> to_start = cumulative_log_decay(dt, A, h).array().exp();  // exp(cumA[t])
     r.y.middleCols(h * p, p) =
         Lmask.cwiseProduct(C_g * B_g.transpose()) * dtx + to_start.asDiagonal() * C_g * S_h.transpose();
     if (T == 0) {
       r.final_state.middleRows(h * p, p) = S_h;
       continue;
     }
-    const Vec<S> to_end = (cum(T - 1) - cum.array()).exp();  // exp(cumA[T-1] - cumA[s])
-    r.final_state.middleRows(h * p, p) = dtx.transpose() * to_end.asDiagonal() * B_g + to_start(T - 1) * S_h;
+    r.final_state.middleRows(h * p, p) =
+        dtx.transpose() * Lmask.row(T - 1).asDiagonal() * B_g + to_start(T - 1) * S_h;
   }
   return r;
 }
@@ -107,6 +124,9 @@ ScanResult<S> ssm_quadratic(const MixerConfig& cfg, const Mat<S>& x, const Mat<S
 //                      S_start[0] = S_init (a short recurrence over chunks);
 //   3. intra-chunk:    y = (Lmask ∘ C Bᵀ)(dt ∘ x) inside each chunk (the quadratic form on the diagonal block);
 //   4. inter-chunk:    y[t] += exp(cumA_chunk[t]) · S_start[c] · C[t] (the state carried into the chunk).
+// Every exponent is again a segment sum accumulated directly (DESIGN.md section 3): stages 1 and 3 are the
+// quadratic form's, and cumA_chunk[t] = Σ_{r=c0..t} dt[r]·A (stages 2 and 4) is summed from the chunk's first
+// token c0, never as a difference of sums from the sequence's start.
 template <class S>
 struct ChunkedScanResult {
   Mat<S> y;                          // [T, H·p]
@@ -148,7 +168,8 @@ ChunkedScanResult<S> ssm_chunked(const MixerConfig& cfg, const Mat<S>& x, const 
 }
 
 // ---- backward (of all three forms, which compute the same function) ------------------------------------
-// Run the recurrence in reverse with Gs = dL/dS_t, the gradient reaching state S_t from y[t..] and the
+// No cumulative sums here (DESIGN.md section 3): each step's decay a[t] = exp(dt[t]·A) on its own. Run the
+// recurrence in reverse with Gs = dL/dS_t, the gradient reaching state S_t from y[t..] and the
 // final state:
 //   Gs  = a[t+1] · Gs_{t+1} + d_y[t] ⊗ C[t]               (Gs_{T-1} starts from d_final_state)
 //   d_C[t]  += S_tᵀ d_y[t]        d_x[t] = dt[t] · Gs B[t]      d_B[t] += dt[t] · Gsᵀ x[t]

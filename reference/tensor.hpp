@@ -62,7 +62,7 @@ S silu_grad(S v) {
 // softplus(v) = log(1 + e^v), written so that it neither overflows for large v nor loses digits for small v.
 template <class S>
 S softplus(S v) {
-  return v > S(0) ? v + std::log1p(std::exp(-v)) : std::log1p(std::exp(v));
+  return v > S(0) ? S(v + std::log1p(std::exp(-v))) : S(std::log1p(std::exp(v)));
 }
 
 }  // namespace transmamba

@@ -7,8 +7,10 @@ using namespace transmamba;
 
 TEST_CASE("attention.definition", "[attention][property]") { require_check("attention.definition"); }
 TEST_CASE("attention.backward_fd", "[attention][gradient]") { require_check("attention.backward_fd"); }
+TEST_CASE("attention.ladder", "[attention][ladder]") { require_check("attention.ladder"); }
 TEST_CASE("converter.equals_scan_state", "[converter][property]") { require_check("converter.equals_scan_state"); }
 TEST_CASE("converter.backward_fd", "[converter][gradient]") { require_check("converter.backward_fd"); }
+TEST_CASE("converter.ladder", "[converter][ladder]") { require_check("converter.ladder"); }
 
 TEST_CASE("attention: the first token attends only to itself", "[attention]") {
   MixerConfig cfg{2, 4, 2, 1, 2, 2, 2};

@@ -8,11 +8,18 @@
 
 using namespace transmamba;
 
+TEST_CASE("projection.definition", "[projection][property]") { require_check("projection.definition"); }
 TEST_CASE("projection.backward_fd", "[projection][gradient]") { require_check("projection.backward_fd"); }
+TEST_CASE("projection.ladder", "[projection][ladder]") { require_check("projection.ladder"); }
+TEST_CASE("conv.definition", "[conv][property]") { require_check("conv.definition"); }
 TEST_CASE("conv.backward_fd", "[conv][gradient]") { require_check("conv.backward_fd"); }
+TEST_CASE("conv.ladder", "[conv][ladder]") { require_check("conv.ladder"); }
+TEST_CASE("step_size.definition", "[step_size][property]") { require_check("step_size.definition"); }
 TEST_CASE("step_size.backward_fd", "[step_size][gradient]") { require_check("step_size.backward_fd"); }
+TEST_CASE("step_size.ladder", "[step_size][ladder]") { require_check("step_size.ladder"); }
 TEST_CASE("norm.definition", "[norm][property]") { require_check("norm.definition"); }
 TEST_CASE("norm.backward_fd", "[norm][gradient]") { require_check("norm.backward_fd"); }
+TEST_CASE("norm.ladder", "[norm][ladder]") { require_check("norm.ladder"); }
 
 TEST_CASE("conv: an impulse returns the taps reversed, as PyTorch's left-padded conv1d", "[conv]") {
   // A unit impulse at token s reaches token s + j through tap W - 1 - j (the last tap is the current token).

@@ -1,6 +1,6 @@
 // The golden fixtures (verify/fixtures.hpp): every committed file recomputes from its stored inputs within
-// 1e-12, the generator reproduces them byte for byte, and a truncated, corrupt or mismatched file is
-// reported by file name and field.
+// 1e-12, the generator reproduces them (inputs byte for byte, values within 1e-12), and a truncated, corrupt
+// or mismatched file is reported by file name and field.
 #include "verify/fixtures.hpp"
 
 #include <catch2/catch.hpp>
@@ -56,21 +56,40 @@ TEST_CASE("fixtures: every committed file recomputes from its stored inputs with
   }
 }
 
-TEST_CASE("fixtures: tm-fixtures reproduces the committed files byte for byte", "[fixtures]") {
+// The generator draws the same inputs (byte for byte) and computes the same values as the stored files, up to
+// bounds::kExact: a change of the reference's formulas that is rounding only (issue 8 rearranged two
+// cancellations) moves the computed values by ~1e-15 and must not force regenerating the golden values, which
+// then keep checking the new formulas against what the old ones computed (DESIGN.md section 9).
+TEST_CASE("fixtures: tm-fixtures reproduces the committed files (inputs byte for byte, values within 1e-12)", "[fixtures]") {
+  auto is_input = [](const std::string& name) {
+    return name.rfind("input.", 0) == 0 || name.rfind("param.", 0) == 0 || name.rfind("upstream.", 0) == 0;
+  };
+  auto values = [](const SafetensorsTensor& t) {  // F64 -> [numel, 1]
+    Mat<double> m(t.bytes.size() / sizeof(double), 1);
+    std::memcpy(m.data(), t.bytes.data(), t.bytes.size());
+    return m;
+  };
   for (const FixtureSpec& spec : fixture_specs()) {
     const fs::path path = fs::path(fixtures_dir()) / spec.file_name();
     INFO(path.string());
     REQUIRE(fs::exists(path));
-    const SafetensorsFile built = build_fixture(spec);
-    const std::vector<uint8_t> want = serialize_safetensors(built), got = read_bytes(path);
-    if (got != want) {  // say which tensor or key differs
-      const SafetensorsFile stored = read_safetensors(path.string());
-      for (const auto& [name, t] : built.tensors)
-        if (!stored.has(name) || stored.at(name) != t) FAIL_CHECK("tensor '" << name << "' differs");
-      for (const auto& [key, value] : built.metadata)
-        if (!stored.metadata.count(key) || stored.metadata.at(key) != value) FAIL_CHECK("__metadata__ '" << key << "' differs");
+    const SafetensorsFile built = build_fixture(spec), stored = read_safetensors(path.string());
+    CHECK(built.metadata == stored.metadata);
+    REQUIRE(built.tensors.size() == stored.tensors.size());
+    for (const auto& [name, t] : built.tensors) {
+      INFO("tensor " << name);
+      REQUIRE(stored.has(name));
+      const SafetensorsTensor& s = stored.at(name);
+      REQUIRE(t.dtype == s.dtype);
+      REQUIRE(t.shape == s.shape);
+      if (is_input(name) || t.dtype != "F64") {
+        CHECK(t == s);
+      } else {
+        const Comparison c = compare(name, values(t), values(s), bounds::kExact);
+        INFO(c.report());
+        CHECK(c.passed());
+      }
     }
-    CHECK(got == want);
   }
 }
 

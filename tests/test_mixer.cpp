@@ -9,6 +9,7 @@ TEST_CASE("mixer.exactness", "[mixer][property]") { require_check("mixer.exactne
 TEST_CASE("mixer.mamba_limit", "[mixer][property]") { require_check("mixer.mamba_limit"); }
 TEST_CASE("mixer.attention_limit", "[mixer][property]") { require_check("mixer.attention_limit"); }
 TEST_CASE("mixer.causality", "[mixer][property]") { require_check("mixer.causality"); }
+TEST_CASE("mixer.ladder", "[mixer][ladder]") { require_check("mixer.ladder"); }
 TEST_CASE("mixer.float_vs_double", "[mixer][property]") { require_check("mixer.float_vs_double"); }
 
 TEST_CASE("mixer: bad input gets an error naming the problem", "[mixer][errors]") {

@@ -8,6 +8,7 @@
 using namespace transmamba;
 
 TEST_CASE("mlp.backward_fd", "[mlp][gradient]") { require_check("mlp.backward_fd"); }
+TEST_CASE("mlp.ladder", "[mlp][ladder]") { require_check("mlp.ladder"); }
 TEST_CASE("model.backward_fd", "[model][gradient]") { require_check("model.backward_fd"); }
 TEST_CASE("model.causality", "[model][property]") { require_check("model.causality"); }
 

@@ -8,6 +8,7 @@ TEST_CASE("ssm.definition", "[ssm][property]") { require_check("ssm.definition")
 TEST_CASE("ssm.forms_equal", "[ssm][property]") { require_check("ssm.forms_equal"); }
 TEST_CASE("ssm.split_resume", "[ssm][property]") { require_check("ssm.split_resume"); }
 TEST_CASE("ssm.backward_fd", "[ssm][gradient]") { require_check("ssm.backward_fd"); }
+TEST_CASE("ssm.ladder", "[ssm][ladder]") { require_check("ssm.ladder"); }
 TEST_CASE("ssm.float_vs_double", "[ssm][property]") { require_check("ssm.float_vs_double"); }
 
 TEST_CASE("ssm: one token by hand", "[ssm]") {

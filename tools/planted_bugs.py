@@ -25,8 +25,8 @@ import time
 BUGS = [
     ("converter_off_by_one", "reference/converter.hpp",
      "Memory Converter: a prefix token's weight includes its own decay (sum over r >= s instead of r > s, E5)",
-     "    c(s) = std::exp(A(h) * later_dt) * dt(s, h);\n    later_dt += dt(s, h);\n",
-     "    later_dt += dt(s, h);\n    c(s) = std::exp(A(h) * later_dt) * dt(s, h);\n"),
+     "(A(h) * later_steps(dt, h).array()).exp();",
+     "(A(h) * (later_steps(dt, h) + dt.col(h)).array()).exp();"),
     ("group_of_modulo", "reference/config.hpp",
      "head h reads group h % G instead of h / (H/G) (scan, converter; attention loops over groups itself)",
      "int group_of(int h) const { return h / heads_per_group(); }",
@@ -74,13 +74,25 @@ BUGS = [
      "model backward: with a tied head, the head's gradient is not added to the embedding's",
      "    g.embedding += head.d_W.transpose();\n",
      "    (void)head;\n"),
+    # The two cancellations of issue 8 (DESIGN.md section 3), put back: right in exact arithmetic, wrong in double.
+    ("scan_decay_by_difference", "reference/ssm.hpp",
+     "quadratic scan (and the chunked form's stages 1 and 3): Lmask[t, s] = exp(cumA[t] - cumA[s]), a difference of "
+     "two cumulative sums, instead of the segment sum accumulated directly",
+     "Lmask(t, s) = std::exp(segment += dt(s + 1, h) * A(h));",
+     "Lmask(t, s) = std::exp(cumulative_log_decay(dt, A, h)(t) - cumulative_log_decay(dt, A, h)(s));"),
+    ("converter_suffix_by_subtraction", "reference/converter.hpp",
+     "converter backward: the sums over r > s of dt[r] as the total minus a running prefix sum, not accumulated "
+     "from the end",
+     "    const Vec<S> later = later_steps(dt, h);",
+     "    Vec<S> later(P);\n    S running = dt.col(h).sum();\n"
+     "    for (Eigen::Index s = 0; s < P; ++s) later(s) = running -= dt(s, h);"),
 ]
 # The attention scale appears in the forward and in the backward.
 SCALE_EDITS = [
     ("C.middleCols(g * N, N) * B.middleCols(g * N, N).transpose() / std::sqrt(S(N));",
      "C.middleCols(g * N, N) * B.middleCols(g * N, N).transpose() / S(N);"),
-    ("w.cwiseProduct(d_w.colwise() - row_dot) / std::sqrt(S(N));",
-     "w.cwiseProduct(d_w.colwise() - row_dot) / S(N);"),
+    ("d_scores /= std::sqrt(S(N));",
+     "d_scores /= S(N);"),
 ]
 
 

@@ -1,26 +1,58 @@
 // Checks of reference/mixer.hpp: the backward, exactness of the converter at the layer level, the two
-// limits (P = 0 is Mamba2, P = T is attention), causality, float vs double.
+// limits (P = 0 is Mamba2, P = T is attention), causality, double vs long double (the ladder: every stage and
+// gradient), float vs double.
 #include "reference/mixer.hpp"
 
 #include "verify/bounds.hpp"
 #include "verify/finite_diff.hpp"
 #include "verify/generators.hpp"
 #include "verify/harness.hpp"
+#include "verify/ladder.hpp"
 
 namespace transmamba {
 
 namespace {
+// A layer, its input u [T, D], TransPoint P and the upstream gradient d_out [T, D].
+template <class S>
 struct LayerCase {
-  MixerParams<double> prm;
-  Mat<double> u;
+  MixerParams<S> prm;
+  Mat<S> u;
   int P;
+  Mat<S> d_out;
+  template <class T>
+  LayerCase<T> cast() const {
+    return {prm.template cast<T>(), u.template cast<T>(), P, d_out.template cast<T>()};
+  }
+  template <class F>
+  void for_each(F&& f) {
+    prm.for_each(f), f("u", u), f("d_out", d_out);
+  }
 };
-LayerCase draw_layer_case() {
+// The regime (generators.hpp) gives the parameters' step sizes and decays, and the magnitude of u.
+LayerCase<double> draw_layer_case(Regimes regimes) {
   const MixerConfig cfg = draw("cfg", gen_mixer_config());
   const int T = draw("T", gen_length());
   const int P = draw("P", gen_transpoint(T));
+  const Regime regime = draw("regime", gen_regime(regimes));
   RandomTensors rnd(draw("seed", rc::gen::arbitrary<std::uint64_t>()));
-  return {rnd.params<double>(cfg), rnd.mat<double>(T, cfg.D), P};
+  MixerParams<double> prm = rnd.params<double>(cfg, regime);
+  const Mat<double> u = rnd.mat<double>(T, cfg.D, -regime.scale, regime.scale);
+  return {prm, u, P, rnd.mat<double>(T, cfg.D)};
+}
+
+// Every stage of the layer's forward (E1-E8), its outputs, and every gradient of its backward.
+template <class S>
+Tensors<S> layer_tensors(const LayerCase<S>& c) {
+  const MixerForward<S> f = mixer_forward(c.prm, c.u, c.P);
+  Tensors<S> out;
+  out.add("z", f.z), out.add("xBC", f.xBC), out.add("dt", f.dt), out.add("A", f.A);
+  out.add("attention y", f.y.topRows(c.P)), out.add("S0", f.S0), out.add("scan y", f.scan.y);
+  out.add_stacked("chunk states", f.scan.chunk_states), out.add_stacked("start states", f.scan.start_states);
+  out.add("y", f.y), out.add("y_normed", f.y_normed), out.add("out", f.out), out.add("final state", f.final_state);
+  const MixerGrads<S> g = mixer_backward(c.prm, f, c.d_out);
+  out.add_gradient("d_u", g.d_u);
+  g.d_params.for_each([&](const char* name, const auto& t) { out.add_gradient(std::string("d_") + name, t); });
+  return out;
 }
 
 // A Mamba2 layer assembled from the components, with the recurrent scan from a zero state: what the
@@ -50,48 +82,54 @@ std::vector<Check> mixer_checks() {
   return {
       {"mixer.backward_fd", "layer backward (d_u and every parameter, through the converter) = finite differences", 100,
        [] {
-         const auto c = draw_layer_case();
-         RandomTensors rnd(draw("seed", rc::gen::arbitrary<std::uint64_t>()));
-         const Mat<double> d_out = rnd.mat<double>(c.u.rows(), c.prm.cfg.D);
-         const auto g = mixer_backward(c.prm, mixer_forward(c.prm, c.u, c.P), d_out);
-         auto prm_t = c.prm.cast<Truth>();
-         Mat<Truth> u_t = c.u.cast<Truth>();
-         const Mat<Truth> d_out_t = d_out.cast<Truth>();
-         auto loss = [&] { return mixer_forward(prm_t, u_t, c.P).out.cwiseProduct(d_out_t).sum(); };
-         std::vector<Comparison> out{check_gradient("d_u", g.d_u, u_t, loss)};
+         const auto c = draw_layer_case(Regimes::easy);
+         const auto g = mixer_backward(c.prm, mixer_forward(c.prm, c.u, c.P), c.d_out);
+         auto t = c.cast<Truth>();
+         auto loss = [&] { return mixer_forward(t.prm, t.u, c.P).out.cwiseProduct(t.d_out).sum(); };
+         std::vector<Comparison> out{check_gradient("d_u", g.d_u, t.u, loss)};
          std::vector<Eigen::MatrixXd> analytic;
          g.d_params.for_each([&](const char*, const auto& t) { analytic.push_back(t.template cast<double>()); });
          std::size_t i = 0;
-         prm_t.for_each([&](const char* name, auto& t) {
+         t.prm.for_each([&](const char* name, auto& t) {
            out.push_back(check_gradient(std::string("d_") + name, analytic[i++], t, loss));
          });
          return out;
        }},
       {"mixer.exactness", "tokens t >= P (and the final state) equal those of the same layer with P = 0", 200,
        [] {
-         const auto c = draw_layer_case();
-         const int T = c.u.rows();
-         const auto hybrid = mixer_forward(c.prm, c.u, c.P), mamba = mixer_forward(c.prm, c.u, 0);
-         return std::vector<Comparison>{
-             compare("out[P:]", hybrid.out.bottomRows(T - c.P), mamba.out.bottomRows(T - c.P), bounds::kExact),
-             compare("final state", hybrid.final_state, mamba.final_state, bounds::kExact)};
+         const auto c = draw_layer_case(Regimes::all);
+         const int L = c.u.rows() - c.P;
+         const auto mamba = mixer_forward(c.prm, c.u, 0);
+         Tensors<double> at_0;
+         at_0.add("", mamba.out.bottomRows(L)), at_0.add("", mamba.final_state);
+         return compare_forms(c, [L](const auto& k) {
+           const auto hybrid = mixer_forward(k.prm, k.u, k.P);
+           TensorsFor<decltype(k)> t;
+           t.add("out[P:]", hybrid.out.bottomRows(L)), t.add("final state", hybrid.final_state);
+           return t;
+         }, at_0);
        }},
       {"mixer.mamba_limit", "P = 0 equals a Mamba2 layer assembled from the components (recurrent scan)", 200,
        [] {
-         const auto c = draw_layer_case();
-         return std::vector<Comparison>{
-             compare("out", mixer_forward(c.prm, c.u, 0).out, mamba2_by_components(c.prm, c.u), bounds::kExact)};
+         const auto c = draw_layer_case(Regimes::all);
+         Tensors<double> by_components;
+         by_components.add("", mamba2_by_components(c.prm, c.u));
+         return compare_forms(c, [](const auto& k) {
+           TensorsFor<decltype(k)> t;
+           t.add("out", mixer_forward(k.prm, k.u, 0).out);
+           return t;
+         }, by_components);
        }},
       {"mixer.attention_limit", "P = T equals grouped causal attention + ungated norm + out_proj", 200,
        [] {
-         const auto c = draw_layer_case();
+         const auto c = draw_layer_case(Regimes::all);
          const int T = c.u.rows();
          return std::vector<Comparison>{
              compare("out", mixer_forward(c.prm, c.u, T).out, attention_by_components(c.prm, c.u), bounds::kExact)};
        }},
       {"mixer.causality", "changing token t' leaves the outputs of tokens < t' unchanged", 200,
        [] {
-         auto c = draw_layer_case();
+         auto c = draw_layer_case(Regimes::all);
          const int T = c.u.rows(), t_changed = draw("t'", rc::gen::inRange(0, T));
          const Mat<double> before = mixer_forward(c.prm, c.u, c.P).out;
          RandomTensors rnd(draw("seed", rc::gen::arbitrary<std::uint64_t>()));
@@ -100,30 +138,18 @@ std::vector<Check> mixer_checks() {
          return std::vector<Comparison>{
              compare("out[:t']", after.topRows(t_changed), before.topRows(t_changed), bounds::kExact)};
        }},
-      {"mixer.float_vs_double", "layer in float vs the double truth: out and state <= 1e-5, all gradients <= 1e-4", 200,
+      {"mixer.ladder", "double vs long double: every stage (E1-E8), out, the final state and every gradient, on every regime",
+       200,
        [] {
-         const auto c = draw_layer_case();
-         RandomTensors rnd(draw("seed", rc::gen::arbitrary<std::uint64_t>()));
-         const Mat<double> d_out = rnd.mat<double>(c.u.rows(), c.prm.cfg.D);
-         const auto prm_f = c.prm.cast<float>();
-         const Mat<float> u_f = c.u.cast<float>(), d_out_f = d_out.cast<float>();
-         const auto truth = mixer_forward(c.prm, c.u, c.P);
-         const auto got = mixer_forward(prm_f, u_f, c.P);
-         const auto g_truth = mixer_backward(c.prm, truth, d_out);
-         const auto g_got = mixer_backward(prm_f, got, d_out_f);
-         // Every gradient as one vector: the parameters in for_each order, then d_u.
-         auto flatten = [](const auto& grads) {
-           std::vector<double> v;
-           grads.d_params.for_each([&](const char*, const auto& t) {
-             for (Eigen::Index i = 0; i < t.size(); ++i) v.push_back(double(t.data()[i]));
-           });
-           for (Eigen::Index i = 0; i < grads.d_u.size(); ++i) v.push_back(double(grads.d_u.data()[i]));
-           return Eigen::VectorXd(Eigen::Map<Eigen::VectorXd>(v.data(), v.size()));
-         };
-         std::vector<Comparison> out{compare("out", got.out, truth.out, bounds::kFloat),
-                                     compare("final state", got.final_state, truth.final_state, bounds::kFloat),
-                                     compare("all gradients", flatten(g_got), flatten(g_truth), bounds::kFloatGradient)};
-         return out;
+         return ladder<double, long double>(draw_layer_case(Regimes::all), [](const auto& c) { return layer_tensors(c); },
+                                            bounds::kExact, bounds::kExact);
+       }},
+      {"mixer.float_vs_double",
+       "float vs the double truth: every stage, out and state <= 1e-5, every gradient <= 1e-4 (easy regime: float's range)",
+       200,
+       [] {
+         return ladder<float, double>(draw_layer_case(Regimes::easy), [](const auto& c) { return layer_tensors(c); }, bounds::kFloat,
+                                      bounds::kFloatGradient);
        }},
   };
 }

@@ -1,5 +1,6 @@
 // Checks of reference/mlp.hpp, reference/model.hpp and reference/inference.hpp: the MLP and model backward
-// against finite differences, decode = forward (DESIGN.md sections 6 and 8), causality of the model.
+// against finite differences, the MLP in double vs long double (the ladder), decode = forward (DESIGN.md
+// sections 6 and 8), causality of the model.
 #include <string>
 #include <vector>
 
@@ -11,6 +12,7 @@
 #include "verify/finite_diff.hpp"
 #include "verify/generators.hpp"
 #include "verify/harness.hpp"
+#include "verify/ladder.hpp"
 
 namespace transmamba {
 
@@ -84,9 +86,48 @@ std::vector<int> draw_tokens(int T, int V) {
   return draw("tokens", rc::gen::container<std::vector<int>>(std::size_t(T), rc::gen::inRange(0, V)));
 }
 
+// The MLP's input v [T, D] (U(-2, 2) times the regime's scale), weights and upstream gradient d_out [T, D].
+template <class S>
+struct MlpCase {
+  Mat<S> v, W_gate, W_up, W_down, d_out;
+  template <class T>
+  MlpCase<T> cast() const {
+    return {v.template cast<T>(), W_gate.template cast<T>(), W_up.template cast<T>(), W_down.template cast<T>(),
+            d_out.template cast<T>()};
+  }
+  template <class F>
+  void for_each(F&& f) {
+    f("v", v), f("W_gate", W_gate), f("W_up", W_up), f("W_down", W_down), f("d_out", d_out);
+  }
+};
+MlpCase<double> draw_mlp_case(Regimes regimes) {
+  const int T = draw("T", gen_length()), D = draw("D", rc::gen::inRange(1, 6)), F = draw("F", rc::gen::inRange(1, 6));
+  const double v = 2 * draw("regime", gen_regime(regimes)).scale;
+  RandomTensors rnd(draw("seed", rc::gen::arbitrary<std::uint64_t>()));
+  return {rnd.mat<double>(T, D, -v, v), rnd.mat<double>(D, F), rnd.mat<double>(D, F), rnd.mat<double>(F, D),
+          rnd.mat<double>(T, D)};
+}
+
+// A model's parameters, the tokens and the planned length: the inputs of a model check (ladder.hpp's case).
+template <class S>
+struct ModelCase {
+  ModelParams<S> prm;
+  std::vector<int> tokens;
+  int T_plan;
+  template <class T>
+  ModelCase<T> cast() const {
+    return {prm.template cast<T>(), tokens, T_plan};
+  }
+  template <class F>
+  void for_each(F&& f) {
+    prm.for_each(f);
+  }
+};
+
 // The last min(W-1, T) rows of xBC before the conv, zero rows above: the conv window after T tokens.
-Mat<double> expected_conv_window(const MixerConfig& cfg, const Mat<double>& xBC_in) {
-  Mat<double> w = Mat<double>::Zero(cfg.W - 1, cfg.conv_channels());
+template <class S>
+Mat<S> expected_conv_window(const MixerConfig& cfg, const Mat<S>& xBC_in) {
+  Mat<S> w = Mat<S>::Zero(cfg.W - 1, cfg.conv_channels());
   const Eigen::Index kept = std::min<Eigen::Index>(cfg.W - 1, xBC_in.rows());
   w.bottomRows(kept) = xBC_in.bottomRows(kept);
   return w;
@@ -98,19 +139,24 @@ std::vector<Check> model_checks() {
   return {
       {"mlp.backward_fd", "SwiGLU MLP backward (d_v, d_W_gate, d_W_up, d_W_down) = central finite differences", 100,
        [] {
-         const int T = draw("T", gen_length()), D = draw("D", rc::gen::inRange(1, 6)), F = draw("F", rc::gen::inRange(1, 6));
-         RandomTensors rnd(draw("seed", rc::gen::arbitrary<std::uint64_t>()));
-         Mat<double> v = rnd.mat<double>(T, D, -2, 2), W_gate = rnd.mat<double>(D, F), W_up = rnd.mat<double>(D, F),
-                     W_down = rnd.mat<double>(F, D);
-         const Mat<double> d_out = rnd.mat<double>(T, D);
-         const auto g = mlp_backward(v, W_gate, W_up, W_down, d_out);
-         Mat<Truth> v_t = v.cast<Truth>(), W_gate_t = W_gate.cast<Truth>(), W_up_t = W_up.cast<Truth>(),
-                    W_down_t = W_down.cast<Truth>();
-         const Mat<Truth> d_out_t = d_out.cast<Truth>();
-         auto loss = [&] { return mlp_forward(v_t, W_gate_t, W_up_t, W_down_t).cwiseProduct(d_out_t).sum(); };
+         const auto c = draw_mlp_case(Regimes::finite_diff);
+         const auto g = mlp_backward(c.v, c.W_gate, c.W_up, c.W_down, c.d_out);
+         auto t = c.cast<Truth>();
+         auto loss = [&] { return mlp_forward(t.v, t.W_gate, t.W_up, t.W_down).cwiseProduct(t.d_out).sum(); };
          return std::vector<Comparison>{
-             check_gradient("d_v", g.d_v, v_t, loss), check_gradient("d_W_gate", g.d_W_gate, W_gate_t, loss),
-             check_gradient("d_W_up", g.d_W_up, W_up_t, loss), check_gradient("d_W_down", g.d_W_down, W_down_t, loss)};
+             check_gradient("d_v", g.d_v, t.v, loss), check_gradient("d_W_gate", g.d_W_gate, t.W_gate, loss),
+             check_gradient("d_W_up", g.d_W_up, t.W_up, loss), check_gradient("d_W_down", g.d_W_down, t.W_down, loss)};
+       }},
+      {"mlp.ladder", "double vs long double: MLP(v), d_v, d_W_gate, d_W_up, d_W_down", 200,
+       [] {
+         return ladder<double, long double>(draw_mlp_case(Regimes::all), [](const auto& c) {
+           TensorsFor<decltype(c)> t;
+           t.add("out", mlp_forward(c.v, c.W_gate, c.W_up, c.W_down));
+           const auto g = mlp_backward(c.v, c.W_gate, c.W_up, c.W_down, c.d_out);
+           t.add_gradient("d_v", g.d_v), t.add_gradient("d_W_gate", g.d_W_gate), t.add_gradient("d_W_up", g.d_W_up);
+           t.add_gradient("d_W_down", g.d_W_down);
+           return t;
+         }, bounds::kExact, bounds::kExact);
        }},
       {"model.backward_fd",
        "model backward (every parameter; the same tiny model untied and tied) = finite differences of the loss", 20,
@@ -122,6 +168,9 @@ std::vector<Check> model_checks() {
          std::vector<Comparison> out;
          for (bool tied : {false, true}) {
            cfg.tie_embeddings = tied;
+           // The easy regime only: the tiny models are chosen so that central differences resolve 1e-6 (see
+           // draw_model_config); the hard regimes' curvature (scores of 1e6, steps of 1e3) would break that.
+           // There the model is checked by decode = forward and causality, its layer by mixer.ladder.
            const ModelParams<double> prm = rnd.model_params(cfg);
            const ModelParams<double> grads = model_backward(prm, model_forward(prm, tokens));
            std::vector<Eigen::MatrixXd> analytic;
@@ -144,28 +193,39 @@ std::vector<Check> model_checks() {
          const ModelConfig cfg = draw_model_config(T_plan, false);
          const std::vector<int> tokens = draw_tokens(T, cfg.V);
          const int k = full_range("k", rc::gen::inRange(1, T + 1));  // prefill tokens 0..k-1, decode k..T-1
+         const Regime regime = draw("regime", gen_regime());
          RandomTensors rnd(draw("seed", rc::gen::arbitrary<std::uint64_t>()));
-         const ModelParams<double> prm = rnd.model_params(cfg);
-         const ModelForward<double> full = model_forward(prm, tokens, T_plan);
-         PrefillResult<double> run = prefill(prm, std::vector<int>(tokens.begin(), tokens.begin() + k), T_plan);
+         const ModelCase<double> c{rnd.model_params(cfg, regime), tokens, T_plan};
+         // The cache after the last token: tokens < min(k, P) after prefill alone; after a decode step of
+         // token T-1: tokens 0..T-1 while T-1 < P, none once the layer decoded a token in scan mode.
+         auto cached = [&](int P) { return k == T ? std::min(T, P) : (T - 1 < P ? T : 0); };
+         // What the full forward says the decode state is after token T-1, and its logits.
+         auto full = [&](const auto& m) {
+           const auto f = model_forward(m.prm, m.tokens, m.T_plan);
+           TensorsFor<decltype(m)> out;
+           out.add("logits", f.logits);
+           for (int l = 0; l < cfg.n_layers; ++l) {
+             const auto& mix = f.blocks[l].mixer;
+             const std::string at = "layer " + std::to_string(l) + " ";
+             const int n = cached(cfg.schedule.transpoint(l, T_plan));
+             out.add(at + "scan state", mix.final_state), out.add(at + "KV cache B", mix.B.topRows(n));
+             out.add(at + "KV cache x", mix.x.topRows(n)), out.add(at + "conv window", expected_conv_window(cfg.mixer, mix.xBC_in));
+           }
+           return out;
+         };
+         PrefillResult<double> run = prefill(c.prm, std::vector<int>(tokens.begin(), tokens.begin() + k), T_plan);
          Mat<double> logits(T, cfg.V);
          logits.topRows(k) = run.logits;
-         for (int t = k; t < T; ++t) logits.row(t) = decode(prm, run.state, tokens[t]).transpose();
-         std::vector<Comparison> out{compare("logits", logits, full.logits, bounds::kExact)};
+         for (int t = k; t < T; ++t) logits.row(t) = decode(c.prm, run.state, tokens[t]).transpose();
+         Tensors<double> decoded;
+         decoded.add("logits", logits);
          for (int l = 0; l < cfg.n_layers; ++l) {
            const LayerState<double>& layer = run.state.layers[l];
-           const MixerForward<double>& mix = full.blocks[l].mixer;
            const std::string at = "layer " + std::to_string(l) + " ";
-           // The cache after the last token: tokens < min(k, P) after prefill alone; after a decode step of
-           // token T-1: tokens 0..T-1 while T-1 < P, none once the layer decoded a token in scan mode.
-           const int cached = k == T ? std::min(T, layer.P) : (T - 1 < layer.P ? T : 0);
-           out.push_back(compare(at + "scan state", layer.scan_state, mix.final_state, bounds::kExact));
-           out.push_back(compare(at + "KV cache B", layer.kv_B, mix.B.topRows(cached), bounds::kExact));
-           out.push_back(compare(at + "KV cache x", layer.kv_x, mix.x.topRows(cached), bounds::kExact));
-           out.push_back(compare(at + "conv window", layer.conv_window, expected_conv_window(cfg.mixer, mix.xBC_in),
-                                 bounds::kExact));
+           decoded.add(at + "scan state", layer.scan_state), decoded.add(at + "KV cache B", layer.kv_B);
+           decoded.add(at + "KV cache x", layer.kv_x), decoded.add(at + "conv window", layer.conv_window);
          }
-         return out;
+         return compare_forms(c, full, decoded);
        }},
       {"model.causality", "changing token t' leaves the logits of tokens < t' unchanged (TransPoints fixed by T_plan)", 200,
        [] {
@@ -174,8 +234,9 @@ std::vector<Check> model_checks() {
          const ModelConfig cfg = draw_model_config(T_plan, false);
          std::vector<int> tokens = draw_tokens(T, cfg.V);
          const int t_changed = full_range("t'", rc::gen::inRange(0, T));
+         const Regime regime = draw("regime", gen_regime());
          RandomTensors rnd(draw("seed", rc::gen::arbitrary<std::uint64_t>()));
-         const ModelParams<double> prm = rnd.model_params(cfg);
+         const ModelParams<double> prm = rnd.model_params(cfg, regime);
          const Mat<double> before = model_forward(prm, tokens, T_plan).logits;
          tokens[t_changed] = (tokens[t_changed] + *rc::gen::inRange(1, cfg.V)) % cfg.V;  // another id
          const Mat<double> after = model_forward(prm, tokens, T_plan).logits;
