@@ -4,8 +4,11 @@
 
 #include <stdexcept>
 
+#include "cuda/attention.hpp"
 #include "cuda/blas.hpp"
 #include "cuda/conv.hpp"
+#include "cuda/norm.hpp"
+#include "cuda/ssm.hpp"
 #include "cuda/step_size.hpp"
 
 namespace transmamba::gpu {

@@ -11,4 +11,9 @@ namespace transmamba {
 
 std::vector<Check> kernel_checks(gpu::Backend backend);
 
+// The checks of one kernel family each (verify/checks_kernels_<family>.cpp), gathered by kernel_checks().
+std::vector<Check> ssm_kernel_checks(gpu::Backend backend);
+std::vector<Check> attention_kernel_checks(gpu::Backend backend);
+std::vector<Check> norm_kernel_checks(gpu::Backend backend);
+
 }  // namespace transmamba
