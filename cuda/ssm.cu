@@ -1,15 +1,48 @@
-// The chunked SSD scan (E6), forward, in the stages of reference/ssm.hpp's ssm_chunked: the kernels of
-// cuda/ssm.hpp. Compiled for a GPU and for the CPU emulation (portable.cuh).
+// The chunked SSD scan (E6), forward and backward, in the stages of reference/ssm.hpp's ssm_chunked: the kernels
+// of cuda/ssm.hpp. Compiled for a GPU and for the CPU emulation (portable.cuh).
 //
 // One block per (chunk, head, sequence) for stages 1 and 3+4; stage 2 walks the chunks (not the tokens) of one
 // state entry per thread. Every decay is the exp of a segment sum accumulated term by term (DESIGN.md
 // section 3): the terms dt·A all have one sign, so each sum is accurate relative to itself; a difference of
 // cumulative sums would carry fp32's eps times the whole prefix's sum instead.
+//
+// ---- The backward (ssm_chunked_backward), per sequence and head h (group g) -------------------------------
+// In chunk c (tokens c0..end, local indices s, t, r), with the log-decays a[r] = dt[r]·A, seg(i..j) = Σ_{r=i..j}
+// a[r] (accumulated term by term over exactly that segment), L[t,s] = exp(seg(s+1..t)) for s <= t, the state
+// entering the chunk S_c (the forward's start_states) and G_{c+1} [p, N] the gradient reaching the state at the
+// chunk's end (the state entering chunk c+1; for the last chunk d_final_state), the forward is
+//   y[t]    = Σ_{s<=t} L[t,s]·dt[s]·(C[t]·B[s])·x[s] + exp(seg(c0..t))·S_c·C[t]
+//   S_{c+1} = Σ_s exp(seg(s+1..end))·dt[s]·x[s] ⊗ B[s] + exp(seg(c0..end))·S_c.
+// 1. ssm_chunk_grad_kernel, parallel over chunks: Y_c = Σ_t exp(seg(c0..t))·d_y[t] ⊗ C[t] (what y gives S_c),
+//    and the chunk's whole log-decay seg(c0..end).
+// 2. ssm_state_grad_passing_kernel, one thread per state entry over the chunks in reverse (not over tokens):
+//    dS_c = exp(seg(c0..end))·G_{c+1} + Y_c, G_c = dS_c; d_S_init = dS_0 = G_0. Slot c of the workspace holds
+//    Y_c before and G_{c+1} after.
+// 3. ssm_chunk_backward_kernel, parallel over chunks again, with K[t,s] = L[t,s]·(C[t]·B[s]) and
+//    D[t,s] = L[t,s]·(d_y[t]·x[s]) in shared memory:
+//      d_x[s]  = dt[s]·gx[s],  gx[s] = Σ_{t>=s} K[t,s]·d_y[t] + exp(seg(s+1..end))·G_{c+1}·B[s]        [p]
+//      d_B[s] += dt[s]·(Σ_{t>=s} D[t,s]·C[t] + exp(seg(s+1..end))·G_{c+1}ᵀ·x[s])   (per head, summed in 4)
+//      d_C[t] += Σ_{s<=t} D[t,s]·dt[s]·B[s] + exp(seg(c0..t))·S_cᵀ·d_y[t]           (per head, summed in 4)
+//      d_dt[s] = x[s]·gx[s] (the dt[s] factor) + A·d_a[s],  d_A = Σ_s dt[s]·d_a[s],
+//    where d_a[r], the gradient of the log-decay a[r], collects every exponent whose segment holds r:
+//      d_a[r] = Σ_{t>=r} Σ_{s<r} v[t,s] + Σ_{t>=r} u[t] + Σ_{s<r} w[s] + z,
+//      v[t,s] = L[t,s]·dt[s]·(C[t]·B[s])·(d_y[t]·x[s])  (= dt[s]·K[t,s]·(d_y[t]·x[s]): the intra-chunk output),
+//      u[t]   = exp(seg(c0..t))·(d_y[t]·(S_c·C[t]))       (the output of the entering state),
+//      w[s]   = exp(seg(s+1..end))·dt[s]·(x[s]ᵀ·G_{c+1}·B[s])  (the tokens' share of the state at the end),
+//      z      = exp(seg(c0..end))·<G_{c+1}, S_c>          (the entering state's share of it).
+//    The double sum over v is a prefix along each row (Σ_{s<r}) then a column sum (Σ_{t>=r}): O(Q^2) per block.
+//    The x[s]·gx[s] term is Σ_{t>=s} K[t,s]·(d_y[t]·x[s]) + w[s]/dt[s], summed as such (no division).
+// 4. ssm_group_sum_kernel: d_B, d_C of a group = its H/G heads' values in head order; sum_partials: d_A = the
+//    (sequence, chunk) blocks' partials in order. Every sum runs in a fixed order: bitwise deterministic.
+// This is reference/ssm.hpp's ssm_backward (the recurrence in reverse, Gs_t = gradient of the state after t)
+// regrouped by chunks: Gs_t = Σ_{t'>=t in c} exp(seg(t+1..t'))·d_y[t'] ⊗ C[t'] + exp(seg(t+1..end))·G_{c+1}, and
+// its d_a = <Gs_t, S_{t-1}>·exp(a[t]) expanded over the terms of S_{t-1}.
 #include "cuda/portable.cuh"
 
 #include "cuda/backends.hpp"
 #include "cuda/device_math.hpp"
 #include "cuda/launch.cuh"
+#include "cuda/reduce.cuh"
 
 namespace transmamba::gpu::TM_BACKEND_NS {
 
@@ -135,24 +168,283 @@ __global__ void __launch_bounds__(kScanThreads) ssm_output_kernel(ScanPointers p
     y[t * p.y_row + i] = intra + decay_in[t] * inter;
   }
 }
+
+// ---- backward (the header comment's steps 1-4) ------------------------------------------------------------
+struct ScanGradPointers {
+  ScanPointers f;                 // the shape and the inputs x, dt, A, B, C (C null without d_y)
+  const float* start_states;      // [Bt·chunks, H·p, N]: S_c
+  std::int64_t start_batch, start_row;
+  const float* d_y;               // may be null: zero
+  std::int64_t d_y_batch, d_y_row;
+  const float* d_final;           // may be null: zero
+  std::int64_t d_final_batch, d_final_row;
+  float* d_x;
+  std::int64_t d_x_batch, d_x_row;
+  float* d_dt;
+  std::int64_t d_dt_batch, d_dt_row;
+  float* d_S_init;                // may be null: not wanted
+  std::int64_t d_init_batch, d_init_row;
+  // The workspace (ScanPlan::backward_workspace), all contiguous:
+  float* chunk_decays;            // [Bt·chunks·H]: seg(c0..end)
+  float* end_grads;               // [Bt·chunks, H·p, N]: Y_c (step 1), then G_{c+1} (step 2)
+  float* A_partials;              // [Bt·chunks, H]: Σ_{r in c} dt[r]·d_a[r]
+  float* head_d_B;                // [Bt·L, H, N]: per-head d_B
+  float* head_d_C;                // [Bt·L, H, N]: per-head d_C; null when d_C is not wanted
+};
+
+// The sum of one value from every thread of a block of kThreads threads, added in thread order; every thread
+// gets it. All threads must call it (barriers); a template, as every function with __shared__ must be.
+template <int kThreads>
+__device__ float block_sum(float value) {
+  __shared__ float parts[kThreads];
+  __shared__ float total;
+  parts[threadIdx.x] = value;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    float sum = 0.0f;
+    for (int i = 0; i < kThreads; ++i) sum += parts[i];
+    total = sum;
+  }
+  __syncthreads();
+  const float result = total;
+  __syncthreads();  // parts and total are reused by the next call
+  return result;
+}
+
+// Step 1: Y_c[i, n] = Σ_t exp(seg(c0..t))·d_y[t, i]·C[t, n] into the chunk's slot of end_grads (0 without d_y),
+// and the chunk's seg(c0..end).
+__global__ void __launch_bounds__(kScanThreads) ssm_chunk_grad_kernel(ScanGradPointers g) {
+  const ScanPointers& p = g.f;
+  float* decay_in = dynamic_shared<float>();  // [Q]: exp(seg(c0..t))
+  const ChunkPlace k = chunk_place(p);
+  const float A = p.A[k.h];
+  const float* dt = p.dt + k.b * p.dt_batch + std::int64_t(k.c0) * p.dt_row + k.h;
+  for (int t = threadIdx.x; t < k.len; t += blockDim.x) {
+    float segment = 0.0f;
+    for (int r = 0; r <= t; ++r) segment += dt[r * p.dt_row] * A;
+    decay_in[t] = expf(segment);
+    if (t == k.len - 1) g.chunk_decays[(std::int64_t(k.b) * p.chunks + k.c) * p.H + k.h] = segment;
+  }
+  __syncthreads();
+  const std::int64_t bc = std::int64_t(k.b) * p.chunks + k.c;
+  float* Y = g.end_grads + (bc * p.H + k.h) * p.p * p.N;
+  const float* d_y = g.d_y ? g.d_y + k.b * g.d_y_batch + std::int64_t(k.c0) * g.d_y_row + k.h * p.p : nullptr;
+  const float* C = p.C ? p.C + k.b * p.C_batch + std::int64_t(k.c0) * p.C_row + k.g * p.N : nullptr;
+  for (int e = threadIdx.x; e < p.p * p.N; e += blockDim.x) {
+    const int i = e / p.N, n = e % p.N;
+    float acc = 0.0f;
+    if (d_y)
+      for (int t = 0; t < k.len; ++t) acc += decay_in[t] * d_y[t * g.d_y_row + i] * C[t * p.C_row + n];
+    Y[e] = acc;
+  }
+}
+
+// Step 2: one thread per state entry (row h·p + i, column n) of one sequence, over the chunks in reverse.
+__global__ void __launch_bounds__(kScanThreads) ssm_state_grad_passing_kernel(ScanGradPointers g) {
+  const ScanPointers& p = g.f;
+  const std::int64_t e = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x, entries = std::int64_t(p.H) * p.p * p.N;
+  const int b = blockIdx.y;
+  if (e >= entries) return;
+  const int row = int(e / p.N), n = int(e % p.N), h = row / p.p;
+  float G = g.d_final ? g.d_final[b * g.d_final_batch + row * g.d_final_row + n] : 0.0f;
+  for (int c = p.chunks - 1; c >= 0; --c) {
+    const std::int64_t bc = std::int64_t(b) * p.chunks + c;
+    float& slot = g.end_grads[bc * entries + e];
+    const float Y = slot;
+    slot = G;  // G_{c+1}
+    G = expf(g.chunk_decays[bc * p.H + h]) * G + Y;
+  }
+  if (g.d_S_init) g.d_S_init[b * g.d_init_batch + row * g.d_init_row + n] = G;
+}
+
+// d_x[s, j] (M = K, V = d_y, W = B, G_{c+1}'s row j) and per-head d_B[s, j] (M = D, V = C, W = x, its column j):
+//   dt[s]·(Σ_{t>=s} M[t,s]·V[t, j] + exp(seg(s+1..end))·Σ_k G[k·stride]·W[s, k]),   V null: no first sum.
+__device__ float token_gradient(const float* M, int Q, int len, const float* V, std::int64_t v_row, const float* G, int stride,
+                                const float* W, std::int64_t w_row, int count, int s, int j, const float* dts, const float* decay_out) {
+  float intra = 0.0f, state = 0.0f;
+  if (V)
+    for (int t = s; t < len; ++t) intra += M[t * Q + s] * V[t * v_row + j];
+  for (int k = 0; k < count; ++k) state += G[k * stride] * W[s * w_row + k];
+  return dts[s] * (intra + decay_out[s] * state);
+}
+
+// Step 3: every gradient of one chunk and head (the header comment's formulas), in phases between barriers.
+__global__ void __launch_bounds__(kScanThreads) ssm_chunk_backward_kernel(ScanGradPointers g) {
+  const ScanPointers& p = g.f;
+  const int Q = p.Q;
+  float* K = dynamic_shared<float>();  // [Q][Q]: L∘(C·B), then v[t,s]/dt[s]
+  float* D = K + Q * Q;                // [Q][Q]: L∘(d_y·x), then the row prefixes Σ_{s<r} v[t,s]
+  float* dts = D + Q * Q;              // [Q]: dt
+  float* decay_in = dts + Q;           // [Q]: exp(seg(c0..t))
+  float* decay_out = decay_in + Q;     // [Q]: exp(seg(s+1..end))
+  float* u = decay_out + Q;            // [Q]: u[t]
+  float* w = u + Q;                    // [Q]: w[s] / dt[s]
+  float* direct = w + Q;               // [Q]: x[s]·gx[s]
+  const ChunkPlace k = chunk_place(p);
+  const int len = k.len;
+  const float A = p.A[k.h];
+  const std::int64_t bc = std::int64_t(k.b) * p.chunks + k.c;
+  const float* dt = p.dt + k.b * p.dt_batch + std::int64_t(k.c0) * p.dt_row + k.h;
+  const float* x = p.x + k.b * p.x_batch + std::int64_t(k.c0) * p.x_row + k.h * p.p;
+  const float* B = p.B + k.b * p.B_batch + std::int64_t(k.c0) * p.B_row + k.g * p.N;
+  const float* C = p.C ? p.C + k.b * p.C_batch + std::int64_t(k.c0) * p.C_row + k.g * p.N : nullptr;
+  const float* d_y = g.d_y ? g.d_y + k.b * g.d_y_batch + std::int64_t(k.c0) * g.d_y_row + k.h * p.p : nullptr;
+  const float* S = g.start_states + bc * g.start_batch + std::int64_t(k.h) * p.p * g.start_row;  // S_c [p, N]
+  const float* G = g.end_grads + (bc * p.H + k.h) * p.p * p.N;                                   // G_{c+1} [p, N]
+
+  // Phase 0: the decays, each segment summed on its own; K = D = L. And <G_{c+1}, S_c>.
+  for (int t = threadIdx.x; t < len; t += blockDim.x) {
+    dts[t] = dt[t * p.dt_row];
+    K[t * Q + t] = D[t * Q + t] = 1.0f;
+    float segment = 0.0f;  // seg(s+1..t), leftwards from the diagonal
+    for (int s = t - 1; s >= 0; --s) {
+      segment += dt[(s + 1) * p.dt_row] * A;
+      K[t * Q + s] = D[t * Q + s] = expf(segment);
+    }
+    float from_start = 0.0f, to_end = 0.0f;
+    for (int r = 0; r <= t; ++r) from_start += dt[r * p.dt_row] * A;
+    for (int r = len - 1; r > t; --r) to_end += dt[r * p.dt_row] * A;
+    decay_in[t] = expf(from_start);
+    decay_out[t] = expf(to_end);
+  }
+  float overlap = 0.0f;
+  for (int e = threadIdx.x; e < p.p * p.N; e += blockDim.x) overlap += G[e] * S[(e / p.N) * g.start_row + e % p.N];
+  const float G_dot_S = block_sum<kScanThreads>(overlap);  // its barriers also end phase 0
+
+  // Phase 1: K = L∘(C·B), D = L∘(d_y·x); both 0 without d_y (they only ever multiply it).
+  for (int e = threadIdx.x; e < len * len; e += blockDim.x) {
+    const int t = e / len, s = e % len;
+    if (s > t) continue;
+    float cb = 0.0f, yx = 0.0f;
+    if (d_y) {
+      for (int n = 0; n < p.N; ++n) cb += C[t * p.C_row + n] * B[s * p.B_row + n];
+      for (int i = 0; i < p.p; ++i) yx += d_y[t * g.d_y_row + i] * x[s * p.x_row + i];
+    }
+    K[t * Q + s] *= cb;
+    D[t * Q + s] *= yx;
+  }
+  __syncthreads();
+
+  // Phase 2: d_x, per-head d_B and d_C, u[t] and w[s]/dt[s].
+  const std::int64_t token0 = std::int64_t(k.b) * p.L + k.c0;  // row of [Bt·L, ...] of the chunk's first token
+  float* d_x = g.d_x + k.b * g.d_x_batch + std::int64_t(k.c0) * g.d_x_row + k.h * p.p;
+  for (int e = threadIdx.x; e < len * p.p; e += blockDim.x) {
+    const int s = e / p.p, i = e % p.p;
+    d_x[s * g.d_x_row + i] = token_gradient(K, Q, len, d_y, g.d_y_row, G + i * p.N, 1, B, p.B_row, p.N, s, i, dts, decay_out);
+  }
+  for (int e = threadIdx.x; e < len * p.N; e += blockDim.x) {
+    const int s = e / p.N, n = e % p.N;
+    g.head_d_B[((token0 + s) * p.H + k.h) * p.N + n] =
+        token_gradient(D, Q, len, C, p.C_row, G + n, p.N, x, p.x_row, p.p, s, n, dts, decay_out);
+  }
+  if (g.head_d_C)
+    for (int e = threadIdx.x; e < len * p.N; e += blockDim.x) {
+      const int t = e / p.N, n = e % p.N;
+      float intra = 0.0f, state = 0.0f;
+      if (d_y) {
+        for (int s = 0; s <= t; ++s) intra += D[t * Q + s] * dts[s] * B[s * p.B_row + n];
+        for (int i = 0; i < p.p; ++i) state += S[i * g.start_row + n] * d_y[t * g.d_y_row + i];
+      }
+      g.head_d_C[((token0 + t) * p.H + k.h) * p.N + n] = intra + decay_in[t] * state;
+    }
+  for (int t = threadIdx.x; t < len; t += blockDim.x) {
+    float out = 0.0f, in = 0.0f;  // d_y[t]·(S_c·C[t]),  x[t]ᵀ·G_{c+1}·B[t]
+    for (int i = 0; i < p.p; ++i) {
+      float sc = 0.0f, gb = 0.0f;
+      if (d_y)
+        for (int n = 0; n < p.N; ++n) sc += S[i * g.start_row + n] * C[t * p.C_row + n];
+      for (int n = 0; n < p.N; ++n) gb += G[i * p.N + n] * B[t * p.B_row + n];
+      out += (d_y ? d_y[t * g.d_y_row + i] : 0.0f) * sc;
+      in += x[t * p.x_row + i] * gb;
+    }
+    u[t] = decay_in[t] * out;
+    w[t] = decay_out[t] * in;
+  }
+  __syncthreads();
+
+  // Phase 3: K[t,s] = L[t,s]·(C[t]·B[s])·(d_y[t]·x[s]) = v[t,s] / dt[s].
+  if (d_y)
+    for (int e = threadIdx.x; e < len * len; e += blockDim.x) {
+      const int t = e / len, s = e % len;
+      if (s > t) continue;
+      float yx = 0.0f;
+      for (int i = 0; i < p.p; ++i) yx += d_y[t * g.d_y_row + i] * x[s * p.x_row + i];
+      K[t * Q + s] *= yx;
+    }
+  __syncthreads();
+
+  // Phase 4: direct[s] = Σ_{t>=s} K[t,s] + w[s]/dt[s] (= x[s]·gx[s]); D[t,r] = Σ_{s<r} v[t,s] for r <= t.
+  for (int s = threadIdx.x; s < len; s += blockDim.x) {
+    float acc = 0.0f;
+    for (int t = s; t < len; ++t) acc += K[t * Q + s];
+    direct[s] = acc + w[s];
+  }
+  for (int t = threadIdx.x; t < len; t += blockDim.x) {
+    float run = 0.0f;
+    for (int r = 0; r <= t; ++r) {
+      D[t * Q + r] = run;
+      run += dts[r] * K[t * Q + r];
+    }
+  }
+  __syncthreads();
+
+  // Phase 5: d_a[r], then d_dt[r] = direct[r] + A·d_a[r] and this block's share of d_A.
+  float* d_dt = g.d_dt + k.b * g.d_dt_batch + std::int64_t(k.c0) * g.d_dt_row + k.h;
+  const float z = decay_in[len - 1] * G_dot_S;
+  float share = 0.0f;
+  for (int r = threadIdx.x; r < len; r += blockDim.x) {
+    float intra = 0.0f, later_u = 0.0f, earlier_w = 0.0f;
+    for (int t = r; t < len; ++t) intra += D[t * Q + r], later_u += u[t];
+    for (int s = 0; s < r; ++s) earlier_w += dts[s] * w[s];
+    const float d_a = intra + later_u + earlier_w + z;
+    d_dt[r * g.d_dt_row] = direct[r] + A * d_a;
+    share += dts[r] * d_a;
+  }
+  const float total = block_sum<kScanThreads>(share);
+  if (threadIdx.x == 0) g.A_partials[bc * p.H + k.h] = total;
+}
+
+// Step 4: out[b, t, g·N + n] = Σ_{j < H/G} heads[b·L + t, g·(H/G) + j, n], one thread per output, heads in order.
+__global__ void __launch_bounds__(kScanThreads) ssm_group_sum_kernel(const float* heads, int Bt, int L, int H, int G, int N,
+                                                                     float* out, std::int64_t out_batch, std::int64_t out_row) {
+  const std::int64_t e = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (e >= std::int64_t(Bt) * L * G * N) return;
+  const int n = int(e % N), gr = int(e / N % G);
+  const std::int64_t token = e / (std::int64_t(G) * N);  // b·L + t
+  const int per = H / G;
+  float sum = 0.0f;
+  for (int j = 0; j < per; ++j) sum += heads[(token * H + gr * per + j) * N + n];
+  out[token / L * out_batch + token % L * out_row + gr * N + n] = sum;
+}
+
+// Resolves a view's strides for [*, rows, cols] into a kernel's pointer and strides.
+template <class T, class U>
+void set(T*& ptr, std::int64_t& batch, std::int64_t& row, const View<U>& view, std::int64_t rows, std::int64_t cols) {
+  const Strides st = resolved_strides(view, rows, cols);
+  ptr = view.data, batch = st.batch, row = st.row;
+}
+
+// The shape and the inputs both directions read.
+ScanPointers input_pointers(const ScanShape& s, const ScanPlan& plan, const View<const float>& x, const View<const float>& dt,
+                            const View<const float>& A, const View<const float>& B, const View<const float>& C) {
+  const std::int64_t HP = std::int64_t(s.H) * s.p, GN = std::int64_t(s.G) * s.N;
+  ScanPointers p{};
+  p.L = s.L, p.H = s.H, p.p = s.p, p.G = s.G, p.N = s.N, p.Q = s.Q, p.chunks = plan.chunks;
+  set(p.x, p.x_batch, p.x_row, x, s.L, HP);
+  set(p.dt, p.dt_batch, p.dt_row, dt, s.L, s.H);
+  p.A = A.data;
+  set(p.B, p.B_batch, p.B_row, B, s.L, GN);
+  set(p.C, p.C_batch, p.C_row, C, s.L, GN);
+  return p;
+}
 }  // namespace
 
 void ssm_chunked_forward(const ScanForward& a, const LaunchContext& ctx) {
   const ScanShape& s = a.shape;
   if (s.Bt == 0) return;
   const ScanPlan plan = scan_plan(s);
-  const std::int64_t HP = std::int64_t(s.H) * s.p, GN = std::int64_t(s.G) * s.N;
-  ScanPointers p{};
-  p.L = s.L, p.H = s.H, p.p = s.p, p.G = s.G, p.N = s.N, p.Q = s.Q, p.chunks = plan.chunks;
-  auto set = [](auto& ptr, std::int64_t& batch, std::int64_t& row, const auto& view, std::int64_t rows, std::int64_t cols) {
-    const Strides st = resolved_strides(view, rows, cols);
-    ptr = view.data, batch = st.batch, row = st.row;
-  };
-  set(p.x, p.x_batch, p.x_row, a.x, s.L, HP);
-  set(p.dt, p.dt_batch, p.dt_row, a.dt, s.L, s.H);
-  p.A = a.A.data;
-  set(p.B, p.B_batch, p.B_row, a.B, s.L, GN);
-  set(p.C, p.C_batch, p.C_row, a.C, s.L, GN);
+  const std::int64_t HP = std::int64_t(s.H) * s.p;
+  ScanPointers p = input_pointers(s, plan, a.x, a.dt, a.A, a.B, a.C);
   set(p.S_init, p.init_batch, p.init_row, a.S_init, HP, s.N);
   set(p.y, p.y_batch, p.y_row, a.y, s.L, HP);
   set(p.final_state, p.final_batch, p.final_row, a.final_state, HP, s.N);
@@ -162,6 +454,45 @@ void ssm_chunked_forward(const ScanForward& a, const LaunchContext& ctx) {
   if (plan.chunks > 0) launch(TM_SITE("ssm_chunk_state"), ssm_chunk_state_kernel, plan.chunk_states, ctx, p);
   launch(TM_SITE("ssm_state_passing"), ssm_state_passing_kernel, plan.state_passing, ctx, p);
   if (plan.chunks > 0 && p.y) launch(TM_SITE("ssm_output"), ssm_output_kernel, plan.output, ctx, p);
+}
+
+void ssm_chunked_backward(const ScanBackward& a, const LaunchContext& ctx) {
+  const ScanShape& s = a.shape;
+  const ScanPlan plan = scan_plan(s);
+  const std::int64_t HP = std::int64_t(s.H) * s.p, GN = std::int64_t(s.G) * s.N;
+  float* ws = a.workspace.data;
+  ScanGradPointers g{};
+  g.chunk_decays = ws;
+  g.end_grads = g.chunk_decays + plan.chunk_decays;
+  g.A_partials = g.end_grads + plan.state_values;
+  g.head_d_B = g.A_partials + plan.chunk_decays;
+  g.head_d_C = a.d_C.data ? g.head_d_B + plan.head_values : nullptr;
+  const int blocks = s.Bt * plan.chunks;  // (sequence, chunk) pairs, each one partial of d_A per head
+  if (s.Bt > 0) {
+    g.f = input_pointers(s, plan, a.x, a.dt, a.A, a.B, a.d_y.data ? a.C : View<const float>{});
+    set(g.start_states, g.start_batch, g.start_row, a.start_states, HP, s.N);
+    set(g.d_y, g.d_y_batch, g.d_y_row, a.d_y, s.L, HP);
+    set(g.d_final, g.d_final_batch, g.d_final_row, a.d_final_state, HP, s.N);
+    set(g.d_x, g.d_x_batch, g.d_x_row, a.d_x, s.L, HP);
+    set(g.d_dt, g.d_dt_batch, g.d_dt_row, a.d_dt, s.L, s.H);
+    set(g.d_S_init, g.d_init_batch, g.d_init_row, a.d_S_init, HP, s.N);
+    if (blocks > 0) launch(TM_SITE("ssm_chunk_grad"), ssm_chunk_grad_kernel, plan.chunk_states, ctx, g);
+    launch(TM_SITE("ssm_state_grad_passing"), ssm_state_grad_passing_kernel, plan.state_passing, ctx, g);
+    if (blocks > 0) {
+      launch(TM_SITE("ssm_chunk_backward"), ssm_chunk_backward_kernel, plan.backward_chunk, ctx, g);
+      const Strides bs = resolved_strides(a.d_B, s.L, GN);
+      launch(TM_SITE("ssm_group_sum(d_B)"), ssm_group_sum_kernel, plan.group_sum, ctx, static_cast<const float*>(g.head_d_B),
+             s.Bt, s.L, s.H, s.G, s.N, a.d_B.data, bs.batch, bs.row);
+      if (g.head_d_C) {
+        const Strides cs = resolved_strides(a.d_C, s.L, GN);
+        launch(TM_SITE("ssm_group_sum(d_C)"), ssm_group_sum_kernel, plan.group_sum, ctx, static_cast<const float*>(g.head_d_C),
+               s.Bt, s.L, s.H, s.G, s.N, a.d_C.data, cs.batch, cs.row);
+      }
+    }
+  }
+  // d_A: the blocks' partials in (sequence, chunk) order; none: zeros.
+  launch(TM_SITE("ssm_sum_partials(d_A)"), sum_partials<float>, plan.reduce_A, ctx, static_cast<const float*>(g.A_partials),
+         blocks, s.H, std::int64_t(s.H), a.d_A.data, s.H, std::int64_t(s.H));
 }
 
 }  // namespace transmamba::gpu::TM_BACKEND_NS

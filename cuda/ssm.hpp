@@ -1,4 +1,4 @@
-// The chunked SSD scan (E6) on a device, forward: the host API of cuda/ssm.cu, mirroring reference/ssm.hpp's
+// The chunked SSD scan (E6) on a device, forward and backward: the host API of cuda/ssm.cu, mirroring reference/ssm.hpp's
 // ssm_chunked stage by stage (its ChunkedScanResult), so that a failure names its stage:
 //   1. chunk_states:  the state each chunk reaches from a zero state,
 //                     chunk_state[c] = Σ_{s in c} exp(Σ_{r=s+1..end(c)} dt[r]·A) · dt[s] · x[s] ⊗ B[s];
@@ -9,7 +9,8 @@
 // Every exponent is a segment sum accumulated term by term (DESIGN.md section 3): never a difference of two
 // cumulative sums, which in fp32 cancels 1e8 times worse than the double reference's 1e-12.
 // Per head h, group g = h / (H/G); y excludes E6's D skip (the layer adds it). The Memory Converter (E5) is
-// stages 1-2 over the prefix from a zero state, keeping only the final state (pass y.data == nullptr).
+// stages 1-2 over the prefix from a zero state, keeping only the final state (pass y.data == nullptr); its host
+// API is cuda/converter.hpp. The backward (ScanBackward) is derived in cuda/ssm.cu's header comment.
 #pragma once
 
 #include "cuda/device.hpp"
@@ -36,7 +37,18 @@ struct ScanPlan {
   LaunchShape output;             // grid (chunks, H, Bt)
   std::size_t state_values = 0;   // Bt · chunks · H·p·N: each of chunk_states and start_states
   std::size_t chunk_decays = 0;   // Bt · chunks · H: Σ_{r in chunk} dt[r]·A (workspace)
+  // The backward (cuda/ssm.cu): the chunk_states grid computes each chunk's share of the start state's gradient,
+  // the state_passing grid passes the gradients at the chunks' ends backwards, then:
+  LaunchShape backward_chunk;     // grid (chunks, H, Bt): every gradient of one chunk and head; shared memory
+                                  // scan_backward_shared_floats(Q) (two Q x Q matrices)
+  LaunchShape group_sum;          // grid (ceil(Bt·L·G·N / 256)): d_B, d_C summed over the heads of each group
+  LaunchShape reduce_A;           // grid (ceil(H / 256)): d_A, the (sequence, chunk) partials summed in order
+  std::size_t head_values = 0;    // Bt · L · H·N: per-head d_B (and d_C) before the group sum
+  std::size_t backward_workspace = 0;  // floats: chunk_decays + state_values + chunk_decays + 2·head_values
 };
+
+// The backward's chunk kernel holds K, D [Q][Q] and six vectors [Q] in dynamic shared memory.
+inline std::size_t scan_backward_shared_floats(int Q) { return std::size_t(2) * Q * Q + std::size_t(6) * Q; }
 
 inline ScanPlan scan_plan(const ScanShape& s) {
   if (s.Bt < 0 || s.L < 0) throw std::invalid_argument("scan: negative Bt or L");
@@ -55,6 +67,13 @@ inline ScanPlan scan_plan(const ScanShape& s) {
   p.output = {{chunks, unsigned(s.H), unsigned(std::max(s.Bt, 1))}, {kScanThreads, 1, 1}, sizeof(float) * (s.Q * s.Q + s.Q)};
   p.state_values = std::size_t(s.Bt) * p.chunks * entries;
   p.chunk_decays = std::size_t(s.Bt) * p.chunks * s.H;
+  p.backward_chunk = {{chunks, unsigned(s.H), unsigned(std::max(s.Bt, 1))}, {kScanThreads, 1, 1},
+                      sizeof(float) * scan_backward_shared_floats(s.Q)};
+  const long long group_values = (long long)std::max(s.Bt, 1) * std::max(s.L, 1) * s.G * s.N;
+  p.group_sum = {{unsigned((group_values + kScanThreads - 1) / kScanThreads), 1, 1}, {kScanThreads, 1, 1}, 0};
+  p.reduce_A = {{unsigned(ceil_div(s.H, int(kScanThreads))), 1, 1}, {kScanThreads, 1, 1}, 0};
+  p.head_values = std::size_t(s.Bt) * s.L * s.H * s.N;
+  p.backward_workspace = 2 * p.chunk_decays + p.state_values + 2 * p.head_values;
   return p;
 }
 
@@ -63,7 +82,7 @@ struct ScanForward {
   View<const float> x;        // [Bt, L, H·p]
   View<const float> dt;       // [Bt, L, H]
   View<const float> A;        // [1, 1, H]
-  View<const float> B, C;     // [Bt, L, G·N]
+  View<const float> B, C;     // [Bt, L, G·N]; C is read only for y (may be null when y is)
   View<const float> S_init;   // [Bt, H·p, N]; data == nullptr: a zero state
   View<float> y;              // [Bt, L, H·p]; data == nullptr: the final state only (the Memory Converter)
   View<float> final_state;    // [Bt, H·p, N]
@@ -73,5 +92,25 @@ struct ScanForward {
 };
 
 void ssm_chunked_forward(const Stream& stream, const ScanForward& args);
+
+// The gradients of the scan's y and final state (d_y, d_final_state) with respect to every input. Needs the
+// forward's start states (stage 2); recomputes the rest chunk by chunk. Deterministic: no atomics, every sum in a
+// fixed order.
+struct ScanBackward {
+  ScanShape shape;
+  View<const float> x, dt, A, B, C;   // as ScanForward; C is read only with d_y (may be null without it)
+  View<const float> S_init;           // [Bt, H·p, N]; data == nullptr: a zero state. Checked, not read: the
+                                      // kernels read start_states, whose first chunk is S_init
+  View<const float> start_states;     // [Bt·chunks, H·p, N]: the forward's stage 2 (ScanForward::start_states)
+  View<const float> d_y;              // [Bt, L, H·p]; data == nullptr: zero (the Memory Converter's backward)
+  View<const float> d_final_state;    // [Bt, H·p, N]; data == nullptr: zero
+  View<float> d_x, d_dt;              // [Bt, L, H·p], [Bt, L, H]: written (not accumulated)
+  View<float> d_B, d_C;               // [Bt, L, G·N]: written; d_C may be null when d_y is null
+  View<float> d_A;                    // [1, 1, H]: written, summed over sequences and tokens
+  View<float> d_S_init;               // [Bt, H·p, N]: written; data == nullptr: not wanted
+  View<float> workspace;              // [1, 1, ScanPlan::backward_workspace] floats
+};
+
+void ssm_chunked_backward(const Stream& stream, const ScanBackward& args);
 
 }  // namespace transmamba::gpu

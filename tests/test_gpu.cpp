@@ -11,9 +11,11 @@
 #include "cuda/attention.hpp"
 #include "cuda/blas.hpp"
 #include "cuda/conv.hpp"
+#include "cuda/converter.hpp"
 #include "cuda/device_math.hpp"
 #include "cuda/launch_shape.hpp"
 #include "cuda/norm.hpp"
+#include "cuda/ssm.hpp"
 #include "cuda/step_size.hpp"
 #include "reference/attention.hpp"
 #include "reference/tensor.hpp"
@@ -416,6 +418,161 @@ TEST_CASE("norm kernels: bitwise the same result on every call and in every thre
     }
     CHECK(results[0] == results[1]);
     CHECK(results[0] == results[2]);
+  }
+}
+#endif
+
+TEST_CASE("scan plan: the backward's grids, shared memory and workspace", "[gpu][plan]") {
+  for (int L : {0, 1, 7, 8, 9, 8192})
+    for (int Q : {1, 8, 128}) {
+      const ScanShape s{3, L, 6, 4, 2, 5, Q};
+      const ScanPlan p = scan_plan(s);
+      INFO("L " << L << " Q " << Q);
+      CHECK(p.chunks == (L + Q - 1) / Q);
+      CHECK(p.backward_chunk.grid.x == unsigned(std::max(p.chunks, 1)));
+      CHECK(p.backward_chunk.grid.y == 6);
+      CHECK(p.backward_chunk.grid.z == 3);
+      CHECK(p.backward_chunk.dynamic_shared_bytes == sizeof(float) * (2 * Q * Q + 6 * Q));
+      CHECK(p.group_sum.grid.x * kScanThreads >= unsigned(3 * std::max(L, 1) * 2 * 5));
+      CHECK(p.reduce_A.grid.x * p.reduce_A.block.x >= 6u);
+      CHECK(p.head_values == std::size_t(3) * L * 6 * 5);
+      CHECK(p.backward_workspace == 2 * p.chunk_decays + p.state_values + 2 * p.head_values);
+      for (const LaunchShape& shape : {p.chunk_states, p.state_passing, p.backward_chunk, p.group_sum, p.reduce_A})
+        CHECK_NOTHROW(check_launch_shape("scan", shape));
+      const ConverterPlan c = converter_plan(s);
+      CHECK(c.forward_workspace == 2 * p.state_values + p.chunk_decays);
+      CHECK(c.backward_workspace == c.forward_workspace + std::size_t(3) * 24 * 5 + p.backward_workspace);
+    }
+  CHECK(scan_plan({1, 8, 48, 64, 8, 128, 128}).backward_chunk.dynamic_shared_bytes <= kMaxDynamicShared);
+  CHECK_THROWS_WITH(scan_plan({1, 8, 4, 2, 1, 4, 129}), "scan: chunk size Q=129 is not supported (1 <= Q <= 128)");
+  CHECK_THROWS_WITH(scan_plan({1, 8, 4, 2, 3, 4, 8}), Catch::Contains("H % G == 0"));
+}
+
+#ifdef TM_HAVE_EMULATION
+namespace {
+// Fixed inputs of one scan shape on a device: x, dt, A, B, C, S_init, d_y, d_final_state.
+struct ScanFixture {
+  ScanShape s;
+  ScanPlan plan;
+  DeviceBuffer<float> x, dt, A, B, C, S_init, d_y, d_final, final_state, chunk_states, start_states, decays, d_x, d_dt, d_B, d_C,
+      d_A, d_S_init, workspace;
+  static std::vector<float> values(std::size_t n, float f, float lo = -1, float hi = 1) {
+    std::vector<float> h(n);
+    for (std::size_t i = 0; i < n; ++i) h[i] = lo + (hi - lo) * (0.5f + 0.5f * std::sin(f * float(i) + 0.3f));
+    return h;
+  }
+  ScanFixture(const Device& dev, const ScanShape& shape)
+      : s(shape),
+        plan(scan_plan(shape)),
+        x(dev, values(std::size_t(s.Bt) * s.L * s.H * s.p, 0.37f)),
+        dt(dev, values(std::size_t(s.Bt) * s.L * s.H, 0.71f, 0.05f, 1.3f)),
+        A(dev, values(std::size_t(s.H), 0.9f, -2.5f, -0.4f)),
+        B(dev, values(std::size_t(s.Bt) * s.L * s.G * s.N, 0.73f)),
+        C(dev, values(std::size_t(s.Bt) * s.L * s.G * s.N, 0.19f)),
+        S_init(dev, values(std::size_t(s.Bt) * s.H * s.p * s.N, 0.43f)),
+        d_y(dev, values(std::size_t(s.Bt) * s.L * s.H * s.p, 0.29f)),
+        d_final(dev, values(std::size_t(s.Bt) * s.H * s.p * s.N, 0.53f)),
+        final_state(dev, std::size_t(s.Bt) * s.H * s.p * s.N),
+        chunk_states(dev, plan.state_values),
+        start_states(dev, plan.state_values),
+        decays(dev, plan.chunk_decays),
+        d_x(dev, std::size_t(s.Bt) * s.L * s.H * s.p),
+        d_dt(dev, std::size_t(s.Bt) * s.L * s.H),
+        d_B(dev, std::size_t(s.Bt) * s.L * s.G * s.N),
+        d_C(dev, std::size_t(s.Bt) * s.L * s.G * s.N),
+        d_A(dev, std::size_t(s.H)),
+        d_S_init(dev, std::size_t(s.Bt) * s.H * s.p * s.N),
+        workspace(dev, plan.backward_workspace) {}
+  ScanForward forward() {
+    return {s, x.view(), dt.view(), A.view(), B.view(), C.view(), S_init.view(), {}, final_state.view(), chunk_states.view(),
+            start_states.view(), decays.view()};
+  }
+  ScanBackward backward() {
+    ScanBackward b{};
+    b.shape = s;
+    b.x = x.view(), b.dt = dt.view(), b.A = A.view(), b.B = B.view(), b.C = C.view(), b.S_init = S_init.view();
+    b.start_states = start_states.view(), b.d_y = d_y.view(), b.d_final_state = d_final.view();
+    b.d_x = d_x.view(), b.d_dt = d_dt.view(), b.d_B = d_B.view(), b.d_C = d_C.view(), b.d_A = d_A.view();
+    b.d_S_init = d_S_init.view(), b.workspace = workspace.view();
+    return b;
+  }
+  // Every gradient, one after another.
+  std::vector<float> gradients() const { return downloads({&d_x, &d_dt, &d_B, &d_C, &d_A, &d_S_init}); }
+};
+}  // namespace
+
+TEST_CASE("scan backward and converter host API: bad arguments fail before any launch, naming the argument", "[gpu][errors]") {
+  const Device dev = Device::emulated(1);
+  Stream stream(dev);
+  ScanFixture f(dev, {2, 5, 4, 2, 2, 3, 2});  // x, d_x [2, 5, 8]; B [2, 5, 6]; 3 chunks
+  ssm_chunked_forward(stream, f.forward());
+  const ScanBackward good = f.backward();
+  CHECK_NOTHROW(ssm_chunked_backward(stream, good));
+  ScanBackward bad = good;
+  bad.d_x = View<float>{};
+  CHECK_THROWS_WITH(ssm_chunked_backward(stream, bad), "ssm_chunked_backward: d_x [2, 5, 8]: null pointer");
+  bad = good;
+  bad.workspace.size = f.plan.backward_workspace - 1;
+  CHECK_THROWS_WITH(ssm_chunked_backward(stream, bad), Catch::Contains("ssm_chunked_backward: workspace [1, 1, " +
+                                                                       std::to_string(f.plan.backward_workspace) + "]"));
+  bad = good;
+  bad.shape.L = 6;  // the buffers hold 5 tokens
+  CHECK_THROWS_WITH(ssm_chunked_backward(stream, bad), "ssm_chunked_backward: x [2, 6, 8]: the buffer holds 80 values from this pointer, the shape needs 96");
+  bad = good;
+  bad.start_states = View<const float>{};
+  CHECK_THROWS_WITH(ssm_chunked_backward(stream, bad), "ssm_chunked_backward: start_states [6, 8, 3]: null pointer");
+  bad = good;
+  bad.d_C = View<float>{};  // d_y is given: d_C is needed
+  CHECK_THROWS_WITH(ssm_chunked_backward(stream, bad), "ssm_chunked_backward: d_C [2, 5, 6]: null pointer");
+  bad.d_y = View<const float>{};  // without d_y neither d_C nor C is needed
+  bad.C = View<const float>{};
+  CHECK_NOTHROW(ssm_chunked_backward(stream, bad));
+  bad = good;
+  bad.d_B = View<float>{f.d_B.data(), 60, 0, 5};
+  CHECK_THROWS_WITH(ssm_chunked_backward(stream, bad), "ssm_chunked_backward: d_B [2, 5, 6]: row stride 5 < cols: rows overlap");
+  bad = good;
+  bad.d_A.size = 3;
+  CHECK_THROWS_WITH(ssm_chunked_backward(stream, bad), Catch::Contains("ssm_chunked_backward: d_A [1, 1, 4]"));
+  bad = good;
+  bad.shape.Q = 0;
+  CHECK_THROWS_WITH(ssm_chunked_backward(stream, bad), Catch::Contains("chunk size Q=0 is not supported"));
+
+  const ConverterPlan cp = converter_plan(f.s);
+  DeviceBuffer<float> S0(dev, std::size_t(2) * 8 * 3), fw(dev, cp.forward_workspace), bw(dev, cp.backward_workspace);
+  const ConverterForward cf{f.s, f.x.view(), f.dt.view(), f.A.view(), f.B.view(), S0.view(), fw.view()};
+  CHECK_NOTHROW(memory_converter_forward(stream, cf));
+  ConverterForward cf_bad = cf;
+  cf_bad.workspace.size = cp.forward_workspace - 1;
+  CHECK_THROWS_WITH(memory_converter_forward(stream, cf_bad), Catch::Contains("memory_converter_forward: workspace"));
+  cf_bad = cf;
+  cf_bad.S0 = View<float>{};
+  CHECK_THROWS_WITH(memory_converter_forward(stream, cf_bad), "memory_converter_forward: S0 [2, 8, 3]: null pointer");
+  const ConverterBackward cb{f.s, f.x.view(), f.dt.view(), f.A.view(), f.B.view(), S0.view(), f.d_x.view(), f.d_dt.view(),
+                             f.d_B.view(), f.d_A.view(), bw.view()};
+  CHECK_NOTHROW(memory_converter_backward(stream, cb));
+  ConverterBackward cb_bad = cb;
+  cb_bad.d_dt = View<float>{};
+  CHECK_THROWS_WITH(memory_converter_backward(stream, cb_bad), "memory_converter_backward: d_dt [2, 5, 4]: null pointer");
+  cb_bad = cb;
+  cb_bad.workspace = fw.view();
+  CHECK_THROWS_WITH(memory_converter_backward(stream, cb_bad), Catch::Contains("memory_converter_backward: workspace"));
+  cb_bad = cb;
+  cb_bad.d_S0 = View<const float>{};
+  CHECK_THROWS_WITH(memory_converter_backward(stream, cb_bad), "memory_converter_backward: d_S0 [2, 8, 3]: null pointer");
+}
+
+TEST_CASE("scan backward: bitwise the same gradients on every call and in every thread order", "[gpu][determinism]") {
+  for (const ScanShape s : {ScanShape{3, 37, 6, 4, 2, 5, 8}, ScanShape{2, 20, 2, 3, 1, 4, 128}}) {
+    std::vector<std::vector<float>> results;
+    for (std::uint64_t seed : {0, 0, 1, 2, 3}) {
+      const Device dev = Device::emulated(seed);
+      Stream stream(dev);
+      ScanFixture f(dev, s);
+      ssm_chunked_forward(stream, f.forward());
+      ssm_chunked_backward(stream, f.backward());
+      results.push_back(f.gradients());
+    }
+    for (std::size_t i = 1; i < results.size(); ++i) CHECK(results[0] == results[i]);
   }
 }
 #endif

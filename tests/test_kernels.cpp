@@ -15,5 +15,7 @@ const std::vector<Check>& emulated() {
 TEST_CASE("emulated.conv", "[kernels][emulated]") { require_check("emulated.conv", emulated()); }
 TEST_CASE("emulated.step_size", "[kernels][emulated]") { require_check("emulated.step_size", emulated()); }
 TEST_CASE("emulated.ssm", "[kernels][emulated]") { require_check("emulated.ssm", emulated()); }
+TEST_CASE("emulated.ssm_backward", "[kernels][emulated]") { require_check("emulated.ssm_backward", emulated()); }
+TEST_CASE("emulated.converter", "[kernels][emulated]") { require_check("emulated.converter", emulated()); }
 TEST_CASE("emulated.attention", "[kernels][emulated]") { require_check("emulated.attention", emulated()); }
 TEST_CASE("emulated.norm", "[kernels][emulated]") { require_check("emulated.norm", emulated()); }

@@ -1,9 +1,36 @@
-// Kernel check of the chunked scan (cuda/ssm.hpp) against reference/ssm.hpp's ssm_chunked, stage by stage:
-// chunk states (stage 1), start states (stage 2), the output and the final state; and the Memory Converter's
-// use of it (final state only, from a zero state).
+// Kernel checks of the chunked scan (cuda/ssm.hpp) and the Memory Converter (cuda/converter.hpp) against the
+// double reference: the forward against reference/ssm.hpp's ssm_chunked stage by stage (chunk states, start
+// states, y, final state; final state only = the converter's use), the backward against ssm_backward (every
+// gradient), the converter against reference/converter.hpp (S0 and its backward).
+//
+// Inputs: the regimes of verify/generators.hpp (gen_regime: easy half of the time; mixed steps of up to 1e3 and
+// long prefixes of 1e4..1e5 whose decays underflow to exactly 0, strong decay A down to -16, values of 1e3). All of
+// them stay inside fp32's range for the scan: dt >= 0.05 and x = U(-scale, scale)/max(1, dt) are representable,
+// a decay that underflows in fp32 (exp(seg) < 1e-38) is below 1e-38 in double too, and that difference is covered
+// by the floor's kTiny term (below).
+//
+// The rounding floor (kernel_case.hpp), per tensor: 2·‖terms·u·magnitude + kTiny·free‖ where
+//   magnitude = the reference on |x|, |B|, |C|, |S_init|, |d_y|, |d_final_state| (dt > 0 and the decays exp(dt·A)
+//               > 0 as they are): every output is a polynomial in these whose monomials are products of decays and
+//               inputs, so that run gives Σ|monomial|, what bounds the rounding of any order of summation (the
+//               chunked kernel's and the recurrence's are orders of the same monomials). One exception: d_dt =
+//               direct + A·d_a has A < 0 against positive parts, so on |inputs| the two parts cancel instead of
+//               adding; there the magnitude is direct + |A|·d_a = 2·direct - d_dt(|inputs|), with direct[t, h] =
+//               Σ_i |x[t, h·p+i]|·d_x(|inputs|)[t, h·p+i] / dt[t, h] (d_x = dt·Gs·B and direct = x·Gs·B, reference/
+//               ssm.hpp); the difference is exact to double's 1e-16, 1e9 times below fp32's unit.
+//   terms     = how many roundings an output's sums carry: a chunk's Q tokens, the N and p of the dot products,
+//               the chunks passed in turn, and (d_A) the Bt·chunks partials; the exp of a segment sum of len terms
+//               is off by len·u·|seg| relative, at most len·u/e absolute: within Q·u per term.
+//   free      = the same run with A = 0 (no decay): an underflow to 0 of a decay or a product of fp32 costs at
+//               most ~1e-38 times what multiplies it, within kTiny = 1e-35 of the decay-free magnitude. This is what
+//               lets d_S_init and d_A be compared when every decay in them underflows in fp32 but not in double
+//               (mixed steps: one token of dt = 500 at A = -0.4 leaves e^-200 = 1e-87 in double, 0 in fp32).
+// Scale 1e3 is drawn: it scales x and S_init (and with them every output linearly), which fp32's range holds.
 #include <cmath>
 
+#include "cuda/converter.hpp"
 #include "cuda/ssm.hpp"
+#include "reference/converter.hpp"
 #include "reference/ssm.hpp"
 #include "verify/bounds.hpp"
 #include "verify/checks_kernels.hpp"
@@ -15,76 +42,287 @@ namespace {
 using namespace kernel_case;
 using gpu::DeviceBuffer;
 
-std::vector<Comparison> ssm_case(gpu::Backend backend) {
-  const Draws d = draw_shape();
-  MixerConfig cfg = draw("cfg", gen_mixer_config());
-  const int L = d.T, Q = draw("Q", rc::gen::oneOf(rc::gen::inRange(1, 9), rc::gen::just(gpu::kScanMaxChunk)));
-  const bool with_init = draw("with S_init", rc::gen::arbitrary<bool>());
-  const bool final_only = draw("final state only (converter)", rc::gen::element(false, false, true));
-  const double dt_scale = draw("dt scale", rc::gen::element(1.0, 1.0, 30.0));  // 30: decays that underflow
-  RandomTensors rnd(draw("seed", rc::gen::arbitrary<std::uint64_t>()));
-  const int HP = cfg.E, GN = cfg.G * cfg.N;
-  std::vector<MatD> x(d.Bt), dt(d.Bt), B(d.Bt), C(d.Bt), S_init(d.Bt);
-  for (int b = 0; b < d.Bt; ++b) {
-    x[b] = round_to_float(rnd.mat<double>(L, HP, -d.scale, d.scale));
-    dt[b] = round_to_float(dt_scale * rnd.step_sizes<double>(L, cfg.H));
-    B[b] = round_to_float(rnd.mat<double>(L, GN));
-    C[b] = round_to_float(rnd.mat<double>(L, GN));
-    S_init[b] = with_init ? round_to_float(rnd.mat<double>(HP, cfg.N)) : MatD::Zero(HP, cfg.N);
+// One case's draws and fp32-rounded inputs, per sequence: x [L, H·p], dt [L, H], B, C [L, G·N], S_init [H·p, N].
+struct ScanInputs {
+  Draws d;
+  MixerConfig cfg;
+  int L, Q;
+  Regime regime;
+  std::vector<MatD> x, dt, B, C, S_init;
+  Vec<double> A;
+  RandomTensors rnd{0};
+  int HP() const { return cfg.E; }
+  int GN() const { return cfg.G * cfg.N; }
+  gpu::ScanShape shape() const { return {d.Bt, L, cfg.H, cfg.p(), cfg.G, cfg.N, Q}; }
+  // The floor's terms (header comment); extra: what an output adds on top (e.g. d_A's partials).
+  double terms(int extra = 0) const {
+    return double(Q) * (cfg.N + cfg.p() + 4) + cfg.N + cfg.p() + gpu::scan_plan(shape()).chunks + extra + 8;
   }
-  const Vec<double> A = round_to_float(rnd.decay_rates<double>(cfg.H));
+};
 
-  const gpu::Device dev = device_for(backend);
-  gpu::Stream stream(dev);
-  const gpu::ScanShape shape{d.Bt, L, cfg.H, cfg.p(), cfg.G, cfg.N, Q};
+ScanInputs draw_scan_inputs(bool with_init) {
+  ScanInputs in;
+  in.d = draw_shape();  // its "input scale" is not used: the regime's scale is
+  in.cfg = draw("cfg", gen_mixer_config());
+  in.L = in.d.T;
+  in.Q = draw("Q", rc::gen::oneOf(rc::gen::inRange(1, 9), rc::gen::just(gpu::kScanMaxChunk)));
+  in.regime = draw("regime", gen_regime(Regimes::all));
+  in.rnd = RandomTensors(draw("seed", rc::gen::arbitrary<std::uint64_t>()));
+  RandomTensors& rnd = in.rnd;
+  for (int b = 0; b < in.d.Bt; ++b) {
+    in.dt.push_back(round_to_float(rnd.step_sizes<double>(in.L, in.cfg.H, in.regime)));
+    in.x.push_back(round_to_float(rnd.values<double>(in.L, in.cfg, in.dt.back(), in.regime)));
+    in.B.push_back(round_to_float(rnd.mat<double>(in.L, in.GN())));
+    in.C.push_back(round_to_float(rnd.mat<double>(in.L, in.GN())));
+    in.S_init.push_back(with_init ? round_to_float(rnd.mat<double>(in.HP(), in.cfg.N, -in.regime.scale, in.regime.scale))
+                                  : MatD::Zero(in.HP(), in.cfg.N));
+  }
+  in.A = round_to_float(rnd.decay_rates<double>(in.cfg.H, in.regime));
+  return in;
+}
+
+std::vector<MatD> abs_all(const std::vector<MatD>& m) {
+  std::vector<MatD> out;
+  for (const MatD& v : m) out.push_back(v.cwiseAbs());
+  return out;
+}
+
+// The inputs on the device (x and B as column blocks of wider matrices when the case pads rows).
+struct ScanDevice {
+  gpu::Device dev;
+  gpu::Stream stream;
+  Packed x_packed, B_packed;
+  DeviceBuffer<float> x, dt, A, B, C, S_init;
+  ScanDevice(gpu::Backend backend, const ScanInputs& in)
+      : dev(device_for(backend)),
+        stream(dev),
+        x_packed(pack(in.x, in.d.pad)),
+        B_packed(pack(in.B, in.d.pad)),
+        x(dev, x_packed.values),
+        dt(dev, pack(in.dt, 0).values),
+        A(dev, floats(in.A)),
+        B(dev, B_packed.values),
+        C(dev, pack(in.C, 0).values),
+        S_init(dev, pack(in.S_init, 0).values) {}
+  gpu::View<float> x_view() { return x.view(x_packed.batch_stride, x_packed.row_stride); }
+  gpu::View<float> B_view() { return B.view(B_packed.batch_stride, B_packed.row_stride); }
+};
+
+// A device output [Bt, rows, cols] whose rows are padded to cols + pad (NaN-filled, as a column block of a wider
+// matrix would be): the view to write it and the values read back.
+struct PaddedOut {
+  int Bt, rows, cols, pad;
+  DeviceBuffer<float> buf;
+  PaddedOut(const gpu::Device& dev, int Bt_, int rows_, int cols_, int pad_)
+      : Bt(Bt_), rows(rows_), cols(cols_), pad(pad_),
+        buf(dev, std::vector<float>(std::size_t(Bt_) * rows_ * (cols_ + pad_), std::nanf(""))) {}
+  gpu::View<float> view() { return buf.view(std::int64_t(rows) * (cols + pad), cols + pad); }
+  MatD got() const { return stacked(buf.download(), Bt, rows, cols, cols + pad); }
+};
+
+// The floor of one tensor (header comment): magnitude and the decay-free magnitude of the same shape.
+double scan_floor(double terms, const MatD& magnitude, const MatD& free) {
+  return rounding_floor(terms * kUnit * magnitude + kTiny * free);
+}
+
+// d_dt's magnitude from the reference on |inputs| (header comment): 2·direct - d_dt, per sequence.
+MatD d_dt_magnitude(const MixerConfig& cfg, const MatD& abs_x, const MatD& dt, const MatD& d_x_abs, const MatD& d_dt_abs) {
+  MatD direct(dt.rows(), dt.cols());
+  for (Eigen::Index t = 0; t < dt.rows(); ++t)
+    for (int h = 0; h < cfg.H; ++h)
+      direct(t, h) = abs_x.row(t).segment(h * cfg.p(), cfg.p()).dot(d_x_abs.row(t).segment(h * cfg.p(), cfg.p())) / dt(t, h);
+  return 2 * direct - d_dt_abs;
+}
+
+std::vector<Comparison> ssm_case(gpu::Backend backend) {
+  ScanInputs in = draw_scan_inputs(draw("with S_init", rc::gen::arbitrary<bool>()));
+  const bool final_only = draw("final state only (converter)", rc::gen::element(false, false, true));
+  const MixerConfig& cfg = in.cfg;
+  const int L = in.L, Q = in.Q, Bt = in.d.Bt, HP = in.HP();
+  ScanDevice dev(backend, in);
+  const gpu::ScanShape shape = in.shape();
   const gpu::ScanPlan plan = gpu::scan_plan(shape);
-  const Packed x_packed = pack(x, d.pad), B_packed = pack(B, d.pad), C_packed = pack(C, 0);
-  DeviceBuffer<float> x_dev(dev, x_packed.values), dt_dev(dev, pack(dt, 0).values), A_dev(dev, floats(A)),
-      B_dev(dev, B_packed.values), C_dev(dev, C_packed.values), init_dev(dev, pack(S_init, 0).values),
-      y_dev(dev, std::size_t(d.Bt) * L * HP), final_dev(dev, std::size_t(d.Bt) * HP * cfg.N),
-      chunk_dev(dev, plan.state_values), start_dev(dev, plan.state_values), decay_dev(dev, plan.chunk_decays);
-  gpu::ssm_chunked_forward(stream, {shape, x_dev.view(x_packed.batch_stride, x_packed.row_stride), dt_dev.view(), A_dev.view(),
-                                    B_dev.view(B_packed.batch_stride, B_packed.row_stride), C_dev.view(),
-                                    with_init ? init_dev.view() : gpu::View<float>{}, final_only ? gpu::View<float>{} : y_dev.view(),
-                                    final_dev.view(), chunk_dev.view(), start_dev.view(), decay_dev.view()});
-  stream.synchronize();
+  PaddedOut y_dev(dev.dev, Bt, L, HP, in.d.pad);
+  DeviceBuffer<float> final_dev(dev.dev, std::size_t(Bt) * HP * cfg.N), chunk_dev(dev.dev, plan.state_values),
+      start_dev(dev.dev, plan.state_values), decay_dev(dev.dev, plan.chunk_decays);
+  gpu::ssm_chunked_forward(dev.stream, {shape, dev.x_view(), dev.dt.view(), dev.A.view(), dev.B_view(),
+                                        final_only ? gpu::View<float>{} : dev.C.view(), dev.S_init.view(),
+                                        final_only ? gpu::View<float>{} : y_dev.view(), final_dev.view(), chunk_dev.view(),
+                                        start_dev.view(), decay_dev.view()});
+  dev.stream.synchronize();
 
-  // The truth per sequence, and the magnitudes of its sums: the same scan on |x|, |B|, |C|, |S_init| (the decays
-  // and dt are positive already). Each output sums at most Q·(N+2) + N products, and the state passes through
-  // every chunk: the rounding floor counts that many terms (kernel_case.hpp).
-  std::vector<MatD> y(d.Bt), fin(d.Bt), chunks, starts, y_mag(d.Bt), fin_mag(d.Bt), chunks_mag, starts_mag;
-  for (int b = 0; b < d.Bt; ++b) {
-    const auto r = ssm_chunked<double>(cfg, x[b], dt[b], A, B[b], C[b], S_init[b], Q);
-    const auto m = ssm_chunked<double>(cfg, x[b].cwiseAbs(), dt[b], A, B[b].cwiseAbs(), C[b].cwiseAbs(), S_init[b].cwiseAbs(), Q);
-    y[b] = r.y, fin[b] = r.final_state, y_mag[b] = m.y, fin_mag[b] = m.final_state;
+  // The truth per sequence; its magnitudes (the same scan on |x|, |B|, |C|, |S_init|) and without decay (A = 0).
+  const Vec<double> no_decay = Vec<double>::Zero(cfg.H);
+  std::vector<MatD> y, fin, chunks, starts, y_mag, fin_mag, chunks_mag, starts_mag, y_free, fin_free, chunks_free, starts_free;
+  for (int b = 0; b < Bt; ++b) {
+    const auto r = ssm_chunked<double>(cfg, in.x[b], in.dt[b], in.A, in.B[b], in.C[b], in.S_init[b], Q);
+    const MatD ax = in.x[b].cwiseAbs(), aB = in.B[b].cwiseAbs(), aC = in.C[b].cwiseAbs(), aS = in.S_init[b].cwiseAbs();
+    const auto m = ssm_chunked<double>(cfg, ax, in.dt[b], in.A, aB, aC, aS, Q);
+    const auto f = ssm_chunked<double>(cfg, ax, in.dt[b], no_decay, aB, aC, aS, Q);
+    y.push_back(r.y), fin.push_back(r.final_state), y_mag.push_back(m.y), fin_mag.push_back(m.final_state);
+    y_free.push_back(f.y), fin_free.push_back(f.final_state);
     chunks.insert(chunks.end(), r.chunk_states.begin(), r.chunk_states.end());
     starts.insert(starts.end(), r.start_states.begin(), r.start_states.end());
     chunks_mag.insert(chunks_mag.end(), m.chunk_states.begin(), m.chunk_states.end());
     starts_mag.insert(starts_mag.end(), m.start_states.begin(), m.start_states.end());
+    chunks_free.insert(chunks_free.end(), f.chunk_states.begin(), f.chunk_states.end());
+    starts_free.insert(starts_free.end(), f.start_states.begin(), f.start_states.end());
   }
-  const double terms = double(Q) * (cfg.N + 2) + cfg.N + plan.chunks + 8;
-  auto floor = [&](const std::vector<MatD>& mag) { return mag.empty() ? 0.0 : rounding_floor(terms * kUnit * stack(mag)); };
+  const double terms = in.terms();
+  auto floor = [&](const std::vector<MatD>& mag, const std::vector<MatD>& free) {
+    return mag.empty() ? 0.0 : scan_floor(terms, stack(mag), stack(free));
+  };
   auto got = [&](const DeviceBuffer<float>& buf, int count, int rows, int cols) { return stacked(buf.download(), count, rows, cols, cols); };
   std::vector<Comparison> out;
   if (plan.chunks > 0) {
-    out.push_back(compare("stage 1: chunk states", got(chunk_dev, d.Bt * plan.chunks, HP, cfg.N), stack(chunks),
-                          bounds::kCudaFp32Forward, floor(chunks_mag)));
-    out.push_back(compare("stage 2: start states", got(start_dev, d.Bt * plan.chunks, HP, cfg.N), stack(starts),
-                          bounds::kCudaFp32Forward, floor(starts_mag)));
+    out.push_back(compare("stage 1: chunk states", got(chunk_dev, Bt * plan.chunks, HP, cfg.N), stack(chunks),
+                          bounds::kCudaFp32Forward, floor(chunks_mag, chunks_free)));
+    out.push_back(compare("stage 2: start states", got(start_dev, Bt * plan.chunks, HP, cfg.N), stack(starts),
+                          bounds::kCudaFp32Forward, floor(starts_mag, starts_free)));
   }
   if (!final_only && L > 0)
-    out.push_back(compare("y", got(y_dev, d.Bt, L, HP), stack(y), bounds::kCudaFp32Forward, floor(y_mag)));
-  out.push_back(compare("final state", got(final_dev, d.Bt, HP, cfg.N), stack(fin), bounds::kCudaFp32Forward, floor(fin_mag)));
+    out.push_back(compare("y", y_dev.got(), stack(y), bounds::kCudaFp32Forward, floor(y_mag, y_free)));
+  out.push_back(compare("final state", got(final_dev, Bt, HP, cfg.N), stack(fin), bounds::kCudaFp32Forward, floor(fin_mag, fin_free)));
+  return out;
+}
+
+std::vector<Comparison> ssm_backward_case(gpu::Backend backend) {
+  ScanInputs in = draw_scan_inputs(draw("with S_init", rc::gen::arbitrary<bool>()));
+  const bool with_d_y = draw("with d_y", rc::gen::element(true, true, false));
+  const bool with_d_final = draw("with d_final_state", rc::gen::arbitrary<bool>());
+  const bool want_d_init = draw("d_S_init wanted", rc::gen::element(true, true, false));
+  const MixerConfig& cfg = in.cfg;
+  const int L = in.L, Q = in.Q, Bt = in.d.Bt, HP = in.HP(), GN = in.GN();
+  std::vector<MatD> d_y, d_final;
+  for (int b = 0; b < Bt; ++b) {
+    d_y.push_back(with_d_y ? round_to_float(in.rnd.mat<double>(L, HP)) : MatD::Zero(L, HP));
+    d_final.push_back(with_d_final ? round_to_float(in.rnd.mat<double>(HP, cfg.N)) : MatD::Zero(HP, cfg.N));
+  }
+
+  ScanDevice dev(backend, in);
+  const gpu::ScanShape shape = in.shape();
+  const gpu::ScanPlan plan = gpu::scan_plan(shape);
+  const Packed d_y_packed = pack(d_y, in.d.pad);
+  DeviceBuffer<float> final_dev(dev.dev, std::size_t(Bt) * HP * cfg.N), chunk_dev(dev.dev, plan.state_values),
+      start_dev(dev.dev, plan.state_values), decay_dev(dev.dev, plan.chunk_decays), d_y_dev(dev.dev, d_y_packed.values),
+      d_final_dev(dev.dev, pack(d_final, 0).values), d_A_dev(dev.dev, cfg.H), d_init_dev(dev.dev, std::size_t(Bt) * HP * cfg.N),
+      ws_dev(dev.dev, plan.backward_workspace);
+  PaddedOut d_x_dev(dev.dev, Bt, L, HP, in.d.pad), d_dt_dev(dev.dev, Bt, L, cfg.H, 0), d_B_dev(dev.dev, Bt, L, GN, in.d.pad),
+      d_C_dev(dev.dev, Bt, L, GN, 0);
+  gpu::ssm_chunked_forward(dev.stream, {shape, dev.x_view(), dev.dt.view(), dev.A.view(), dev.B_view(), dev.C.view(),
+                                        dev.S_init.view(), {}, final_dev.view(), chunk_dev.view(), start_dev.view(), decay_dev.view()});
+  gpu::ScanBackward args{};
+  args.shape = shape;
+  args.x = dev.x_view(), args.dt = dev.dt.view(), args.A = dev.A.view(), args.B = dev.B_view(), args.C = dev.C.view();
+  args.S_init = dev.S_init.view();
+  args.start_states = start_dev.view();
+  if (with_d_y) args.d_y = d_y_dev.view(d_y_packed.batch_stride, d_y_packed.row_stride);
+  if (with_d_final) args.d_final_state = d_final_dev.view();
+  args.d_x = d_x_dev.view(), args.d_dt = d_dt_dev.view(), args.d_B = d_B_dev.view();
+  if (with_d_y) args.d_C = d_C_dev.view();
+  args.d_A = d_A_dev.view();
+  if (want_d_init) args.d_S_init = d_init_dev.view();
+  args.workspace = ws_dev.view();
+  gpu::ssm_chunked_backward(dev.stream, args);
+  dev.stream.synchronize();
+
+  // The truth, its magnitudes on |inputs| and its decay-free magnitudes (A = 0), per sequence.
+  const Vec<double> no_decay = Vec<double>::Zero(cfg.H);
+  std::vector<MatD> t_dx, t_ddt, t_dB, t_dC, t_dinit, m_dx, m_ddt, m_dB, m_dC, m_dinit, f_dx, f_ddt, f_dB, f_dC, f_dinit;
+  Vec<double> t_dA = Vec<double>::Zero(cfg.H), m_dA = t_dA, f_dA = t_dA;
+  for (int b = 0; b < Bt; ++b) {
+    const auto r = ssm_backward<double>(cfg, in.x[b], in.dt[b], in.A, in.B[b], in.C[b], in.S_init[b], d_y[b], d_final[b]);
+    const MatD ax = in.x[b].cwiseAbs(), aB = in.B[b].cwiseAbs(), aC = in.C[b].cwiseAbs(), aS = in.S_init[b].cwiseAbs(),
+               ady = d_y[b].cwiseAbs(), adf = d_final[b].cwiseAbs();
+    const auto m = ssm_backward<double>(cfg, ax, in.dt[b], in.A, aB, aC, aS, ady, adf);
+    const auto f = ssm_backward<double>(cfg, ax, in.dt[b], no_decay, aB, aC, aS, ady, adf);
+    t_dx.push_back(r.d_x), t_ddt.push_back(r.d_dt), t_dB.push_back(r.d_B), t_dC.push_back(r.d_C), t_dinit.push_back(r.d_S_init);
+    m_dx.push_back(m.d_x), m_ddt.push_back(d_dt_magnitude(cfg, ax, in.dt[b], m.d_x, m.d_dt)), m_dB.push_back(m.d_B);
+    m_dC.push_back(m.d_C), m_dinit.push_back(m.d_S_init);
+    f_dx.push_back(f.d_x), f_ddt.push_back(f.d_dt), f_dB.push_back(f.d_B), f_dC.push_back(f.d_C), f_dinit.push_back(f.d_S_init);
+    t_dA += r.d_A, m_dA += m.d_A, f_dA += f.d_A;
+  }
+  const double terms = in.terms();
+  std::vector<Comparison> out;
+  const auto grad = bounds::kCudaFp32Gradient;
+  if (L > 0) {
+    out.push_back(compare("d_x", d_x_dev.got(), stack(t_dx), grad, scan_floor(terms, stack(m_dx), stack(f_dx))));
+    out.push_back(compare("d_dt", d_dt_dev.got(), stack(t_ddt), grad, scan_floor(terms, stack(m_ddt), stack(f_ddt))));
+    out.push_back(compare("d_B", d_B_dev.got(), stack(t_dB), grad, scan_floor(terms * cfg.H / cfg.G, stack(m_dB), stack(f_dB))));
+    if (with_d_y)
+      out.push_back(compare("d_C", d_C_dev.got(), stack(t_dC), grad, scan_floor(terms * cfg.H / cfg.G, stack(m_dC), stack(f_dC))));
+  }
+  out.push_back(compare("d_A", as_matrix(d_A_dev.download(), cfg.H, 1), t_dA, grad,
+                        scan_floor(in.terms(Bt * plan.chunks), m_dA, f_dA)));
+  if (want_d_init)
+    out.push_back(compare("d_S_init", stacked(d_init_dev.download(), Bt, HP, cfg.N, cfg.N), stack(t_dinit), grad,
+                          scan_floor(terms, stack(m_dinit), stack(f_dinit))));
+  return out;
+}
+
+std::vector<Comparison> converter_case(gpu::Backend backend) {
+  ScanInputs in = draw_scan_inputs(false);
+  const MixerConfig& cfg = in.cfg;
+  const int P = in.L, Bt = in.d.Bt, HP = in.HP(), GN = in.GN();
+  std::vector<MatD> d_S0;
+  for (int b = 0; b < Bt; ++b) d_S0.push_back(round_to_float(in.rnd.mat<double>(HP, cfg.N)));
+  ScanDevice dev(backend, in);
+  const gpu::ScanShape shape = in.shape();
+  const gpu::ConverterPlan plan = gpu::converter_plan(shape);
+  DeviceBuffer<float> S0_dev(dev.dev, std::size_t(Bt) * HP * cfg.N), d_S0_dev(dev.dev, pack(d_S0, 0).values),
+      d_A_dev(dev.dev, cfg.H), fw_ws(dev.dev, plan.forward_workspace), bw_ws(dev.dev, plan.backward_workspace);
+  PaddedOut d_x_dev(dev.dev, Bt, P, HP, in.d.pad), d_dt_dev(dev.dev, Bt, P, cfg.H, 0), d_B_dev(dev.dev, Bt, P, GN, in.d.pad);
+  gpu::memory_converter_forward(dev.stream, {shape, dev.x_view(), dev.dt.view(), dev.A.view(), dev.B_view(), S0_dev.view(), fw_ws.view()});
+  gpu::memory_converter_backward(dev.stream, {shape, dev.x_view(), dev.dt.view(), dev.A.view(), dev.B_view(), d_S0_dev.view(),
+                                              d_x_dev.view(), d_dt_dev.view(), d_B_dev.view(), d_A_dev.view(), bw_ws.view()});
+  dev.stream.synchronize();
+
+  const Vec<double> no_decay = Vec<double>::Zero(cfg.H);
+  std::vector<MatD> t_S0, t_dx, t_ddt, t_dB, m_S0, m_dx, m_ddt, m_dB, f_S0, f_dx, f_ddt, f_dB;
+  Vec<double> t_dA = Vec<double>::Zero(cfg.H), m_dA = t_dA, f_dA = t_dA;
+  for (int b = 0; b < Bt; ++b) {
+    const MatD ax = in.x[b].cwiseAbs(), aB = in.B[b].cwiseAbs(), adS = d_S0[b].cwiseAbs();
+    t_S0.push_back(memory_converter<double>(cfg, in.x[b], in.B[b], in.dt[b], in.A));
+    m_S0.push_back(memory_converter<double>(cfg, ax, aB, in.dt[b], in.A));
+    f_S0.push_back(memory_converter<double>(cfg, ax, aB, in.dt[b], no_decay));
+    const auto r = memory_converter_backward<double>(cfg, in.x[b], in.B[b], in.dt[b], in.A, d_S0[b]);
+    const auto m = memory_converter_backward<double>(cfg, ax, aB, in.dt[b], in.A, adS);
+    const auto f = memory_converter_backward<double>(cfg, ax, aB, in.dt[b], no_decay, adS);
+    t_dx.push_back(r.d_x), t_ddt.push_back(r.d_dt), t_dB.push_back(r.d_B);
+    m_dx.push_back(m.d_x), m_ddt.push_back(d_dt_magnitude(cfg, ax, in.dt[b], m.d_x, m.d_dt)), m_dB.push_back(m.d_B);
+    f_dx.push_back(f.d_x), f_ddt.push_back(f.d_dt), f_dB.push_back(f.d_B);
+    t_dA += r.d_A, m_dA += m.d_A, f_dA += f.d_A;
+  }
+  const double terms = in.terms();
+  const auto grad = bounds::kCudaFp32Gradient;
+  std::vector<Comparison> out{compare("S0", stacked(S0_dev.download(), Bt, HP, cfg.N, cfg.N), stack(t_S0), bounds::kCudaFp32Forward,
+                                      scan_floor(terms, stack(m_S0), stack(f_S0)))};
+  if (P > 0) {
+    out.push_back(compare("d_x", d_x_dev.got(), stack(t_dx), grad, scan_floor(terms, stack(m_dx), stack(f_dx))));
+    out.push_back(compare("d_dt", d_dt_dev.got(), stack(t_ddt), grad, scan_floor(terms, stack(m_ddt), stack(f_ddt))));
+    out.push_back(compare("d_B", d_B_dev.got(), stack(t_dB), grad, scan_floor(terms * cfg.H / cfg.G, stack(m_dB), stack(f_dB))));
+  }
+  out.push_back(compare("d_A", as_matrix(d_A_dev.download(), cfg.H, 1), t_dA, grad,
+                        scan_floor(in.terms(Bt * gpu::scan_plan(shape).chunks), m_dA, f_dA)));
   return out;
 }
 }  // namespace
 
 std::vector<Check> ssm_kernel_checks(gpu::Backend backend) {
   const std::string where = backend == gpu::Backend::cuda ? " on the GPU" : " under the CPU emulation";
-  return {{std::string(gpu::to_string(backend)) + ".ssm",
+  const std::string name = gpu::to_string(backend);
+  return {{name + ".ssm",
            "chunked scan forward kernels (stages 1-2, y, final state; final state only = converter)" + where +
                " = double reference (fp32 bounds)",
-           60, [backend] { return ssm_case(backend); }}};
+           60, [backend] { return ssm_case(backend); }},
+          {name + ".ssm_backward",
+           "chunked scan backward kernels (d_x, d_dt, d_B, d_C, d_A, d_S_init; d_y and d_final_state zero or not)" + where +
+               " = reference ssm_backward in double (fp32 bounds)",
+           60, [backend] { return ssm_backward_case(backend); }},
+          {name + ".converter",
+           "Memory Converter (E5) forward S0 and backward (d_x, d_dt, d_B, d_A) over the scan kernels" + where +
+               " = reference/converter.hpp in double (fp32 bounds)",
+           40, [backend] { return converter_case(backend); }}};
 }
 
 }  // namespace transmamba
