@@ -44,11 +44,11 @@ Mat<S> memory_converter(const MixerConfig& cfg, const Mat<S>& x, const Mat<S>& B
   check_converter_inputs(cfg, x, B, dt, A);
   const int p = cfg.p(), N = cfg.N;
   Mat<S> S0(cfg.E, N);
-  for (int h = 0; h < cfg.H; ++h) {
+  parallel_for(cfg.H, double(x.rows()) * cfg.E * N, [&](int h) {  // heads write their own rows
     const Vec<S> w = (A(h) * later_steps(dt, h).array()).exp();  // w[s] = exp(A[h] · Σ_{r>s} dt[r, h])
     S0.middleRows(h * p, p) =
         x.middleCols(h * p, p).transpose() * w.cwiseProduct(dt.col(h)).asDiagonal() * B.middleCols(cfg.group_of(h) * N, N);
-  }
+  });
   return S0;
 }
 
@@ -73,23 +73,24 @@ ConverterGrads<S> memory_converter_backward(const MixerConfig& cfg, const Mat<S>
   const int p = cfg.p(), N = cfg.N;
   const Eigen::Index P = x.rows();
   ConverterGrads<S> g{Mat<S>(P, cfg.E), Mat<S>::Zero(P, cfg.G * N), Mat<S>(P, cfg.H), Vec<S>(cfg.H)};
-  for (int h = 0; h < cfg.H; ++h) {
-    const int gr = cfg.group_of(h);
-    const Vec<S> later = later_steps(dt, h);  // Σ_{r>s} dt[r]
-    const Vec<S> w = (A(h) * later.array()).exp(), c = w.cwiseProduct(dt.col(h));
-    const Mat<S> x_h = x.middleCols(h * p, p), B_g = B.middleCols(gr * N, N), dS = d_S0.middleRows(h * p, p);
-    g.d_x.middleCols(h * p, p) = c.asDiagonal() * B_g * dS.transpose();
-    g.d_B.middleCols(gr * N, N) += c.asDiagonal() * x_h * dS;
-    const Vec<S> d_c = (x_h * dS).cwiseProduct(B_g).rowwise().sum();
-    S earlier_q = 0, d_A = 0;  // Σ_{s'<s} q[s'], Σ_s q[s]·later[s]
-    for (Eigen::Index s = 0; s < P; ++s) {
-      const S q = d_c(s) * c(s);
-      g.d_dt(s, h) = d_c(s) * w(s) + A(h) * earlier_q;
-      d_A += q * later(s);
-      earlier_q += q;
+  parallel_for(cfg.G, 3.0 * P * cfg.E * N, [&](int gr) {  // a group's heads in order: they add into its d_B
+    for (int h = gr * cfg.heads_per_group(); h < (gr + 1) * cfg.heads_per_group(); ++h) {
+      const Vec<S> later = later_steps(dt, h);  // Σ_{r>s} dt[r]
+      const Vec<S> w = (A(h) * later.array()).exp(), c = w.cwiseProduct(dt.col(h));
+      const Mat<S> x_h = x.middleCols(h * p, p), B_g = B.middleCols(gr * N, N), dS = d_S0.middleRows(h * p, p);
+      g.d_x.middleCols(h * p, p) = c.asDiagonal() * B_g * dS.transpose();
+      g.d_B.middleCols(gr * N, N) += c.asDiagonal() * x_h * dS;
+      const Vec<S> d_c = (x_h * dS).cwiseProduct(B_g).rowwise().sum();
+      S earlier_q = 0, d_A = 0;  // Σ_{s'<s} q[s'], Σ_s q[s]·later[s]
+      for (Eigen::Index s = 0; s < P; ++s) {
+        const S q = d_c(s) * c(s);
+        g.d_dt(s, h) = d_c(s) * w(s) + A(h) * earlier_q;
+        d_A += q * later(s);
+        earlier_q += q;
+      }
+      g.d_A(h) = d_A;
     }
-    g.d_A(h) = d_A;
-  }
+  });
   return g;
 }
 

@@ -58,20 +58,27 @@ NormGrads<S> rmsnorm_backward(const Mat<S>& v, const Vec<S>& w, int groups, cons
   const Mat<S> silu_z = gate ? Mat<S>(gate->unaryExpr([](S s) { return silu(s); })) : Mat<S>();
   const Mat<S> g = gate ? Mat<S>(v.cwiseProduct(silu_z)) : v;
   const Eigen::Index width = v.cols() / groups;
+  auto rms_inverse = [&](Eigen::Index t, int k) {  // r of row t's group k
+    return S(1) / std::sqrt(g.row(t).segment(k * width, width).squaredNorm() / S(width) + S(kNormEps));
+  };
   Mat<S> d_g(v.rows(), v.cols());
-  Vec<S> d_w = Vec<S>::Zero(v.cols());
-  for (Eigen::Index t = 0; t < v.rows(); ++t)
+  parallel_for(int(v.rows()), double(v.rows()) * v.cols() * width, [&](int t) {  // rows write their own d_g
     for (int k = 0; k < groups; ++k) {
       const auto seg = g.row(t).segment(k * width, width);
-      const S r = S(1) / std::sqrt(seg.squaredNorm() / S(width) + S(kNormEps));
+      const S r = rms_inverse(t, k);
       const Mat<S> e = d_out.row(t).segment(k * width, width).cwiseProduct(w.segment(k * width, width).transpose());
-      d_w.segment(k * width, width) += (r * d_out.row(t).segment(k * width, width).cwiseProduct(seg)).transpose();
       for (Eigen::Index c = 0; c < width; ++c) {
         S sum = 0;  // Σ_k g[k]·(g[k]·e[c] - g[c]·e[k])
         for (Eigen::Index j = 0; j < width; ++j) sum += seg(j) * (seg(j) * e(c) - seg(c) * e(j));
         d_g(t, k * width + c) = r * r * r * (sum / S(width) + S(kNormEps) * e(c));
       }
     }
+  });
+  Vec<S> d_w = Vec<S>::Zero(v.cols());  // a sum over rows: in order
+  for (Eigen::Index t = 0; t < v.rows(); ++t)
+    for (int k = 0; k < groups; ++k)
+      d_w.segment(k * width, width) +=
+          (rms_inverse(t, k) * d_out.row(t).segment(k * width, width).cwiseProduct(g.row(t).segment(k * width, width))).transpose();
   if (!gate) return {d_g, Mat<S>::Zero(0, v.cols()), d_w};
   const Mat<S> d_z =
       d_g.cwiseProduct(v).cwiseProduct(gate->unaryExpr([](S s) { return silu_grad(s); }));

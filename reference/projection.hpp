@@ -2,17 +2,33 @@
 // token will go through attention or through the scan; x, B and C inside xBC serve as V, K and Q.
 #pragma once
 
+#include <algorithm>
+
 #include "reference/config.hpp"
 #include "reference/tensor.hpp"
 
 namespace transmamba {
 
 // ---- a linear map without bias: out = in · W --------------------------------------------------------
+// a · b, large products in column blocks of kProductBlock on OpenMP's threads (parallel_for, tensor.hpp): the
+// blocks are fixed by the shape, not by the thread count, and each output column is one block's product.
+constexpr Eigen::Index kProductBlock = 256;
+template <class S, class A, class B>
+Mat<S> product(const A& a, const B& b) {
+  Mat<S> out(a.rows(), b.cols());
+  const Eigen::Index blocks = (b.cols() + kProductBlock - 1) / kProductBlock;
+  parallel_for(int(blocks), double(a.rows()) * a.cols() * b.cols(), [&](int k) {
+    const Eigen::Index c0 = k * kProductBlock, cols = std::min(kProductBlock, b.cols() - c0);
+    out.middleCols(c0, cols).noalias() = a * b.middleCols(c0, cols);
+  });
+  return out;
+}
+
 // in: [T, n], W: [n, m] -> [T, m]
 template <class S>
 Mat<S> linear_forward(const Mat<S>& in, const Mat<S>& W) {
   if (in.cols() != W.rows()) check_shape("linear input", in, in.rows(), W.rows());
-  return in * W;
+  return product<S>(in, W);
 }
 
 template <class S>
@@ -23,7 +39,7 @@ struct LinearGrads {
 template <class S>
 LinearGrads<S> linear_backward(const Mat<S>& in, const Mat<S>& W, const Mat<S>& d_out) {
   check_shape("d_out", d_out, in.rows(), W.cols());
-  return {d_out * W.transpose(), in.transpose() * d_out};
+  return {product<S>(d_out, W.transpose()), product<S>(in.transpose(), d_out)};
 }
 
 // ---- the split of zxbcdt (E1) and of xBC (E2) ---------------------------------------------------------

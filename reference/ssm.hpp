@@ -97,7 +97,7 @@ ScanResult<S> ssm_quadratic(const MixerConfig& cfg, const Mat<S>& x, const Mat<S
   const int p = cfg.p(), N = cfg.N;
   const Eigen::Index T = x.rows();
   ScanResult<S> r{Mat<S>(T, cfg.E), Mat<S>(cfg.E, N)};
-  for (int h = 0; h < cfg.H; ++h) {
+  parallel_for(cfg.H, double(T) * T * (N + p), [&](int h) {  // heads write their own columns and rows
     const int g = cfg.group_of(h);
     const Mat<S> Lmask = decay_matrix(dt, A, h);
     const Mat<S> B_g = B.middleCols(g * N, N), C_g = C.middleCols(g * N, N);
@@ -108,11 +108,11 @@ ScanResult<S> ssm_quadratic(const MixerConfig& cfg, const Mat<S>& x, const Mat<S
         Lmask.cwiseProduct(C_g * B_g.transpose()) * dtx + to_start.asDiagonal() * C_g * S_h.transpose();
     if (T == 0) {
       r.final_state.middleRows(h * p, p) = S_h;
-      continue;
+      return;
     }
     r.final_state.middleRows(h * p, p) =
         dtx.transpose() * Lmask.row(T - 1).asDiagonal() * B_g + to_start(T - 1) * S_h;
-  }
+  });
   return r;
 }
 
@@ -154,14 +154,14 @@ ChunkedScanResult<S> ssm_chunked(const MixerConfig& cfg, const Mat<S>& x, const 
     r.start_states.push_back(r.final_state);
     r.chunk_states.push_back(local.final_state);
     Mat<S> y = local.y;
-    for (int h = 0; h < cfg.H; ++h) {
+    parallel_for(cfg.H, double(len) * N * p, [&](int h) {  // heads write their own columns and rows
       const int g = cfg.group_of(h);
       const Vec<S> cum = cumulative_log_decay(dtc, A, h);
       const Mat<S> S_start = r.start_states.back().middleRows(h * p, p);
       // Stage 4: the contribution of the state entering the chunk.
       y.middleCols(h * p, p) += cum.array().exp().matrix().asDiagonal() * Cc.middleCols(g * N, N) * S_start.transpose();
       r.final_state.middleRows(h * p, p) = std::exp(cum(len - 1)) * S_start + local.final_state.middleRows(h * p, p);
-    }
+    });
     r.y.middleRows(c0, len) = y;
   }
   return r;
@@ -193,35 +193,36 @@ ScanGrads<S> ssm_backward(const MixerConfig& cfg, const Mat<S>& x, const Mat<S>&
   check_shape("d_final_state", d_final_state, cfg.E, cfg.N);
   const int p = cfg.p(), N = cfg.N;
   const Eigen::Index T = x.rows();
-  // Forward again, keeping every state: states[t + 1] = S_t, states[0] = S_init.
-  std::vector<Mat<S>> states{S_init};
-  for (Eigen::Index t = 0; t < T; ++t)
-    states.push_back(ssm_recurrent(cfg, Mat<S>(x.row(t)), Mat<S>(dt.row(t)), A, Mat<S>(B.row(t)),
-                                   Mat<S>(C.row(t)), states.back())
-                         .final_state);
   ScanGrads<S> g{Mat<S>::Zero(T, cfg.E), Mat<S>::Zero(T, cfg.H), Vec<S>::Zero(cfg.H),
                  Mat<S>::Zero(T, cfg.G * N),  Mat<S>::Zero(T, cfg.G * N), Mat<S>::Zero(cfg.E, N)};
-  for (int h = 0; h < cfg.H; ++h) {
-    const int gr = cfg.group_of(h);
-    Mat<S> Gs = d_final_state.middleRows(h * p, p);
-    for (Eigen::Index t = T - 1; t >= 0; --t) {
-      const auto x_t = x.row(t).segment(h * p, p).transpose();     // [p]
-      const auto B_t = B.row(t).segment(gr * N, N).transpose();    // [N]
-      const auto C_t = C.row(t).segment(gr * N, N).transpose();    // [N]
-      const auto d_y_t = d_y.row(t).segment(h * p, p).transpose(); // [p]
-      const Mat<S> S_t = states[t + 1].middleRows(h * p, p), S_prev = states[t].middleRows(h * p, p);
-      const S a = std::exp(dt(t, h) * A(h));
-      Gs += d_y_t * C_t.transpose();
-      g.d_C.row(t).segment(gr * N, N) += (S_t.transpose() * d_y_t).transpose();
-      g.d_x.row(t).segment(h * p, p) = dt(t, h) * (Gs * B_t).transpose();
-      g.d_B.row(t).segment(gr * N, N) += dt(t, h) * (Gs.transpose() * x_t).transpose();
-      const S d_a = Gs.cwiseProduct(S_prev).sum();
-      g.d_dt(t, h) = x_t.dot(Gs * B_t) + d_a * a * A(h);
-      g.d_A(h) += d_a * a * dt(t, h);
-      Gs *= a;
+  parallel_for(cfg.G, 6.0 * T * cfg.E * N, [&](int gr) {  // a group's heads in order: they add into its d_B, d_C
+    for (int h = gr * cfg.heads_per_group(); h < (gr + 1) * cfg.heads_per_group(); ++h) {
+      // The head's forward again (E6), keeping every state: states[t + 1] = S_t, states[0] = S_init.
+      std::vector<Mat<S>> states{S_init.middleRows(h * p, p)};
+      for (Eigen::Index t = 0; t < T; ++t)
+        states.push_back(std::exp(dt(t, h) * A(h)) * states.back() +
+                         dt(t, h) * x.row(t).segment(h * p, p).transpose() * B.row(t).segment(gr * N, N));
+      Mat<S> Gs = d_final_state.middleRows(h * p, p);
+      for (Eigen::Index t = T - 1; t >= 0; --t) {
+        const auto x_t = x.row(t).segment(h * p, p).transpose();     // [p]
+        const auto B_t = B.row(t).segment(gr * N, N).transpose();    // [N]
+        const auto C_t = C.row(t).segment(gr * N, N).transpose();    // [N]
+        const auto d_y_t = d_y.row(t).segment(h * p, p).transpose(); // [p]
+        const Mat<S>& S_t = states[t + 1];
+        const Mat<S>& S_prev = states[t];
+        const S a = std::exp(dt(t, h) * A(h));
+        Gs += d_y_t * C_t.transpose();
+        g.d_C.row(t).segment(gr * N, N) += (S_t.transpose() * d_y_t).transpose();
+        g.d_x.row(t).segment(h * p, p) = dt(t, h) * (Gs * B_t).transpose();
+        g.d_B.row(t).segment(gr * N, N) += dt(t, h) * (Gs.transpose() * x_t).transpose();
+        const S d_a = Gs.cwiseProduct(S_prev).sum();
+        g.d_dt(t, h) = x_t.dot(Gs * B_t) + d_a * a * A(h);
+        g.d_A(h) += d_a * a * dt(t, h);
+        Gs *= a;
+      }
+      g.d_S_init.middleRows(h * p, p) = Gs;
     }
-    g.d_S_init.middleRows(h * p, p) = Gs;
-  }
+  });
   return g;
 }
 

@@ -19,6 +19,19 @@ using Mat = Eigen::Matrix<S, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 template <class S>
 using Vec = Eigen::Matrix<S, Eigen::Dynamic, 1>;
 
+// f(i) for i in [0, n), on OpenMP's threads when `work` (about the loop's multiply-adds) pays for them: the
+// paper-size comparisons (T = 8192) take minutes instead of an hour. Each f(i) writes only its own outputs and
+// no sum crosses iterations, so the result is bitwise the same on any number of threads (tests/test_parallel.cpp).
+// Eigen's own products stay single-threaded (EIGEN_DONT_PARALLELIZE, CMakeLists.txt): their blocking depends
+// on the thread count. Small work runs in order on the calling thread: every check's case, and the ladder's
+// Jittered scalar (verify/jittered.hpp), whose rounding state is per thread.
+inline double parallel_min_work = 1e7;  // tests/test_parallel.cpp sets 0: every loop on the threads
+template <class F>
+void parallel_for(int n, double work, F&& f) {
+#pragma omp parallel for schedule(static) if (n > 1 && work > parallel_min_work)
+  for (int i = 0; i < n; ++i) f(i);
+}
+
 // Throws std::invalid_argument naming the argument, the expected and the actual shape.
 template <class Derived>
 void check_shape(const char* name, const Eigen::DenseBase<Derived>& m, Eigen::Index rows, Eigen::Index cols) {
