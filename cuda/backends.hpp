@@ -7,6 +7,7 @@
 #include "cuda/attention.hpp"
 #include "cuda/blas.hpp"
 #include "cuda/conv.hpp"
+#include "cuda/mixer.hpp"
 #include "cuda/norm.hpp"
 #include "cuda/ssm.hpp"
 #include "cuda/step_size.hpp"

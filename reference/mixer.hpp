@@ -109,6 +109,7 @@ template <class S>
 struct MixerGrads {
   MixerParams<S> d_params;  // the gradient of every parameter, in the parameters' shapes
   Mat<S> d_u;               // [T, D]
+  Mat<S> d_zxbcdt;          // [T, 2E + 2GN + H]: E1's output gradient [d_z | d_xBC_in | d_dt_raw] (kernel checks' floors)
 };
 
 // Backward of mixer_forward from d_out: [T, D]. The gradient of S0 flows through the converter into the
@@ -165,7 +166,8 @@ MixerGrads<S> mixer_backward(const MixerParams<S>& prm, const MixerForward<S>& f
   g.d_params.conv_w = conv.d_w;
   g.d_params.conv_b = conv.d_b;
   // E1
-  LinearGrads<S> in_proj = linear_backward(f.u, prm.W_in, join_in_proj<S>(cfg, {d_z, conv.d_v, steps.d_dt_raw}));
+  g.d_zxbcdt = join_in_proj<S>(cfg, {d_z, conv.d_v, steps.d_dt_raw});
+  LinearGrads<S> in_proj = linear_backward(f.u, prm.W_in, g.d_zxbcdt);
   g.d_params.W_in = in_proj.d_W;
   g.d_u = in_proj.d_in;
   return g;

@@ -14,8 +14,10 @@
 #include "cuda/converter.hpp"
 #include "cuda/device_math.hpp"
 #include "cuda/launch_shape.hpp"
+#include "cuda/mixer.hpp"
 #include "cuda/norm.hpp"
 #include "cuda/ssm.hpp"
+#include "cuda/projection.hpp"
 #include "cuda/step_size.hpp"
 #include "reference/attention.hpp"
 #include "reference/tensor.hpp"
@@ -448,6 +450,76 @@ TEST_CASE("scan plan: the backward's grids, shared memory and workspace", "[gpu]
   CHECK_THROWS_WITH(scan_plan({1, 8, 4, 2, 3, 4, 8}), Catch::Contains("H % G == 0"));
 }
 
+// ---- the projections and the layer forward (cuda/projection.hpp, cuda/mixer.hpp) ---------------------------
+
+namespace {
+// D 16, E 32, H 2 (p 16), G 1, N 16, W 4, Q 4.
+MixerConfig small_mixer() { return MixerConfig{16, 32, 2, 1, 16, 4, 4}; }
+}  // namespace
+
+TEST_CASE("mixer plan: every buffer's size, counted by hand; the device memory of one layer call", "[gpu][plan]") {
+  // Bt 2, T 10, P 4: zxbcdt has 2·32 + 2·16 + 2 = 98 columns, xBC 32 + 32 = 64; a state H·p·N = 512 values;
+  // the converter covers 1 chunk of 4 tokens, the scan 2 chunks (6 tokens).
+  const MixerPlan p = mixer_plan({2, 10, 4, small_mixer()});
+  CHECK(p.in_width == 98);
+  CHECK(p.channels == 64);
+  CHECK(p.u == 2 * 10 * 16);
+  CHECK(p.zxbcdt == 2 * 10 * 98);
+  CHECK(p.xBC == 2 * 10 * 64);
+  CHECK(p.dt == 2 * 10 * 2);
+  CHECK(p.A == 2);
+  CHECK(p.lse == 2 * 1 * 4);
+  CHECK(p.S0 == 2 * 512);
+  CHECK(p.converter_chunk_states == 2 * 1 * 512);
+  CHECK(p.converter_start_states == 2 * 1 * 512);
+  CHECK(p.converter_chunk_decays == 2 * 1 * 2);
+  CHECK(p.chunk_states == 2 * 2 * 512);
+  CHECK(p.start_states == 2 * 2 * 512);
+  CHECK(p.chunk_decays == 2 * 2 * 2);
+  CHECK(p.y == 2 * 10 * 32);
+  CHECK(p.y_normed == 2 * 10 * 32);
+  CHECK(p.out == 2 * 10 * 16);
+  CHECK(p.final_state == 2 * 512);
+  CHECK(p.total_floats() == 13414);
+  CHECK(mixer_forward_device_bytes({2, 10, 4, small_mixer()}) == 13414 * sizeof(float));
+  CHECK(p.skip.grid.x * p.skip.block.x >= 2 * 6 * 32);
+  // P = 0: no attention (no lse), no converter chunks; P = T: no scan chunks.
+  const MixerPlan mamba = mixer_plan({2, 10, 0, small_mixer()}), attention = mixer_plan({2, 10, 10, small_mixer()});
+  CHECK(mamba.lse == 0);
+  CHECK(mamba.converter_chunk_states == 0);
+  CHECK(mamba.chunk_states == 2 * 3 * 512);
+  CHECK(attention.chunk_states == 0);
+  CHECK(attention.converter_chunk_states == 2 * 3 * 512);
+  CHECK(attention.lse == 2 * 10);
+  // The paper's layer (D 1536, E 3072, H 48 x 64, G 8, N 128, Q 128) on one sequence of 8192 tokens, P = 4096:
+  // 0.88 GiB, most of it zxbcdt (8192 x 8240), xBC, y, y_normed and the 64 chunks' states (2 x 64 x 3072 x 128).
+  const MixerShape paper{1, 8192, 4096, MixerConfig::paper()};
+  const std::size_t bytes = mixer_forward_device_bytes(paper);
+  INFO("the paper's layer, Bt 1, T 8192, P 4096: " << bytes << " bytes = " << double(bytes) / (1 << 30) << " GiB");
+  CHECK(bytes == 945959104);
+}
+
+TEST_CASE("mixer plan: bad shapes and unsupported sizes fail, naming the problem", "[gpu][errors]") {
+  CHECK_THROWS_WITH(mixer_plan({1, 10, 11, small_mixer()}), "mixer: TransPoint P=11 is outside [0, T=10]");
+  CHECK_THROWS_WITH(mixer_plan({1, 10, -1, small_mixer()}), "mixer: TransPoint P=-1 is outside [0, T=10]");
+  CHECK_THROWS_WITH(mixer_plan({1, 0, 0, small_mixer()}), "mixer: T=0: a sequence must hold at least one token");
+  CHECK_THROWS_WITH(mixer_plan({0, 4, 0, small_mixer()}), Catch::Contains("mixer: Bt=0 sequences"));
+  MixerConfig c = small_mixer();
+  c.H = 3;
+  CHECK_THROWS_WITH(mixer_plan({1, 10, 4, c}), Catch::Contains("MixerConfig: E % H must be 0"));
+  c = small_mixer();
+  c.N = 8;  // attention takes N in {16, 32, 64, 128}; a layer without attention tokens (P = 0) takes any N
+  CHECK_THROWS_WITH(mixer_plan({1, 10, 4, c}), "attention: N=8 is not supported (16, 32, 64 or 128)");
+  CHECK_NOTHROW(mixer_plan({1, 10, 0, c}));
+  c = small_mixer();
+  c.chunk = 129;
+  CHECK_THROWS_WITH(mixer_plan({1, 10, 4, c}), Catch::Contains("scan: chunk size Q=129 is not supported"));
+  c = small_mixer();
+  c.W = 33;
+  CHECK_THROWS_WITH(mixer_plan({1, 10, 4, c}), Catch::Contains("conv: width W=33 is not supported"));
+  CHECK_THROWS_WITH(check_linear_shape({4, 0, 3}), "linear: rows=4, n=0, m=3 (need rows >= 0, n >= 1, m >= 1)");
+}
+
 #ifdef TM_HAVE_EMULATION
 namespace {
 // Fixed inputs of one scan shape on a device: x, dt, A, B, C, S_init, d_y, d_final_state.
@@ -574,5 +646,151 @@ TEST_CASE("scan backward: bitwise the same gradients on every call and in every 
     }
     for (std::size_t i = 1; i < results.size(); ++i) CHECK(results[0] == results[i]);
   }
+}
+
+namespace {
+std::vector<float> wave(std::size_t n, float freq, float scale = 1, float offset = 0) {
+  std::vector<float> v(n);
+  for (std::size_t i = 0; i < n; ++i) v[i] = offset + scale * std::sin(freq * float(i) + 0.3f);
+  return v;
+}
+// A layer's parameters on a device, from smooth deterministic values.
+struct WaveParams {
+  DeviceBuffer<float> W_in, conv_w, conv_b, dt_bias, A_log, D_skip, norm_w, W_out;
+  WaveParams(const Device& dev, const MixerConfig& c)
+      : W_in(dev, wave(std::size_t(c.D) * c.in_proj_width(), 0.37f)), conv_w(dev, wave(std::size_t(c.conv_channels()) * c.W, 0.11f)),
+        conv_b(dev, wave(c.conv_channels(), 0.7f, 0.3f)), dt_bias(dev, wave(c.H, 1.1f, 1, -1)), A_log(dev, wave(c.H, 0.9f)),
+        D_skip(dev, wave(c.H, 0.5f)), norm_w(dev, wave(c.E, 0.2f, 0.5f, 1)), W_out(dev, wave(std::size_t(c.E) * c.D, 0.23f)) {}
+  MixerDeviceParams views() const {
+    return {W_in.view(), conv_w.view(), conv_b.view(), dt_bias.view(), A_log.view(), D_skip.view(), norm_w.view(), W_out.view()};
+  }
+};
+bool all_nan(const DeviceBuffer<float>& b) {
+  const std::vector<float> v = b.download();
+  return std::all_of(v.begin(), v.end(), [](float x) { return std::isnan(x); });
+}
+}  // namespace
+
+TEST_CASE("projection host API: bad arguments fail before the GEMM, naming the argument", "[gpu][errors]") {
+  const Device dev = Device::emulated(1);
+  Stream stream(dev);
+  DeviceBuffer<float> in(dev, 24), W(dev, 20), out(dev, 30), small(dev, 19);
+  const LinearForward good{{6, 4, 5}, in.view(), W.view(), out.view()};
+  LinearForward bad = good;
+  bad.W = small.view();
+  CHECK_THROWS_WITH(linear_forward(stream, bad), "linear_forward: W [1, 4, 5]: the buffer holds 19 values from this pointer, the shape needs 20");
+  bad = good;
+  bad.in = View<const float>{};
+  CHECK_THROWS_WITH(linear_forward(stream, bad), "linear_forward: in [1, 6, 4]: null pointer");
+  bad = good;
+  bad.shape.m = 0;
+  CHECK_THROWS_WITH(linear_forward(stream, bad), Catch::Contains("linear: rows=6, n=4, m=0"));
+  CHECK(all_nan(out));
+  DeviceBuffer<float> d_out(dev, 30), d_in(dev, 24);
+  const LinearBackward backward{{6, 4, 5}, in.view(), W.view(), d_out.view(), d_in.view(), small.view()};
+  CHECK_THROWS_WITH(linear_backward(stream, backward), Catch::Contains("linear_backward: d_W [1, 4, 5]"));
+  CHECK(all_nan(d_in));
+}
+
+TEST_CASE("mixer host API: bad arguments fail before any launch, naming the argument", "[gpu][errors]") {
+  const Device dev = Device::emulated(1);
+  Stream stream(dev);
+  const MixerConfig c = small_mixer();
+  const WaveParams prm(dev, c);
+  MixerForwardDevice f(dev, {2, 10, 4, c});
+  DeviceBuffer<float> short_W_in(dev, std::size_t(c.D) * c.in_proj_width() - 1);
+  MixerDeviceParams bad = prm.views();
+  bad.W_in = short_W_in.view();
+  CHECK_THROWS_WITH(mixer_forward(stream, bad, f),
+                    "mixer_forward: W_in [1, 16, 98]: the buffer holds 1567 values from this pointer, the shape needs 1568");
+  bad = prm.views();
+  bad.W_out = prm.norm_w.view();  // [E] where [E, D] belongs
+  CHECK_THROWS_WITH(mixer_forward(stream, bad, f), Catch::Contains("mixer_forward: W_out [1, 32, 16]: the buffer holds 32 values"));
+  bad = prm.views();
+  bad.D_skip = View<const float>{};
+  CHECK_THROWS_WITH(mixer_forward(stream, bad, f), "mixer_forward: D_skip [1, 1, 2]: null pointer");
+  f.shape.P = 11;
+  CHECK_THROWS_WITH(mixer_forward(stream, prm.views(), f), "mixer: TransPoint P=11 is outside [0, T=10]");
+  f.shape.P = 4;
+  f.shape.T = 12;  // changed after the buffers were made for T = 10
+  CHECK_THROWS_WITH(mixer_forward(stream, prm.views(), f), Catch::Contains("mixer_forward: u [2, 12, 16]: the buffer holds 320 values"));
+  f.shape.T = 10;
+  MixerForwardDevice moved = std::move(f);
+  CHECK_THROWS_WITH(mixer_forward(stream, prm.views(), f), "mixer_forward: u [2, 10, 16]: null pointer");
+  for (const DeviceBuffer<float>* b : {&moved.zxbcdt, &moved.xBC, &moved.y, &moved.S0, &moved.out}) CHECK(all_nan(*b));  // nothing ran
+}
+
+TEST_CASE("mixer forward and backward: bitwise the same result on every call and in every thread order", "[gpu][determinism]") {
+  const MixerConfig c{8, 64, 4, 2, 16, 4, 8};  // p 16, two heads per group
+  std::vector<std::vector<float>> results;
+  for (std::uint64_t seed : {1, 1, 2}) {
+    const Device dev = Device::emulated(seed);
+    Stream stream(dev);
+    const WaveParams prm(dev, c);
+    MixerForwardDevice f(dev, {2, 37, 13, c});
+    MixerGradsDevice g(dev, {2, 37, 13, c});
+    f.u.upload(wave(f.u.size(), 0.61f, 2));
+    g.d_out.upload(wave(g.d_out.size(), 0.29f, 1));
+    for (int call = 0; call < 2; ++call) {
+      mixer_forward(stream, prm.views(), f);
+      mixer_backward(stream, prm.views(), f, g);
+      std::vector<float> all;
+      for (const DeviceBuffer<float>* b : {&f.out, &f.y, &f.y_normed, &f.lse, &f.S0, &f.chunk_states, &f.final_state, &g.d_u,
+                                           &g.d_W_in, &g.d_conv_w, &g.d_conv_b, &g.d_dt_bias, &g.d_A_log, &g.d_D_skip,
+                                           &g.d_norm_w, &g.d_W_out, &g.d_S0}) {
+        const std::vector<float> part = b->download();
+        all.insert(all.end(), part.begin(), part.end());
+      }
+      REQUIRE(std::none_of(all.begin(), all.end(), [](float x) { return std::isnan(x); }));
+      results.push_back(all);
+    }
+  }
+  for (std::size_t i = 1; i < results.size(); ++i) CHECK(results[0] == results[i]);
+}
+
+TEST_CASE("mixer backward plan: the gradients' sizes; the device memory of one layer backward", "[gpu][plan]") {
+  // Bt 2, T 10, P 4 (as the forward's plan test): 2·6 = 12 scan rows make one D skip tile.
+  const MixerBackwardPlan p = mixer_backward_plan({2, 10, 4, small_mixer()});
+  CHECK(p.d_out == 2 * 10 * 16);
+  CHECK(p.d_W_in == 16 * 98);
+  CHECK(p.d_conv_w == 64 * 4);
+  CHECK(p.d_zxbcdt == 2 * 10 * 98);
+  CHECK(p.d_xBC == 2 * 10 * 64);
+  CHECK(p.d_S0 == 2 * 512);
+  CHECK(p.attention_d_x == 2 * 4 * 32);
+  CHECK(p.attention_d_B == 2 * 4 * 16);
+  CHECK(p.skip_tiles == 1);
+  CHECK(p.workspace >= p.forward.scan.backward_workspace);
+  CHECK(mixer_backward_device_bytes({2, 10, 4, small_mixer()}) == p.total_floats() * sizeof(float));
+  const MixerBackwardPlan mamba = mixer_backward_plan({2, 10, 0, small_mixer()});
+  CHECK(mamba.attention_d_x == 0);
+  CHECK(mamba.skip_tiles == 1);
+  CHECK(mixer_backward_plan({2, 10, 10, small_mixer()}).skip_tiles == 0);
+  CHECK_THROWS_WITH(mixer_backward_plan({1, 10, 11, small_mixer()}), "mixer: TransPoint P=11 is outside [0, T=10]");
+}
+
+TEST_CASE("mixer backward host API: bad arguments fail before any launch, naming the argument", "[gpu][errors]") {
+  const Device dev = Device::emulated(1);
+  Stream stream(dev);
+  const MixerConfig c = small_mixer();
+  const WaveParams prm(dev, c);
+  MixerForwardDevice f(dev, {2, 10, 4, c});
+  MixerGradsDevice g(dev, {2, 10, 4, c});
+  MixerDeviceParams bad = prm.views();
+  bad.norm_w = View<const float>{};
+  CHECK_THROWS_WITH(mixer_backward(stream, bad, f, g), "mixer_backward: norm_w [1, 1, 32]: null pointer");
+  MixerGradsDevice other(dev, {2, 10, 5, c});
+  CHECK_THROWS_WITH(mixer_backward(stream, prm.views(), f, other),
+                    "mixer_backward: the gradients' shape (g.shape) is not the forward's (f.shape)");
+  g.shape.T = 12;  // both changed after the buffers were made for T = 10
+  f.shape.T = 12;
+  CHECK_THROWS_WITH(mixer_backward(stream, prm.views(), f, g), Catch::Contains("mixer_backward: u [2, 12, 16]: the buffer holds 320 values"));
+  f.shape.T = g.shape.T = 10;
+  MixerGradsDevice moved = std::move(g);
+  CHECK_THROWS_WITH(mixer_backward(stream, prm.views(), f, g), "mixer_backward: d_out [2, 10, 16]: null pointer");
+  MixerForwardDevice moved_f = std::move(f);
+  CHECK_THROWS_WITH(mixer_backward(stream, prm.views(), f, moved), "mixer_backward: u [2, 10, 16]: null pointer");
+  for (const DeviceBuffer<float>* b : {&moved.d_u, &moved.d_W_in, &moved.d_zxbcdt, &moved.d_xBC, &moved.d_S0, &moved.d_D_skip})
+    CHECK(all_nan(*b));  // nothing ran
 }
 #endif

@@ -19,3 +19,6 @@ TEST_CASE("emulated.ssm_backward", "[kernels][emulated]") { require_check("emula
 TEST_CASE("emulated.converter", "[kernels][emulated]") { require_check("emulated.converter", emulated()); }
 TEST_CASE("emulated.attention", "[kernels][emulated]") { require_check("emulated.attention", emulated()); }
 TEST_CASE("emulated.norm", "[kernels][emulated]") { require_check("emulated.norm", emulated()); }
+TEST_CASE("emulated.projection", "[kernels][emulated]") { require_check("emulated.projection", emulated()); }
+TEST_CASE("emulated.mixer", "[kernels][emulated]") { require_check("emulated.mixer", emulated()); }
+TEST_CASE("emulated.mixer_backward", "[kernels][emulated]") { require_check("emulated.mixer_backward", emulated()); }

@@ -137,7 +137,8 @@ std::vector<Check> kernel_checks(gpu::Backend backend) {
       {prefix + "step_size", "step size kernels (dt, A, d_dt_raw, d_dt_bias, d_A_log)" + where + " = double reference (fp32 bounds)", 60,
        [backend] { return step_size_case(backend); }},
   };
-  for (auto family : {ssm_kernel_checks, attention_kernel_checks, norm_kernel_checks})
+  for (auto family : {ssm_kernel_checks, attention_kernel_checks, norm_kernel_checks, projection_kernel_checks,
+                      mixer_kernel_checks})
     for (Check& c : family(backend)) checks.push_back(std::move(c));
   return checks;
 }

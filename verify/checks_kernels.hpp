@@ -15,5 +15,7 @@ std::vector<Check> kernel_checks(gpu::Backend backend);
 std::vector<Check> ssm_kernel_checks(gpu::Backend backend);
 std::vector<Check> attention_kernel_checks(gpu::Backend backend);
 std::vector<Check> norm_kernel_checks(gpu::Backend backend);
+std::vector<Check> projection_kernel_checks(gpu::Backend backend);
+std::vector<Check> mixer_kernel_checks(gpu::Backend backend);
 
 }  // namespace transmamba

@@ -125,15 +125,6 @@ double scan_floor(double terms, const MatD& magnitude, const MatD& free) {
   return rounding_floor(terms * kUnit * magnitude + kTiny * free);
 }
 
-// d_dt's magnitude from the reference on |inputs| (header comment): 2·direct - d_dt, per sequence.
-MatD d_dt_magnitude(const MixerConfig& cfg, const MatD& abs_x, const MatD& dt, const MatD& d_x_abs, const MatD& d_dt_abs) {
-  MatD direct(dt.rows(), dt.cols());
-  for (Eigen::Index t = 0; t < dt.rows(); ++t)
-    for (int h = 0; h < cfg.H; ++h)
-      direct(t, h) = abs_x.row(t).segment(h * cfg.p(), cfg.p()).dot(d_x_abs.row(t).segment(h * cfg.p(), cfg.p())) / dt(t, h);
-  return 2 * direct - d_dt_abs;
-}
-
 std::vector<Comparison> ssm_case(gpu::Backend backend) {
   ScanInputs in = draw_scan_inputs(draw("with S_init", rc::gen::arbitrary<bool>()));
   const bool final_only = draw("final state only (converter)", rc::gen::element(false, false, true));

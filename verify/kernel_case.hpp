@@ -71,6 +71,16 @@ inline MatD as_matrix(const std::vector<float>& v, Eigen::Index rows, Eigen::Ind
   return Eigen::Map<const Mat<float>>(v.data(), rows, cols).cast<double>();
 }
 
+// d_dt's magnitude from the scan's reference backward on |inputs| (checks_kernels_ssm.cpp's header comment):
+// 2·direct - d_dt, per sequence.
+inline MatD d_dt_magnitude(const MixerConfig& cfg, const MatD& abs_x, const MatD& dt, const MatD& d_x_abs, const MatD& d_dt_abs) {
+  MatD direct(dt.rows(), dt.cols());
+  for (Eigen::Index t = 0; t < dt.rows(); ++t)
+    for (int h = 0; h < cfg.H; ++h)
+      direct(t, h) = abs_x.row(t).segment(h * cfg.p(), cfg.p()).dot(d_x_abs.row(t).segment(h * cfg.p(), cfg.p())) / dt(t, h);
+  return 2 * direct - d_dt_abs;
+}
+
 // Common draws: sequences, length (1 often; across the 32-token tiles), a row padding and an input scale.
 struct Draws {
   int Bt, T, pad;

@@ -1,0 +1,329 @@
+// Kernel check of the layer forward on a device (cuda/mixer.hpp), "emulated.mixer" / "cuda.mixer": every stage
+// of mixer_forward (E1-E8: zxbcdt, xBC, dt, A, the attention rows of y, S0, the scan's chunk and start states,
+// the scan rows of y with the D skip, the final state, y_normed, out) against reference/mixer.hpp's
+// mixer_forward in double on the same fp32 inputs and parameters. Plus two properties of the device layer:
+//   - the Memory Converter is the scan: the device S0 equals the final state of the device scan
+//     (ssm_chunked_forward with outputs) over the prefix [0, P) from a zero state;
+//   - the Bt sequences are independent: a sequence alone (Bt = 1) gives bitwise the same outputs as inside a
+//     batch of 3 (on a GPU within the fp32 bound instead: cuBLAS picks its GEMM algorithm, and with it the
+//     order of the sums, by the matrix sizes).
+//
+// Shapes: Bt in {1, 3}; T = 1 often, else up to 40; P in {0, 1, T-1, T, random, a multiple of the chunk};
+// G in {1, 2} with 1..3 heads per group (G = 1, G = H and a proper divisor all occur); N, p in {16, 32} (what
+// the attention kernels take, kept small for the emulation); chunk Q in 1..8 or 16; the regimes of
+// generators.hpp (step sizes up to 1e5 with decays that underflow, strong decay) but u of magnitude 1 only:
+// with u of 1e3 the layer's scores reach 1e7, their near-ties are decided by fp32 rounding differently in
+// every evaluation, and the float reference's error says nothing about the kernels' (a discrete flip either
+// way). Magnitudes of 1e3 are checked per kernel family, with analytic floors (checks_kernels_*.cpp).
+//
+// Bound: DESIGN.md section 7's 1e-5 relative norm for an fp32 forward, or an fp32 floor. A whole layer has no
+// tight rounding floor from magnitudes: the norm divides by an rms that cancellation can make small, a
+// softmax of large scores turns score errors into weight errors, a GEMM of values that cancel loses all its
+// relative accuracy. So, as flash-attention's tests do, the floor is measured: the same reference templated on
+// float, run on the same fp32 inputs, makes the rounding errors of fp32 through exactly the same formulas
+// (with other summation orders), amplified by exactly the same conditioning. The kernels' error may be
+// kFloatFactor times the float reference's error (one draw of fp32 rounding each: a factor for the spread
+// between two draws, measured below), plus the rounding of the stage's own last sum where a stage is a GEMM
+// (E1, E8: (k + 2)·u times the product on magnitudes, and for E8 the kernels' allowed error of y_normed carried
+// through W_out), so that a float reference that happens to round luckily does not decide alone.
+#include <algorithm>
+#include <map>
+#include <string>
+#include <type_traits>
+
+#include "cuda/mixer.hpp"
+#include "reference/mixer.hpp"
+#include "verify/bounds.hpp"
+#include "verify/checks_kernels.hpp"
+#include "verify/generators.hpp"
+#include "verify/kernel_case.hpp"
+
+namespace transmamba {
+
+namespace {
+using namespace kernel_case;
+
+// The kernels' error over the float reference's, measured over emulated.mixer seeds 1-5 x 200 cases (1000
+// layers, every tensor): at most 2.9 (the scan rows of y; 2.4 y_normed, 2.0 dt, <= 1.4 the states, 1.3 the
+// attention rows, 1.0 the GEMMs' zxbcdt and the conv). E8's out reached 721 on single rows (T = 1, a sum of E
+// terms that the float reference happened to round almost exactly), far inside its GEMM floor. 8 leaves a
+// margin of 2.8 over the worst ratio; only 1 tensor in those 1000 layers needed the floor at all (out,
+// rel 1.4e-5).
+constexpr double kFloatFactor = 8;
+// The backward's: see mixer_backward_case.
+constexpr double kBackwardFloatFactor = 8;
+
+// The parameters on a device, uploaded from (fp32-valued) doubles.
+struct DeviceParams {
+  DeviceBuffer<float> W_in, conv_w, conv_b, dt_bias, A_log, D_skip, norm_w, W_out;
+  DeviceParams(const gpu::Device& dev, const MixerParams<double>& m)
+      : W_in(dev, floats(m.W_in)), conv_w(dev, floats(m.conv_w)), conv_b(dev, floats(m.conv_b)),
+        dt_bias(dev, floats(m.dt_bias)), A_log(dev, floats(m.A_log)), D_skip(dev, floats(m.D_skip)),
+        norm_w(dev, floats(m.norm_w)), W_out(dev, floats(m.W_out)) {}
+  gpu::MixerDeviceParams views() const {
+    return {W_in.view(), conv_w.view(), conv_b.view(), dt_bias.view(), A_log.view(), D_skip.view(), norm_w.view(), W_out.view()};
+  }
+};
+
+// Rows [first, first + count) of every sequence of a [Bt, T, cols] buffer, stacked.
+MatD rows_of(const std::vector<float>& v, int Bt, int T, int cols, int first, int count) {
+  MatD m(std::int64_t(Bt) * count, cols);
+  for (int b = 0; b < Bt; ++b)
+    for (int r = 0; r < count; ++r)
+      for (int c = 0; c < cols; ++c) m(b * count + r, c) = v[(std::size_t(b) * T + first + r) * cols + c];
+  return m;
+}
+
+// One layer call's draws (see the header): the shape, fp32-valued parameters and inputs u, and the generator.
+struct LayerCase {
+  int Bt, T, P;
+  MixerConfig cfg;
+  MixerParams<double> prm;
+  std::vector<MatD> u;  // Bt x [T, D]
+  RandomTensors rnd;
+};
+LayerCase draw_layer_case(int max_T) {
+  const int Bt = draw("Bt", rc::gen::element(1, 3));
+  MixerConfig cfg;
+  cfg.G = draw("G", rc::gen::element(1, 2));
+  cfg.H = cfg.G * draw("heads per group", rc::gen::inRange(1, 4));
+  cfg.N = draw("N", rc::gen::element(16, 32));
+  cfg.E = cfg.H * draw("p", rc::gen::element(16, 32));
+  cfg.D = draw("D", rc::gen::inRange(1, 9));
+  cfg.W = draw("W", rc::gen::inRange(1, 5));
+  cfg.chunk = draw("Q", rc::gen::oneOf(rc::gen::inRange(1, 9), rc::gen::just(16)));
+  const int T = draw("T", rc::gen::oneOf(rc::gen::just(1), rc::gen::inRange(1, max_T + 1)));
+  const int P = draw("P", rc::gen::oneOf(gen_transpoint(T), rc::gen::just(T / cfg.chunk * cfg.chunk)));
+  const Regime regime = draw("regime", gen_regime(Regimes::finite_diff));  // no u of 1e3: see the header
+  RandomTensors rnd(draw("seed", rc::gen::arbitrary<std::uint64_t>()));
+  const MixerParams<double> prm = rnd.params<double>(cfg, regime).cast<float>().cast<double>();
+  std::vector<MatD> u(Bt);
+  for (MatD& ub : u) ub = round_to_float(rnd.mat<double>(T, cfg.D, -regime.scale, regime.scale));
+  return {Bt, T, P, cfg, prm, u, rnd};
+}
+
+std::vector<Comparison> mixer_case(gpu::Backend backend) {
+  const LayerCase k = draw_layer_case(40);
+  const int Bt = k.Bt, T = k.T, P = k.P;
+  const MixerConfig& cfg = k.cfg;
+  const MixerParams<double>& prm = k.prm;
+  const std::vector<MatD>& u = k.u;
+  const int E = cfg.E, N = cfg.N, H = cfg.H;
+  const std::size_t state = std::size_t(Bt) * E * N;
+
+  // The device layer, and the scan with outputs over each prefix [0, P) from a zero state (its final state
+  // is what S0 must be).
+  const gpu::Device dev = device_for(backend);
+  gpu::Stream stream(dev);
+  const DeviceParams params(dev, prm);
+  gpu::MixerForwardDevice f(dev, {Bt, T, P, cfg});
+  f.u.upload(floats(stack(u)));
+  gpu::mixer_forward(stream, params.views(), f);
+  const gpu::ScanShape prefix{Bt, P, H, cfg.p(), cfg.G, N, cfg.chunk};
+  const gpu::ScanPlan prefix_plan = gpu::scan_plan(prefix);
+  DeviceBuffer<float> prefix_y(dev, std::size_t(Bt) * P * E), prefix_final(dev, state),
+      prefix_chunks(dev, prefix_plan.state_values), prefix_starts(dev, prefix_plan.state_values),
+      prefix_decays(dev, prefix_plan.chunk_decays);
+  gpu::ssm_chunked_forward(stream, {prefix, f.x(), f.part(f.dt, H, 0), f.A.view(), f.B(), f.C(), {}, prefix_y.view(),
+                                    prefix_final.view(), prefix_chunks.view(), prefix_starts.view(), prefix_decays.view()});
+  stream.synchronize();
+
+  // The truth (double) and one draw of fp32's rounding through the same formulas (float), per sequence.
+  std::vector<MixerForward<double>> r;
+  std::vector<MixerForward<float>> rf;
+  const MixerParams<float> prm_f = prm.cast<float>();
+  for (int b = 0; b < Bt; ++b) {
+    r.push_back(mixer_forward(prm, u[b], P));
+    rf.push_back(mixer_forward(prm_f, Mat<float>(u[b].cast<float>()), P));
+  }
+  // One tensor of MixerForward (get: a generic lambda), every sequence stacked: the truth and the float's.
+  auto both = [&](auto get) {
+    std::vector<MatD> t, fl;
+    for (int b = 0; b < Bt; ++b) {
+      t.push_back(MatD(get(r[b]).template cast<double>()));
+      fl.push_back(MatD(get(rf[b]).template cast<double>()));
+    }
+    return t.empty() || t[0].size() == 0 ? std::make_pair(MatD(), MatD()) : std::make_pair(stack(t), stack(fl));
+  };
+  std::vector<Comparison> out;
+  std::map<std::string, double> floors;
+  // got vs the truth; the floor: kFloatFactor x the float reference's error + the stage's own rounding `own`.
+  auto check = [&](const std::string& name, const MatD& got, const std::pair<MatD, MatD>& ref, const MatD& own = MatD()) {
+    if (ref.first.size() == 0) return;  // an empty part (no prefix, no scan tokens, no chunks)
+    floors[name] = kFloatFactor * (ref.second - ref.first).norm() + (own.size() ? rounding_floor(own) : 0.0);
+    out.push_back(compare(name, got, ref.first, bounds::kCudaFp32Forward, floors[name]));
+  };
+  const int rows = Bt * T, L = T - P;
+  const std::vector<float> y = f.y.download(), y_normed = f.y_normed.download();
+  MatD e_zxbcdt(rows, cfg.in_proj_width()), e_out(rows, cfg.D);  // the GEMMs' own rounding (E1, E8)
+  const auto y_normed_ref = both([](const auto& m) { return m.y_normed; });
+  const MatD W_out_abs = prm.W_out.cwiseAbs();
+  for (int b = 0; b < Bt; ++b) {
+    e_zxbcdt.middleRows(b * T, T) = (cfg.D + 2) * kUnit * (u[b].cwiseAbs() * prm.W_in.cwiseAbs());
+    e_out.middleRows(b * T, T) = ((E + 2) * kUnit * r[b].y_normed.cwiseAbs() +
+                                  kFloatFactor * (y_normed_ref.second - y_normed_ref.first).middleRows(b * T, T).cwiseAbs()) *
+                                 W_out_abs;
+  }
+  check("E1 zxbcdt", as_matrix(f.zxbcdt.download(), rows, cfg.in_proj_width()),
+        both([&](const auto& m) { return join_in_proj(cfg, InProj<typename std::decay_t<decltype(m.u)>::Scalar>{m.z, m.xBC_in, m.dt_raw}); }),
+        e_zxbcdt);
+  check("E2 xBC", as_matrix(f.xBC.download(), rows, cfg.conv_channels()), both([](const auto& m) { return m.xBC; }));
+  check("E3 dt", as_matrix(f.dt.download(), rows, H), both([](const auto& m) { return m.dt; }));
+  check("E3 A", as_matrix(f.A.download(), H, 1), {MatD(r[0].A), MatD(rf[0].A.cast<double>())});  // one per layer
+  check("E4 y (attention rows)", rows_of(y, Bt, T, E, 0, P), both([P](const auto& m) { return m.y.topRows(P); }));
+  check("E5 S0", as_matrix(f.S0.download(), Bt * E, N), both([](const auto& m) { return m.S0; }));
+  auto states = [&](auto get) {  // the scan's per-chunk states of every sequence, stacked (sequence-major)
+    return both([&](const auto& m) {
+      const auto& list = get(m);
+      Mat<typename std::decay_t<decltype(m.u)>::Scalar> all(std::int64_t(list.size()) * E, N);
+      for (std::size_t c = 0; c < list.size(); ++c) all.middleRows(c * E, E) = list[c];
+      return all;
+    });
+  };
+  const int chunks = int(f.chunk_states.size() / std::max<std::size_t>(state, 1));
+  check("E6 chunk states", as_matrix(f.chunk_states.download(), Bt * chunks * E, N),
+        states([](const auto& m) -> const auto& { return m.scan.chunk_states; }));
+  check("E6 start states", as_matrix(f.start_states.download(), Bt * chunks * E, N),
+        states([](const auto& m) -> const auto& { return m.scan.start_states; }));
+  check("E6 y (scan rows, D skip)", rows_of(y, Bt, T, E, P, L), both([L](const auto& m) { return m.y.bottomRows(L); }));
+  check("final state", as_matrix(f.final_state.download(), Bt * E, N), both([](const auto& m) { return m.final_state; }));
+  check("E7 y_normed", as_matrix(y_normed, rows, E), y_normed_ref);
+  check("E8 out", as_matrix(f.out.download(), rows, cfg.D), both([](const auto& m) { return m.out; }), e_out);
+
+  // The converter is the scan: S0 = the device scan's final state over the prefix.
+  out.push_back(compare("S0 = the scan's final state over [0, P)", as_matrix(f.S0.download(), Bt * E, N),
+                        as_matrix(prefix_final.download(), Bt * E, N), bounds::kCudaFp32Forward, floors["E5 S0"]));
+  // Independent sequences: the last one alone gives what it gave inside the batch.
+  if (Bt > 1) {
+    gpu::MixerForwardDevice alone(dev, {1, T, P, cfg});
+    alone.u.upload(floats(u[Bt - 1]));
+    gpu::mixer_forward(stream, params.views(), alone);
+    stream.synchronize();
+    const bool bitwise = backend == gpu::Backend::emulated;
+    auto same = [&](const std::string& name, const DeviceBuffer<float>& one, const DeviceBuffer<float>& batch, double floor) {
+      const std::vector<float> all = batch.download();
+      const std::size_t n = one.size();
+      out.push_back(compare("alone = in the batch: " + name, as_matrix(one.download(), std::int64_t(n), 1),
+                            as_matrix(std::vector<float>(all.end() - n, all.end()), std::int64_t(n), 1),
+                            bitwise ? 0.0 : bounds::kCudaFp32Forward, bitwise ? 0.0 : 2 * floor));
+    };
+    same("out", alone.out, f.out, floors["E8 out"]);
+    same("y", alone.y, f.y, floors["E4 y (attention rows)"] + floors["E6 y (scan rows, D skip)"]);
+    same("y_normed", alone.y_normed, f.y_normed, floors["E7 y_normed"]);
+    same("final state", alone.final_state, f.final_state, floors["final state"]);
+  }
+  return out;
+}
+
+// The layer backward: every parameter gradient (summed over the Bt sequences) and d_u against reference
+// mixer_backward<double> on the same fp32 inputs (parameters, u and d_out), bound 1e-4 (DESIGN.md section 7's
+// fp32 gradient bound) or, as for the forward and for the same reasons (a norm's rms, a softmax, sums that
+// cancel: no tight floor from magnitudes), kBackwardFloatFactor x the error of reference mixer_backward<float>
+// (after mixer_forward<float>) on the same inputs.
+std::vector<Comparison> mixer_backward_case(gpu::Backend backend) {
+  LayerCase k = draw_layer_case(24);
+  const int Bt = k.Bt, T = k.T, P = k.P;
+  const MixerConfig& cfg = k.cfg;
+  std::vector<MatD> d_out(Bt);
+  for (MatD& d : d_out) d = round_to_float(k.rnd.mat<double>(T, cfg.D, -1, 1));
+
+  const gpu::Device dev = device_for(backend);
+  gpu::Stream stream(dev);
+  const DeviceParams params(dev, k.prm);
+  gpu::MixerForwardDevice f(dev, {Bt, T, P, cfg});
+  gpu::MixerGradsDevice g(dev, {Bt, T, P, cfg});
+  f.u.upload(floats(stack(k.u)));
+  g.d_out.upload(floats(stack(d_out)));
+  gpu::mixer_forward(stream, params.views(), f);
+  gpu::mixer_backward(stream, params.views(), f, g);
+  stream.synchronize();
+
+  // The parameters' gradients in for_each's order, summed over the sequences, and d_u stacked: truth and float.
+  const MixerParams<float> prm_f = k.prm.cast<float>();
+  std::vector<MatD> truth, fl, d_u, d_u_f;
+  auto add_params = [](std::vector<MatD>& sum, const auto& grads) {
+    std::size_t i = 0;
+    grads.for_each([&](const char*, const auto& t) {
+      const MatD m = t.template cast<double>();
+      if (sum.size() <= i) sum.push_back(MatD::Zero(m.rows(), m.cols()));
+      sum[i++] += m;
+    });
+  };
+  // Two parameter gradients are plain sums over tokens that can cancel far below their terms (seen: d_dt_bias of
+  // 5e-10 from terms of 1e-6, the float reference's error 30 times smaller than the kernels'): their floors add
+  // the rounding of the sum, (n + 2)·u·Σ|term|, and the kernels' allowed error of the terms' factor carried
+  // through, kBackwardFloatFactor·Σ|Δfactor|·|weight| (Δ: the float reference's error of that factor):
+  //   d_D_skip[h]  = Σ_{b, t >= P, i} d_y[t, h·p + i]·x[t, h·p + i]   (d_y: E7's backward of the scan rows)
+  //   d_dt_bias[h] = Σ_{b, t} d_dt_raw[t, h]                           (d_dt_raw: a column block of d_zxbcdt)
+  // and d_dt_raw[t, h] is itself a sum inside the scan that can cancel (seen: T = 1, one token, the kernels' error
+  // 37 times the float reference's): its rounding, terms·u·magnitude, with d_dt's magnitude taken as
+  // checks_kernels_ssm.cpp does, from the scan's and the converter's reference backward on |inputs|.
+  const int L = T - P, p = cfg.p(), H = cfg.H, dt_col = cfg.E + cfg.conv_channels();
+  auto term_error = [](const MatD& truth, const MatD& float_ref, double n) {  // per term: n·u·|t| + k·|Δt|
+    return MatD((n + 2) * kUnit * truth.cwiseAbs() + kBackwardFloatFactor * (float_ref - truth).cwiseAbs());
+  };
+  Eigen::VectorXd skip_own = Eigen::VectorXd::Zero(H), dt_bias_own = Eigen::VectorXd::Zero(H);
+  for (int b = 0; b < Bt; ++b) {
+    const MixerForward<double> fwd = mixer_forward(k.prm, k.u[b], P);
+    const MixerForward<float> fwd_f = mixer_forward(prm_f, Mat<float>(k.u[b].cast<float>()), P);
+    const Mat<float> d_out_f = d_out[b].cast<float>();
+    const MixerGrads<double> r = mixer_backward(k.prm, fwd, d_out[b]);
+    const MixerGrads<float> rf = mixer_backward(prm_f, fwd_f, d_out_f);
+    add_params(truth, r.d_params);
+    add_params(fl, rf.d_params);
+    d_u.push_back(r.d_u);
+    d_u_f.push_back(rf.d_u.cast<double>());
+    const MatD z = fwd.z.bottomRows(L);
+    const Mat<float> z_f = fwd_f.z.bottomRows(L);
+    const MatD d_y = rmsnorm_backward<double>(fwd.y.bottomRows(L), k.prm.norm_w, cfg.G, &z,
+                                              (d_out[b] * k.prm.W_out.transpose()).bottomRows(L)).d_v;
+    const MatD d_y_f = rmsnorm_backward<float>(fwd_f.y.bottomRows(L), prm_f.norm_w, cfg.G, &z_f,
+                                               (d_out_f * prm_f.W_out.transpose()).bottomRows(L)).d_v.cast<double>();
+    const MatD skip_terms = term_error(d_y, d_y_f, double(Bt) * L * p).cwiseProduct(fwd.x.bottomRows(L).cwiseAbs());
+    for (int h = 0; h < H; ++h) skip_own(h) += skip_terms.middleCols(h * p, p).sum();
+    const MatD ax = fwd.x.cwiseAbs(), aB = fwd.B.cwiseAbs();
+    const ScanGrads<double> ms = ssm_backward<double>(cfg, ax.bottomRows(L), fwd.dt.bottomRows(L), fwd.A, aB.bottomRows(L),
+                                                      fwd.C.bottomRows(L).cwiseAbs(), fwd.S0.cwiseAbs(), d_y.cwiseAbs(),
+                                                      MatD::Zero(cfg.E, cfg.N));
+    const ConverterGrads<double> mc =
+        memory_converter_backward<double>(cfg, ax.topRows(P), aB.topRows(P), fwd.dt.topRows(P), fwd.A, ms.d_S_init);
+    MatD d_dt_mag(T, H);
+    d_dt_mag.topRows(P) = d_dt_magnitude(cfg, ax.topRows(P), fwd.dt.topRows(P), mc.d_x, mc.d_dt);
+    d_dt_mag.bottomRows(L) = d_dt_magnitude(cfg, ax.bottomRows(L), fwd.dt.bottomRows(L), ms.d_x, ms.d_dt);
+    const double scan_terms = cfg.chunk + cfg.N + p + (T + cfg.chunk - 1) / cfg.chunk;
+    dt_bias_own += scan_terms * kUnit * d_dt_mag.colwise().sum().transpose();
+    dt_bias_own += term_error(r.d_zxbcdt.middleCols(dt_col, H), rf.d_zxbcdt.middleCols(dt_col, H).cast<double>(), double(Bt) * T)
+                       .colwise()
+                       .sum()
+                       .transpose();
+  }
+  const std::vector<const DeviceBuffer<float>*> got{&g.d_W_in, &g.d_conv_w, &g.d_conv_b, &g.d_dt_bias,
+                                                    &g.d_A_log,  &g.d_D_skip, &g.d_norm_w, &g.d_W_out};
+  std::vector<std::string> names;
+  k.prm.for_each([&](const char* name, const auto&) { names.push_back(std::string("d_") + name); });
+  std::vector<Comparison> out;
+  auto check = [&](const std::string& name, const MatD& device, const MatD& t, const MatD& float_ref, double own = 0) {
+    out.push_back(compare(name, device, t, bounds::kCudaFp32Gradient, kBackwardFloatFactor * (float_ref - t).norm() + own));
+  };
+  for (std::size_t i = 0; i < got.size(); ++i)
+    check(names[i], as_matrix(got[i]->download(), truth[i].rows(), truth[i].cols()), truth[i], fl[i],
+          names[i] == "d_D_skip" ? rounding_floor(skip_own) : names[i] == "d_dt_bias" ? rounding_floor(dt_bias_own) : 0.0);
+  check("d_u", as_matrix(g.d_u.download(), Bt * T, cfg.D), stack(d_u), stack(d_u_f));
+  return out;
+}
+}  // namespace
+
+std::vector<Check> mixer_kernel_checks(gpu::Backend backend) {
+  const std::string where = backend == gpu::Backend::cuda ? " on the GPU" : " under the CPU emulation";
+  const std::string name = gpu::to_string(backend);
+  return {{name + ".mixer",
+           "layer forward E1-E8 (every stage, S0 = scan of the prefix, sequences independent)" + where +
+               " = double reference (fp32 bound or kFloatFactor x the float reference's error)",
+           30, [backend] { return mixer_case(backend); }},
+          {name + ".mixer_backward",
+           "layer backward E8-E1 (every parameter gradient and d_u)" + where +
+               " = double reference (fp32 gradient bound or kBackwardFloatFactor x the float reference's error)",
+           25, [backend] { return mixer_backward_case(backend); }}};
+}
+
+}  // namespace transmamba
