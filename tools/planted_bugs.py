@@ -78,8 +78,11 @@ BUGS = [
     ("scan_decay_by_difference", "reference/ssm.hpp",
      "quadratic scan (and the chunked form's stages 1 and 3): Lmask[t, s] = exp(cumA[t] - cumA[s]), a difference of "
      "two cumulative sums, instead of the segment sum accumulated directly",
-     "Lmask(t, s) = std::exp(segment += dt(s + 1, h) * A(h));",
-     "Lmask(t, s) = std::exp(cumulative_log_decay(dt, A, h)(t) - cumulative_log_decay(dt, A, h)(s));"),
+     # The code before issue 8, as it was: one cumA per head, so that the two sums share their rounding.
+     "  for (Eigen::Index t = 0; t < T; ++t) {\n    Lmask(t, t) = 1;\n    S segment = 0;  // Σ_{r=s+1..t} dt[r]·A\n"
+     "    for (Eigen::Index s = t - 1; s >= 0; --s) Lmask(t, s) = std::exp(segment += dt(s + 1, h) * A(h));\n  }\n",
+     "  const Vec<S> cum = cumulative_log_decay(dt, A, h);\n  for (Eigen::Index t = 0; t < T; ++t)\n"
+     "    for (Eigen::Index s = 0; s <= t; ++s) Lmask(t, s) = std::exp(cum(t) - cum(s));\n"),
     ("converter_suffix_by_subtraction", "reference/converter.hpp",
      "converter backward: the sums over r > s of dt[r] as the total minus a running prefix sum, not accumulated "
      "from the end",

@@ -24,6 +24,12 @@
 // accumulated sums (cumA[t] - cumA[s], a total minus a prefix: DESIGN.md section 3) moves only by its own
 // segment's terms and by long double's rounding, 2048 times below double's. Such a formula keeps its full
 // error against a bound that is at most kSensitivityFactor times long double's: 2048 / 16 = 128 times over it.
+// Limit: each product is rounded at random on every evaluation, where real arithmetic rounds the same product
+// of the same values the same way. A formula that computes the two sums separately (cumA[t] from one call,
+// cumA[s] from another) is therefore measured with independent roundings of their common terms, and excused
+// (seen with a first version of the planted bug scan_decay_by_difference, verify/PLANTED_BUGS.md). The code
+// that had this cancellation computed cumA once, and is caught. Making the rounding a function of the
+// operands would close this.
 //
 // A case is a struct template Case<S> with cast<T>() (the same case in another scalar) and for_each(f), which
 // calls f(name, tensor) on every input tensor (those are what is moved by an ulp); f(case) returns Tensors<S>.
