@@ -37,6 +37,7 @@
 #include "verify/checks_kernels.hpp"
 #include "verify/generators.hpp"
 #include "verify/kernel_case.hpp"
+#include "verify/layer_case.hpp"
 
 namespace transmamba {
 
@@ -52,55 +53,6 @@ using namespace kernel_case;
 constexpr double kFloatFactor = 8;
 // The backward's: see mixer_backward_case.
 constexpr double kBackwardFloatFactor = 8;
-
-// The parameters on a device, uploaded from (fp32-valued) doubles.
-struct DeviceParams {
-  DeviceBuffer<float> W_in, conv_w, conv_b, dt_bias, A_log, D_skip, norm_w, W_out;
-  DeviceParams(const gpu::Device& dev, const MixerParams<double>& m)
-      : W_in(dev, floats(m.W_in)), conv_w(dev, floats(m.conv_w)), conv_b(dev, floats(m.conv_b)),
-        dt_bias(dev, floats(m.dt_bias)), A_log(dev, floats(m.A_log)), D_skip(dev, floats(m.D_skip)),
-        norm_w(dev, floats(m.norm_w)), W_out(dev, floats(m.W_out)) {}
-  gpu::MixerDeviceParams views() const {
-    return {W_in.view(), conv_w.view(), conv_b.view(), dt_bias.view(), A_log.view(), D_skip.view(), norm_w.view(), W_out.view()};
-  }
-};
-
-// Rows [first, first + count) of every sequence of a [Bt, T, cols] buffer, stacked.
-MatD rows_of(const std::vector<float>& v, int Bt, int T, int cols, int first, int count) {
-  MatD m(std::int64_t(Bt) * count, cols);
-  for (int b = 0; b < Bt; ++b)
-    for (int r = 0; r < count; ++r)
-      for (int c = 0; c < cols; ++c) m(b * count + r, c) = v[(std::size_t(b) * T + first + r) * cols + c];
-  return m;
-}
-
-// One layer call's draws (see the header): the shape, fp32-valued parameters and inputs u, and the generator.
-struct LayerCase {
-  int Bt, T, P;
-  MixerConfig cfg;
-  MixerParams<double> prm;
-  std::vector<MatD> u;  // Bt x [T, D]
-  RandomTensors rnd;
-};
-LayerCase draw_layer_case(int max_T) {
-  const int Bt = draw("Bt", rc::gen::element(1, 3));
-  MixerConfig cfg;
-  cfg.G = draw("G", rc::gen::element(1, 2));
-  cfg.H = cfg.G * draw("heads per group", rc::gen::inRange(1, 4));
-  cfg.N = draw("N", rc::gen::element(16, 32));
-  cfg.E = cfg.H * draw("p", rc::gen::element(16, 32));
-  cfg.D = draw("D", rc::gen::inRange(1, 9));
-  cfg.W = draw("W", rc::gen::inRange(1, 5));
-  cfg.chunk = draw("Q", rc::gen::oneOf(rc::gen::inRange(1, 9), rc::gen::just(16)));
-  const int T = draw("T", rc::gen::oneOf(rc::gen::just(1), rc::gen::inRange(1, max_T + 1)));
-  const int P = draw("P", rc::gen::oneOf(gen_transpoint(T), rc::gen::just(T / cfg.chunk * cfg.chunk)));
-  const Regime regime = draw("regime", gen_regime(Regimes::finite_diff));  // no u of 1e3: see the header
-  RandomTensors rnd(draw("seed", rc::gen::arbitrary<std::uint64_t>()));
-  const MixerParams<double> prm = rnd.params<double>(cfg, regime).cast<float>().cast<double>();
-  std::vector<MatD> u(Bt);
-  for (MatD& ub : u) ub = round_to_float(rnd.mat<double>(T, cfg.D, -regime.scale, regime.scale));
-  return {Bt, T, P, cfg, prm, u, rnd};
-}
 
 std::vector<Comparison> mixer_case(gpu::Backend backend) {
   const LayerCase k = draw_layer_case(40);
