@@ -10,7 +10,7 @@ namespace {
 AttentionPlan check_inputs(const char* fn, const AttentionShape& s, const View<const float>& C,
                            const View<const float>& B, const View<const float>& x) {
   const AttentionPlan plan = attention_plan(s);  // the shape itself
-  check_view(fn, "C", C, s.Bt, s.P, std::int64_t(s.G) * s.N);
+  check_view(fn, "C", C, s.Bt, s.queries(), std::int64_t(s.G) * s.N);
   check_view(fn, "B", B, s.Bt, s.P, std::int64_t(s.G) * s.N);
   check_view(fn, "x", x, s.Bt, s.P, std::int64_t(s.H) * s.p);
   return plan;
@@ -20,7 +20,7 @@ AttentionPlan check_inputs(const char* fn, const AttentionShape& s, const View<c
 void attention_forward(const Stream& stream, const AttentionForward& a) {
   const AttentionShape& s = a.shape;
   const AttentionPlan plan = check_inputs("attention_forward", s, a.C, a.B, a.x);
-  check_view("attention_forward", "y", a.y, s.Bt, s.P, std::int64_t(s.H) * s.p);
+  check_view("attention_forward", "y", a.y, s.Bt, s.queries(), std::int64_t(s.H) * s.p);
   check_view("attention_forward", "lse", a.lse, 1, 1, std::int64_t(plan.lse));
   TM_DISPATCH(stream, attention_forward, a);
 }
@@ -28,6 +28,9 @@ void attention_forward(const Stream& stream, const AttentionForward& a) {
 void attention_backward(const Stream& stream, const AttentionBackward& a) {
   const AttentionShape& s = a.shape;
   const char* fn = "attention_backward";
+  if (s.first_query != 0)
+    throw std::invalid_argument("attention_backward: first_query=" + std::to_string(s.first_query) +
+                                ": the backward takes every query (first_query = 0)");
   const AttentionPlan plan = check_inputs(fn, s, a.C, a.B, a.x);
   const std::int64_t E = std::int64_t(s.H) * s.p, GN = std::int64_t(s.G) * s.N;
   check_view(fn, "y", a.y, s.Bt, s.P, E);

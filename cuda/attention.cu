@@ -35,6 +35,7 @@ struct Strided {
 
 struct AttnPointers {
   int P, G, cols;  // cols = R·p, the value columns of one group
+  int first_query; // the forward's queries are tokens first_query .. P-1 (rows 0 .. of C, y, lse)
   int rows;        // the tile with the R·p-wide accumulator: forward query tile, backward key tile
   float inv_sqrt_n;
   Strided<const float> C, B, x, y, d_y;
@@ -76,8 +77,9 @@ __device__ inline void stage(float* tile, int ld, int tile_rows, int tile_cols, 
 // ---- forward --------------------------------------------------------------------------------------------
 template <int N>
 __global__ void __launch_bounds__(kAttnThreads) attention_forward_kernel(AttnPointers p) {
-  const int rows = p.rows, cols = p.cols, b = blockIdx.z, g = blockIdx.y, q0 = blockIdx.x * rows;
-  const int valid = min(rows, p.P - q0);  // queries of this tile inside the sequence
+  // q0: the tile's first query as a token position; its row in C, y and lse is q0 - first_query.
+  const int rows = p.rows, cols = p.cols, b = blockIdx.z, g = blockIdx.y, q0 = p.first_query + blockIdx.x * rows;
+  const int valid = min(rows, p.P - q0), row0 = q0 - p.first_query, queries = p.P - p.first_query;
   const AttnForwardLayout L(rows, N, cols);
   float* sh = dynamic_shared<float>();
   float *Qs = sh + L.q, *Ks = sh + L.k, *S = sh + L.s, *Vs = sh + L.v, *O = sh + L.o;
@@ -86,7 +88,7 @@ __global__ void __launch_bounds__(kAttnThreads) attention_forward_kernel(AttnPoi
   const float* B = p.B.data + b * p.B.batch + g * N;
   const float* X = p.x.data + b * p.x.batch + g * cols;
 
-  stage(Qs, N + 1, rows, N, C, p.C.row, q0, valid, N);
+  stage(Qs, N + 1, rows, N, C, p.C.row, row0, valid, N);
   for (int i = threadIdx.x; i < rows * cols; i += kAttnThreads) O[i] = 0.0f;
   for (int r = threadIdx.x; r < rows; r += kAttnThreads) row_max[r] = -INFINITY, row_sum[r] = 0.0f;
   __syncthreads();
@@ -132,10 +134,10 @@ __global__ void __launch_bounds__(kAttnThreads) attention_forward_kernel(AttnPoi
   float* Y = p.y_out.data + b * p.y_out.batch + g * cols;
   for (int i = threadIdx.x; i < valid * cols; i += kAttnThreads) {
     const int r = i / cols, c = i % cols;
-    Y[(q0 + r) * p.y_out.row + c] = O[i] / row_sum[r];
+    Y[(row0 + r) * p.y_out.row + c] = O[i] / row_sum[r];
   }
-  float* lse = p.lse_out + (std::int64_t(b) * p.G + g) * p.P;
-  for (int r = threadIdx.x; r < valid; r += kAttnThreads) lse[q0 + r] = row_max[r] + logf(row_sum[r]);
+  float* lse = p.lse_out + (std::int64_t(b) * p.G + g) * queries;
+  for (int r = threadIdx.x; r < valid; r += kAttnThreads) lse[row0 + r] = row_max[r] + logf(row_sum[r]);
 }
 
 // ---- backward -------------------------------------------------------------------------------------------
@@ -294,9 +296,9 @@ Strided<T> strided(const View<T>& v, std::int64_t rows, std::int64_t cols) {
 AttnPointers pointers(const AttentionShape& s, const View<const float>& C, const View<const float>& B,
                       const View<const float>& x) {
   AttnPointers p{};
-  p.P = s.P, p.G = s.G, p.cols = s.group_columns();
+  p.P = s.P, p.G = s.G, p.cols = s.group_columns(), p.first_query = s.first_query;
   p.inv_sqrt_n = 1.0f / sqrtf(float(s.N));
-  p.C = strided(C, s.P, std::int64_t(s.G) * s.N);
+  p.C = strided(C, s.queries(), std::int64_t(s.G) * s.N);
   p.B = strided(B, s.P, std::int64_t(s.G) * s.N);
   p.x = strided(x, s.P, std::int64_t(s.H) * s.p);
   return p;
@@ -333,7 +335,7 @@ void attention_forward(const AttentionForward& a, const LaunchContext& ctx) {
   const AttentionPlan plan = attention_plan(s);
   AttnPointers p = pointers(s, a.C, a.B, a.x);
   p.rows = plan.forward_rows;
-  p.y_out = strided(a.y, s.P, std::int64_t(s.H) * s.p);
+  p.y_out = strided(a.y, s.queries(), std::int64_t(s.H) * s.p);
   p.lse_out = a.lse.data;
   launch(TM_SITE("attention_forward"), for_n<ForwardKernel>(s.N), plan.forward, ctx, p);
 }

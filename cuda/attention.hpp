@@ -26,11 +26,15 @@ namespace transmamba::gpu {
 
 struct AttentionShape {
   int Bt = 1;  // sequences
-  int P = 0;   // prefix tokens per sequence (the TransPoint)
+  int P = 0;   // prefix tokens per sequence (the TransPoint): the keys and values
   int H = 0;   // value heads
   int G = 0;   // groups of Q/K (H % G == 0)
   int N = 0;   // Q/K head dim (state size): 16, 32, 64 or 128
   int p = 0;   // value head dim: 16, 32, 64 or 128
+  // The queries are the tokens first_query .. P-1 (the forward only; the backward takes 0): C, y and lse hold
+  // their P - first_query rows. Decode (cuda/inference.hpp) asks for the last token alone over its KV cache.
+  int first_query = 0;
+  int queries() const { return P - first_query; }
   int heads_per_group() const { return G > 0 ? H / G : 0; }
   int group_columns() const { return heads_per_group() * p; }  // R·p: the value columns one group's scores feed
 };
@@ -98,7 +102,7 @@ struct AttentionPlan {
   LaunchShape rowsum;          // D[b, g, t] = Σ_{h in g} d_y[t, h]·y[t, h]: grid (query blocks of 8, G, Bt), block (32, 8)
   LaunchShape backward_query;  // d_C: grid (query tiles of kAttnTile, G, Bt)
   LaunchShape backward_key;    // d_B, d_x: grid (key tiles, G, Bt)
-  std::size_t lse = 0;         // floats of the log-sum-exp: Bt · G · P (written by the forward, read by the backward)
+  std::size_t lse = 0;         // floats of the log-sum-exp: Bt · G · queries (written by the forward, read by the backward)
   std::size_t workspace = 0;   // floats of the backward's rowsum D: Bt · G · P
 };
 
@@ -107,6 +111,9 @@ inline bool attention_dim_supported(int d) { return d == 16 || d == 32 || d == 6
 // Throws std::invalid_argument for a shape the kernels do not take.
 inline AttentionPlan attention_plan(const AttentionShape& s) {
   if (s.Bt < 0 || s.P < 0) throw std::invalid_argument("attention: negative Bt or P");
+  if (s.first_query < 0 || (s.P > 0 && s.first_query >= s.P) || (s.P == 0 && s.first_query != 0))
+    throw std::invalid_argument("attention: first_query=" + std::to_string(s.first_query) + " is outside [0, P=" +
+                                std::to_string(s.P) + ")");
   if (s.H < 1 || s.G < 1 || s.H % s.G != 0)
     throw std::invalid_argument("attention: H=" + std::to_string(s.H) + " heads in G=" + std::to_string(s.G) +
                                 " groups (need H >= 1, G >= 1, H % G == 0)");
@@ -127,14 +134,15 @@ inline AttentionPlan attention_plan(const AttentionShape& s) {
   const unsigned G = unsigned(s.G), Bt = unsigned(std::max(s.Bt, 1));
   const int P1 = std::max(s.P, 1);  // an empty launch is never made; keep the shape valid
   const Dim3 block{kAttnThreads, 1, 1};
-  plan.forward = {{unsigned(ceil_div(P1, plan.forward_rows)), G, Bt}, block,
+  plan.forward = {{unsigned(ceil_div(std::max(s.queries(), 1), plan.forward_rows)), G, Bt}, block,
                   sizeof(float) * AttnForwardLayout(plan.forward_rows, s.N, cols).total};
   plan.rowsum = {{unsigned(ceil_div(P1, kAttnRowsumWarps)), G, Bt}, {32, kAttnRowsumWarps, 1}, 0};
   plan.backward_query = {{unsigned(ceil_div(P1, kAttnTile)), G, Bt}, block,
                          sizeof(float) * AttnQueryBackwardLayout(s.N).total};
   plan.backward_key = {{unsigned(ceil_div(P1, plan.backward_rows)), G, Bt}, block,
                        sizeof(float) * AttnKeyBackwardLayout(plan.backward_rows, s.N, cols).total};
-  plan.lse = plan.workspace = std::size_t(std::max(s.Bt, 0)) * s.G * std::max(s.P, 0);
+  plan.lse = std::size_t(std::max(s.Bt, 0)) * s.G * std::max(s.queries(), 0);
+  plan.workspace = std::size_t(std::max(s.Bt, 0)) * s.G * std::max(s.P, 0);
   return plan;
 }
 
@@ -142,11 +150,11 @@ inline AttentionPlan attention_plan(const AttentionShape& s) {
 // view may have a row stride wider than its columns.
 struct AttentionForward {
   AttentionShape shape;
-  View<const float> C;  // [Bt, P, G·N] queries
+  View<const float> C;  // [Bt, queries, G·N] queries: the tokens first_query .. P-1
   View<const float> B;  // [Bt, P, G·N] keys
   View<const float> x;  // [Bt, P, H·p] values
-  View<float> y;        // [Bt, P, H·p]
-  View<float> lse;      // [1, 1, plan.lse] log-sum-exp per (sequence, group, query): index (b·G + g)·P + t
+  View<float> y;        // [Bt, queries, H·p]
+  View<float> lse;      // [1, 1, plan.lse] log-sum-exp per (sequence, group, query): index (b·G + g)·queries + r
 };
 
 struct AttentionBackward {

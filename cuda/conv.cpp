@@ -21,6 +21,16 @@ void conv_silu_forward(const Stream& stream, const ConvForward& a) {
   TM_DISPATCH(stream, conv_silu_forward, a);
 }
 
+void conv_silu_step(const Stream& stream, const ConvStep& a) {
+  const ConvShape& s = a.shape;
+  const char* fn = "conv_silu_step";
+  if (s.T != 1) throw std::invalid_argument(std::string(fn) + ": T=" + std::to_string(s.T) + " (a step takes one token)");
+  check_common(fn, s, a.v, a.w, a.b);
+  check_view(fn, "window", a.window, s.Bt, s.W - 1, s.C);
+  check_view(fn, "out", a.out, s.Bt, 1, s.C);
+  TM_DISPATCH(stream, conv_silu_step, a);
+}
+
 void conv_silu_backward(const Stream& stream, const ConvBackward& a) {
   const ConvShape& s = a.shape;
   check_common("conv_silu_backward", s, a.v, a.w, a.b);

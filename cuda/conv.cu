@@ -27,6 +27,8 @@ struct ConvPointers {
   float* out;          // forward: SiLU(conv(v)); backward: d_v
   std::int64_t out_batch, out_row;
   float* partials;     // backward: [Bt · time_tiles, C·W + C], this tile's d_w then d_b
+  float* window;       // step: [Bt, W-1, C]
+  std::int64_t window_batch, window_row;
 };
 
 // Stages rows [t0 - halo, t0 - halo + rows) of channel c (0 outside [0, T) or past C) into tile[row][lane].
@@ -53,6 +55,22 @@ __global__ void __launch_bounds__(kConvTileChannels * kConvRowGroups) conv_silu_
   float* out = p.out + blockIdx.z * p.out_batch;
   for (int i = threadIdx.y; i < kConvTileRows && t0 + i < p.T; i += kConvRowGroups)
     out[(t0 + i) * p.out_row + c] = silu(conv_at(tile, p, i, c));  // taps of token t0+i start at row i
+}
+
+// One token (conv.hpp: ConvStep): thread (c, b) sums channel c's W taps in conv_at's order, then shifts that
+// channel's window (no other thread touches it).
+__global__ void __launch_bounds__(kConvStepThreads) conv_silu_step_kernel(ConvPointers p) {
+  const int c = blockIdx.x * kConvStepThreads + threadIdx.x, b = blockIdx.y;
+  if (c >= p.C) return;
+  const std::int64_t at = b * p.window_batch + c;  // window row k of this channel: at + k·window_row (none when W = 1)
+  const float* w = p.w + c * p.w_row;
+  const float v = p.v[b * p.v_batch + c];
+  float pre = p.b[c];
+  for (int k = 0; k < p.W - 1; ++k) pre += w[k] * p.window[at + k * p.window_row];
+  pre += w[p.W - 1] * v;
+  p.out[b * p.out_batch + c] = silu(pre);
+  for (int k = 0; k + 2 < p.W; ++k) p.window[at + k * p.window_row] = p.window[at + (k + 1) * p.window_row];
+  if (p.W > 1) p.window[at + (p.W - 2) * p.window_row] = v;
 }
 
 // With d_pre[t] = d_out[t] · SiLU'(conv(v)[t]):
@@ -111,6 +129,17 @@ void conv_silu_forward(const ConvForward& a, const LaunchContext& ctx) {
   const Strides os = resolved_strides(a.out, s.T, s.C);
   p.out = a.out.data, p.out_batch = os.batch, p.out_row = os.row;
   launch(TM_SITE("conv_silu_forward"), conv_silu_forward_kernel, plan.forward, ctx, p);
+}
+
+void conv_silu_step(const ConvStep& a, const LaunchContext& ctx) {
+  const ConvShape& s = a.shape;
+  if (s.Bt == 0 || s.C == 0) return;
+  const ConvPlan plan = conv_plan(s);
+  ConvPointers p = pointers(s, a.v, a.w, a.b);
+  const Strides os = resolved_strides(a.out, 1, s.C), ws = resolved_strides(a.window, s.W - 1, s.C);
+  p.out = a.out.data, p.out_batch = os.batch;
+  p.window = a.window.data, p.window_batch = ws.batch, p.window_row = ws.row;
+  launch(TM_SITE("conv_silu_step"), conv_silu_step_kernel, plan.step, ctx, p);
 }
 
 void conv_silu_backward(const ConvBackward& a, const LaunchContext& ctx) {

@@ -31,7 +31,9 @@ struct ConvPlan {
   LaunchShape backward;       // the same grid; writes d_v and one partial d_w, d_b per tile
   LaunchShape reduce_w, reduce_b;  // sum the partials in tile order: C·W and C columns
   std::size_t workspace = 0;  // floats of the partials: Bt · time_tiles · C · (W + 1)
+  LaunchShape step;           // conv_silu_step: grid (ceil(C / kConvStepThreads), Bt), a thread per channel
 };
+constexpr unsigned kConvStepThreads = 256;
 
 // Throws std::invalid_argument for a shape the kernels do not take (W outside [1, 32], negative sizes).
 inline ConvPlan conv_plan(const ConvShape& s) {
@@ -50,6 +52,7 @@ inline ConvPlan conv_plan(const ConvShape& s) {
   p.reduce_w = {{unsigned(ceil_div(s.C * s.W, reduce_threads)), 1, 1}, {reduce_threads, 1, 1}, 0};
   p.reduce_b = {{unsigned(ceil_div(s.C, reduce_threads)), 1, 1}, {reduce_threads, 1, 1}, 0};
   p.workspace = std::size_t(s.Bt) * p.time_tiles * s.C * (s.W + 1);
+  p.step = {{unsigned(ceil_div(s.C, int(kConvStepThreads))), unsigned(s.Bt), 1}, {kConvStepThreads, 1, 1}, 0};
   return p;
 }
 
@@ -71,8 +74,23 @@ struct ConvBackward {
   View<float> workspace;      // conv_plan(shape).workspace floats
 };
 
+// One token of every sequence (decode, cuda/inference.hpp: reference/inference.hpp's mixer_step, E2): the last
+// row of the conv over the W-row window [window; v], then the window moves on by that token:
+//   out[b, c] = SiLU( bias[c] + Σ_{k<W-1} w[c, k]·window[b, k, c] + w[c, W-1]·v[b, c] )
+//   window[b, k] = window[b, k+1] (k < W-2),  window[b, W-2] = v[b]
+// The terms are summed in conv_silu_forward's order (bias, then the taps oldest first).
+struct ConvStep {
+  ConvShape shape;        // T = 1
+  View<float> window;     // [Bt, W-1, C]: the inputs of the W-1 tokens before this one, oldest first
+  View<const float> v;    // [Bt, 1, C]: this token's input
+  View<const float> w;    // [1, C, W]
+  View<const float> b;    // [1, 1, C]
+  View<float> out;        // [Bt, 1, C]
+};
+
 // Check every argument (naming the first that does not fit), then run on the stream's device.
 void conv_silu_forward(const Stream& stream, const ConvForward& args);
+void conv_silu_step(const Stream& stream, const ConvStep& args);
 void conv_silu_backward(const Stream& stream, const ConvBackward& args);
 
 }  // namespace transmamba::gpu

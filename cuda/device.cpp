@@ -117,4 +117,22 @@ void Stream::synchronize() const {
 #endif
 }
 
+void Stream::copy_rows(void* dst, std::size_t dst_pitch, const void* src, std::size_t src_pitch, std::size_t row_bytes,
+                       std::size_t rows) const {
+  if (rows == 0 || row_bytes == 0) return;
+#ifdef TM_HAVE_CUDA
+  if (context_.stream) return on_device::copy_rows(dst, dst_pitch, src, src_pitch, row_bytes, rows, context_.stream);
+#endif
+  for (std::size_t r = 0; r < rows; ++r)
+    std::memcpy(static_cast<char*>(dst) + r * dst_pitch, static_cast<const char*>(src) + r * src_pitch, row_bytes);
+}
+
+void Stream::zero_rows(void* dst, std::size_t dst_pitch, std::size_t row_bytes, std::size_t rows) const {
+  if (rows == 0 || row_bytes == 0) return;
+#ifdef TM_HAVE_CUDA
+  if (context_.stream) return on_device::zero_rows(dst, dst_pitch, row_bytes, rows, context_.stream);
+#endif
+  for (std::size_t r = 0; r < rows; ++r) std::memset(static_cast<char*>(dst) + r * dst_pitch, 0, row_bytes);
+}
+
 }  // namespace transmamba::gpu

@@ -52,6 +52,16 @@ void destroy_stream(void* stream) noexcept { cudaStreamDestroy(static_cast<cudaS
 
 void synchronize(void* stream) { TM_CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(stream))); }
 
+void copy_rows(void* dst, std::size_t dst_pitch, const void* src, std::size_t src_pitch, std::size_t row_bytes,
+               std::size_t rows, void* stream) {
+  TM_CUDA_CHECK(cudaMemcpy2DAsync(dst, dst_pitch, src, src_pitch, row_bytes, rows, cudaMemcpyDeviceToDevice,
+                                  static_cast<cudaStream_t>(stream)));
+}
+
+void zero_rows(void* dst, std::size_t dst_pitch, std::size_t row_bytes, std::size_t rows, void* stream) {
+  TM_CUDA_CHECK(cudaMemset2DAsync(dst, dst_pitch, 0, row_bytes, rows, static_cast<cudaStream_t>(stream)));
+}
+
 void destroy_blas_handle(void* handle) noexcept { cublasDestroy(static_cast<cublasHandle_t>(handle)); }
 
 }  // namespace transmamba::gpu::on_device

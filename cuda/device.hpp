@@ -10,6 +10,7 @@
 //                           (0xFF) under emulation, so a kernel that reads what nobody wrote shows it.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -69,6 +70,12 @@ class Stream {
   Backend backend() const { return device_.backend(); }
   // Blocks until every launch on this stream has finished; throws on an asynchronous kernel error.
   void synchronize() const;
+  // Device-to-device copies and zero fills, in order with the stream's launches: `rows` rows of row_bytes
+  // bytes, a row every src_pitch / dst_pitch bytes (>= row_bytes). Unchecked: copy_block and zero_block
+  // below check views first.
+  void copy_rows(void* dst, std::size_t dst_pitch, const void* src, std::size_t src_pitch, std::size_t row_bytes,
+                 std::size_t rows) const;
+  void zero_rows(void* dst, std::size_t dst_pitch, std::size_t row_bytes, std::size_t rows) const;
   LaunchContext& context() const { return context_; }
 
  private:
@@ -88,6 +95,14 @@ class DeviceBuffer {
   ~DeviceBuffer() { device_.release(data_); }
   DeviceBuffer(DeviceBuffer&& o) noexcept : device_(o.device_), data_(o.data_), size_(o.size_) {
     o.data_ = nullptr, o.size_ = 0;
+  }
+  DeviceBuffer& operator=(DeviceBuffer&& o) noexcept {  // frees what this buffer held
+    if (this != &o) {
+      device_.release(data_);
+      device_ = o.device_, data_ = o.data_, size_ = o.size_;
+      o.data_ = nullptr, o.size_ = 0;
+    }
+    return *this;
   }
   DeviceBuffer(const DeviceBuffer&) = delete;
   DeviceBuffer& operator=(const DeviceBuffer&) = delete;
@@ -123,5 +138,29 @@ class DeviceBuffer {
   T* data_;
   std::size_t size_;
 };
+
+// dst[b, r, c] = src[b, r, c] for a [batch, rows, cols] block, device to device on the stream; both views
+// checked first (check_view: fn names the caller).
+template <class T>
+void copy_block(const Stream& stream, const char* fn, const View<const T>& src, const View<T>& dst, std::int64_t batch,
+                std::int64_t rows, std::int64_t cols) {
+  const Strides from = check_view(fn, "copy source", src, batch, rows, cols);
+  const Strides to = check_view(fn, "copy destination", dst, batch, rows, cols);
+  if (batch == 0 || rows == 0 || cols == 0) return;
+  const std::size_t row_bytes = std::size_t(cols) * sizeof(T);
+  for (std::int64_t b = 0; b < batch; ++b)  // pitches of at least a row: one row may have any stride
+    stream.copy_rows(dst.data + b * to.batch, std::max<std::size_t>(to.row * sizeof(T), row_bytes), src.data + b * from.batch,
+                     std::max<std::size_t>(from.row * sizeof(T), row_bytes), row_bytes, std::size_t(rows));
+}
+// dst[b, r, c] = 0 for a [batch, rows, cols] block (checked as copy_block).
+template <class T>
+void zero_block(const Stream& stream, const char* fn, const View<T>& dst, std::int64_t batch, std::int64_t rows,
+                std::int64_t cols) {
+  const Strides to = check_view(fn, "zeroed block", dst, batch, rows, cols);
+  if (batch == 0 || rows == 0 || cols == 0) return;
+  const std::size_t row_bytes = std::size_t(cols) * sizeof(T);
+  for (std::int64_t b = 0; b < batch; ++b)
+    stream.zero_rows(dst.data + b * to.batch, std::max<std::size_t>(to.row * sizeof(T), row_bytes), row_bytes, std::size_t(rows));
+}
 
 }  // namespace transmamba::gpu

@@ -26,26 +26,6 @@ ScanShape scan_shape(const MixerShape& s, int L) {
   return {s.Bt, L, c.H, c.p(), c.G, c.N, c.chunk};
 }
 
-void check_params(const char* fn, const MixerDeviceParams& prm, const MixerConfig& c, const MixerPlan& plan) {
-  check_view(fn, "W_in", prm.W_in, 1, c.D, plan.in_width);
-  check_view(fn, "conv_w", prm.conv_w, 1, plan.channels, c.W);
-  check_view(fn, "conv_b", prm.conv_b, 1, 1, plan.channels);
-  check_view(fn, "dt_bias", prm.dt_bias, 1, 1, c.H);
-  check_view(fn, "A_log", prm.A_log, 1, 1, c.H);
-  check_view(fn, "D_skip", prm.D_skip, 1, 1, c.H);
-  check_view(fn, "norm_w", prm.norm_w, 1, 1, c.E);
-  check_view(fn, "W_out", prm.W_out, 1, c.E, c.D);
-}
-
-// A layer's own buffer: null after a move, too small when the shape was changed after construction.
-struct Owned {
-  const char* name;
-  const DeviceBuffer<float>& buf;
-  std::int64_t batch, rows, cols;
-};
-void check_owned(const char* fn, std::initializer_list<Owned> buffers) {
-  for (const Owned& o : buffers) check_view(fn, o.name, o.buf.view(), o.batch, o.rows, o.cols);
-}
 
 void check_forward_buffers(const char* fn, const MixerForwardDevice& f, const MixerPlan& plan) {
   const MixerShape& s = f.shape;
@@ -61,6 +41,21 @@ void check_forward_buffers(const char* fn, const MixerForwardDevice& f, const Mi
                    {"y_normed", f.y_normed, Bt, T, c.E}, {"out", f.out, Bt, T, c.D}, {"final_state", f.final_state, Bt, HP, c.N}});
 }
 }  // namespace
+
+void check_params(const char* fn, const MixerDeviceParams& prm, const MixerConfig& c) {
+  check_view(fn, "W_in", prm.W_in, 1, c.D, c.in_proj_width());
+  check_view(fn, "conv_w", prm.conv_w, 1, c.conv_channels(), c.W);
+  check_view(fn, "conv_b", prm.conv_b, 1, 1, c.conv_channels());
+  check_view(fn, "dt_bias", prm.dt_bias, 1, 1, c.H);
+  check_view(fn, "A_log", prm.A_log, 1, 1, c.H);
+  check_view(fn, "D_skip", prm.D_skip, 1, 1, c.H);
+  check_view(fn, "norm_w", prm.norm_w, 1, 1, c.E);
+  check_view(fn, "W_out", prm.W_out, 1, c.E, c.D);
+}
+
+void check_owned(const char* fn, std::initializer_list<Owned> buffers) {
+  for (const Owned& o : buffers) check_view(fn, o.name, o.buf.view(), o.batch, o.rows, o.cols);
+}
 
 std::size_t MixerPlan::total_floats() const {
   return u + zxbcdt + xBC + dt + A + lse + S0 + converter_chunk_states + converter_start_states +
@@ -85,8 +80,7 @@ MixerPlan mixer_plan(const MixerShape& s) {
   p.converter = scan_plan(scan_shape(s, s.P));
   p.scan = scan_plan(scan_shape(s, s.L()));
   if (s.P > 0) p.attention = attention_plan({s.Bt, s.P, c.H, c.G, c.N, c.p()});
-  const long long skip_values = (long long)s.Bt * s.L() * c.E;
-  p.skip = {{unsigned(std::max<long long>(1, (skip_values + kSkipThreads - 1) / kSkipThreads)), 1, 1}, {kSkipThreads, 1, 1}, 0};
+  p.skip = skip_launch(s.Bt, s.L(), c.E);
   for (const LaunchShape& l : {conv.forward, norm.forward, steps.forward, p.converter.chunk_states, p.converter.state_passing,
                                p.scan.chunk_states, p.scan.state_passing, p.scan.output, p.skip})
     check_launch_shape("a mixer kernel", l);
@@ -133,7 +127,7 @@ void mixer_forward(const Stream& stream, const MixerDeviceParams& prm, MixerForw
   const MixerConfig& c = s.cfg;
   const MixerPlan plan = mixer_plan(s);
   const int Bt = s.Bt, T = s.T, P = s.P, L = s.L(), E = c.E, H = c.H, rows = Bt * T;
-  check_params(fn, prm, c, plan);
+  check_params(fn, prm, c);
   check_forward_buffers(fn, f, plan);
 
   const View<float> y_prefix = f.part(f.y, E, 0), y_scan = f.part(f.y, E, 0, P);
@@ -231,7 +225,7 @@ void mixer_backward(const Stream& stream, const MixerDeviceParams& prm, const Mi
   if (g.shape.Bt != Bt || g.shape.T != T || g.shape.P != P || gc.D != c.D || gc.E != E || gc.H != H || gc.G != c.G ||
       gc.N != c.N || gc.W != c.W || gc.chunk != c.chunk)
     throw std::invalid_argument("mixer_backward: the gradients' shape (g.shape) is not the forward's (f.shape)");
-  check_params(fn, prm, c, plan.forward);
+  check_params(fn, prm, c);
   check_forward_buffers(fn, f, plan.forward);
   const std::int64_t HP = E, in_w = plan.forward.in_width;
   check_owned(fn, {{"d_out", g.d_out, Bt, T, c.D}, {"d_u", g.d_u, Bt, T, c.D}, {"d_W_in", g.d_W_in, 1, c.D, in_w},

@@ -24,8 +24,10 @@
 // checks (all made before anything is launched).
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 
 #include "cuda/attention.hpp"
 #include "cuda/device.hpp"
@@ -45,6 +47,11 @@ struct MixerShape {
 };
 
 constexpr unsigned kSkipThreads = 256;
+// E6's D skip launch (mixer.cu): one thread per value of the Bt·L scan rows of y [.., E] (one block at least).
+inline LaunchShape skip_launch(int Bt, int L, int E) {
+  const long long values = (long long)Bt * L * E;
+  return {{unsigned(std::max<long long>(1, (values + kSkipThreads - 1) / kSkipThreads)), 1, 1}, {kSkipThreads, 1, 1}, 0};
+}
 
 // The sizes (in floats) of every buffer of MixerForwardDevice, and the plans of the kernels the layer calls.
 struct MixerPlan {
@@ -79,6 +86,17 @@ struct MixerDeviceParams {
   View<const float> norm_w;   // [1, 1, E]
   View<const float> W_out;    // [1, E, D]
 };
+
+// Throws std::invalid_argument "<fn>: <parameter> ..." for the first parameter that does not fit config c.
+void check_params(const char* fn, const MixerDeviceParams& params, const MixerConfig& c);
+// A buffer a layer object owns, with the shape it must hold: check_owned throws as check_view does for the first
+// that does not (null after a move, too small when the shape was changed after construction).
+struct Owned {
+  const char* name;
+  const DeviceBuffer<float>& buf;
+  std::int64_t batch, rows, cols;
+};
+void check_owned(const char* fn, std::initializer_list<Owned> buffers);
 
 // Every tensor of one layer call, owned. All [Bt, rows, cols] contiguous (sequence b at b·rows·cols).
 // Columns [col, col + cols) of tokens [first, T) of every sequence of a [Bt, T, width] buffer: a strided view

@@ -15,6 +15,9 @@ void copy(void* dst, const void* src, std::size_t bytes, bool to_device);
 void* create_stream(int ordinal);
 void destroy_stream(void* stream) noexcept;
 void synchronize(void* stream);
+void copy_rows(void* dst, std::size_t dst_pitch, const void* src, std::size_t src_pitch, std::size_t row_bytes,
+               std::size_t rows, void* stream);  // device to device, cudaMemcpy2DAsync
+void zero_rows(void* dst, std::size_t dst_pitch, std::size_t row_bytes, std::size_t rows, void* stream);  // cudaMemset2DAsync
 void destroy_blas_handle(void* handle) noexcept;
 
 }  // namespace transmamba::gpu::on_device

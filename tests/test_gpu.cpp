@@ -13,6 +13,7 @@
 #include "cuda/conv.hpp"
 #include "cuda/converter.hpp"
 #include "cuda/device_math.hpp"
+#include "cuda/inference.hpp"
 #include "cuda/launch_shape.hpp"
 #include "cuda/mixer.hpp"
 #include "cuda/norm.hpp"
@@ -792,5 +793,121 @@ TEST_CASE("mixer backward host API: bad arguments fail before any launch, naming
   CHECK_THROWS_WITH(mixer_backward(stream, prm.views(), f, moved), "mixer_backward: u [2, 10, 16]: null pointer");
   for (const DeviceBuffer<float>* b : {&moved.d_u, &moved.d_W_in, &moved.d_zxbcdt, &moved.d_xBC, &moved.d_S0, &moved.d_D_skip})
     CHECK(all_nan(*b));  // nothing ran
+}
+#endif
+
+TEST_CASE("decode plan: the state's sizes counted by hand; the KV cache of the paper's layer", "[gpu][plan]") {
+  // Bt 2, P 6: a cache row is [x | B] = 32 + 16 values, the conv window W - 1 = 3 rows of xBC (64), a state
+  // H·p·N = 512 values; one token's scan is one chunk.
+  const LayerStatePlan p = layer_state_plan({2, 6, small_mixer()});
+  CHECK(p.cache_width == 48);
+  CHECK(p.conv_window == 2 * 3 * 64);
+  CHECK(p.kv_cache == 2 * 6 * 48);
+  CHECK(p.scan_state == 2 * 512);
+  CHECK(p.zxbcdt == 2 * 98);
+  CHECK(p.xBC == 2 * 64);
+  CHECK(p.lse == 2 * 1);
+  CHECK(p.chunk_states == 2 * 1 * 512);
+  CHECK(p.chunk_decays == 2 * 1 * 2);
+  // 384 + 576 + 2·1024 (state, next) + 32 + 32 (u, out) + 196 + 128 + 4 + 2 (dt, A) + 64 + 64 + 2 + 2·1024 + 4
+  CHECK(layer_state_device_bytes({2, 6, small_mixer()}) == 5584 * sizeof(float));
+  CHECK(layer_state_plan({2, 0, small_mixer()}).kv_cache == 0);
+  // The paper's layer, one sequence, every token of 8192 in attention: the cache holds 8192 x (3072 + 1024) floats.
+  const std::size_t paper = layer_state_plan({1, 8192, MixerConfig::paper()}).kv_cache;
+  INFO("the paper's KV cache at P = 8192: " << paper * sizeof(float) << " bytes");
+  CHECK(paper == 8192ull * 4096);
+  CHECK_THROWS_WITH(layer_state_plan({0, 6, small_mixer()}), Catch::Contains("layer state: Bt=0 sequences"));
+  CHECK_THROWS_WITH(layer_state_plan({1, -1, small_mixer()}), "layer state: TransPoint P=-1 is negative");
+  MixerConfig c = small_mixer();
+  c.N = 8;  // attention takes N in {16, 32, 64, 128}: only a layer that never attends (P = 0) takes N = 8
+  CHECK_THROWS_WITH(layer_state_plan({1, 6, c}), "attention: N=8 is not supported (16, 32, 64 or 128)");
+  CHECK_NOTHROW(layer_state_plan({1, 0, c}));
+  // Attention's queries may start inside the keys (decode: the last token alone), in the forward only.
+  CHECK(attention_plan({2, 9, 4, 2, 16, 16, 8}).lse == 2 * 2 * 1);
+  CHECK(attention_plan({2, 9, 4, 2, 16, 16, 8}).forward.grid.x == 1);
+  CHECK_THROWS_WITH(attention_plan({2, 9, 4, 2, 16, 16, 9}), "attention: first_query=9 is outside [0, P=9)");
+  CHECK_THROWS_WITH(attention_plan({2, 9, 4, 2, 16, 16, -1}), "attention: first_query=-1 is outside [0, P=9)");
+}
+
+#ifdef TM_HAVE_EMULATION
+TEST_CASE("device copies: a strided block copied and zeroed, views checked first", "[gpu][errors]") {
+  const Device dev = Device::emulated(1);
+  Stream stream(dev);
+  // src [2, 3, 5] with rows of 7, its columns 1..3 copied into dst [2, 3, 3] with rows of 4 and sequences of 13.
+  DeviceBuffer<float> src(dev, wave(42, 0.5f)), dst(dev, 26);
+  copy_block<float>(stream, "test", src.view_at(1, 21, 7), dst.view(13, 4), 2, 3, 3);
+  zero_block<float>(stream, "test", dst.view_at(3, 13, 4), 2, 3, 1);  // the padding column
+  const std::vector<float> s = src.download(), d = dst.download();
+  for (int b = 0; b < 2; ++b)
+    for (int r = 0; r < 3; ++r) {
+      for (int c = 0; c < 3; ++c) CHECK(d[b * 13 + r * 4 + c] == s[b * 21 + r * 7 + 1 + c]);
+      CHECK(d[b * 13 + r * 4 + 3] == 0.0f);
+    }
+  CHECK(std::isnan(d[12]));  // between the sequences: untouched
+  CHECK_THROWS_WITH(copy_block<float>(stream, "test", src.view_at(1, 21, 7), dst.view_at(3, 13, 4), 2, 3, 3),
+                    "test: copy destination [2, 3, 3]: the buffer holds 23 values from this pointer, the shape needs 24");
+  CHECK_THROWS_WITH(zero_block<float>(stream, "test", View<float>{}, 1, 1, 1), "test: zeroed block [1, 1, 1]: null pointer");
+}
+
+TEST_CASE("decode host API: bad arguments fail before any launch, naming the argument", "[gpu][errors]") {
+  const Device dev = Device::emulated(1);
+  Stream stream(dev);
+  const MixerConfig c = small_mixer();
+  const WaveParams prm(dev, c);
+  LayerState state(dev, {2, 6, c});
+  CHECK_THROWS_WITH(mixer_step(stream, prm.views(), state), "mixer_step: the state was not prefilled (prefill_layer)");
+  MixerForwardDevice prompt(dev, {2, 4, 4, c}), wrong_P(dev, {2, 8, 8, c}), wrong_Bt(dev, {1, 4, 4, c});
+  prompt.u.upload(wave(prompt.u.size(), 0.3f));
+  mixer_forward(stream, prm.views(), prompt);
+  CHECK_THROWS_WITH(prefill_layer(stream, wrong_P, state),
+                    "prefill_layer: the prompt of T0=8 tokens ran with P=8, the state's layer needs min(P, T0)=6");
+  CHECK_THROWS_WITH(prefill_layer(stream, wrong_Bt, state), Catch::Contains("prefill_layer: the prompt's layer (Bt=1"));
+  prefill_layer(stream, prompt, state);
+  CHECK(state.position == 4);
+  MixerDeviceParams bad = prm.views();
+  bad.W_out = View<const float>{};
+  CHECK_THROWS_WITH(mixer_step(stream, bad, state), "mixer_step: W_out [1, 32, 16]: null pointer");
+  state.u = DeviceBuffer<float>(dev, 31);
+  CHECK_THROWS_WITH(mixer_step(stream, prm.views(), state),
+                    "mixer_step: u [2, 1, 16]: the buffer holds 31 values from this pointer, the shape needs 32");
+  CHECK(state.position == 4);  // nothing ran
+  DeviceBuffer<float> window(dev, 2 * 3 * 64), v(dev, 2 * 64), w(dev, 64 * 4), b(dev, 64), out(dev, 2 * 64);
+  ConvStep step{{2, 1, 64, 4}, window.view(), v.view(), w.view(), b.view(), out.view()};
+  step.shape.T = 2;
+  CHECK_THROWS_WITH(conv_silu_step(stream, step), "conv_silu_step: T=2 (a step takes one token)");
+  step.shape.T = 1;
+  step.window = View<float>{window.data(), 2 * 2 * 64, 0, 0};
+  CHECK_THROWS_WITH(conv_silu_step(stream, step), Catch::Contains("conv_silu_step: window [2, 3, 64]: the buffer holds 256 values"));
+  const AttentionShape query_tile{2, 4, 2, 1, 16, 16, 3};
+  DeviceBuffer<float> any(dev, 1024);
+  CHECK_THROWS_WITH(attention_backward(stream, {query_tile, any.view(), any.view(), any.view(), any.view(), any.view(),
+                                                any.view(), any.view(), any.view(), any.view(), any.view()}),
+                    "attention_backward: first_query=3: the backward takes every query (first_query = 0)");
+}
+
+TEST_CASE("decode: bitwise the same outputs on every call and in every thread order; the cache freed past P", "[gpu][determinism]") {
+  const MixerConfig c{8, 64, 4, 2, 16, 4, 8};
+  std::vector<std::vector<float>> results;
+  for (std::uint64_t seed : {1, 1, 2}) {
+    const Device dev = Device::emulated(seed);
+    Stream stream(dev);
+    const WaveParams prm(dev, c);
+    MixerForwardDevice prompt(dev, {2, 5, 5, c});
+    prompt.u.upload(wave(prompt.u.size(), 0.61f, 2));
+    mixer_forward(stream, prm.views(), prompt);
+    LayerState state(dev, {2, 7, c});
+    prefill_layer(stream, prompt, state);
+    std::vector<float> all;
+    for (int t = 5; t < 9; ++t) {  // tokens 5, 6 attend; 7, 8 scan
+      state.u.upload(wave(state.u.size(), 0.17f * float(t), 1.5f));
+      mixer_step(stream, prm.views(), state);
+      CHECK(state.kv_cache.size() == (t < 7 ? std::size_t(2 * 7 * (64 + 32)) : 0));
+      const std::vector<float> out = downloads({&state.out, &state.scan_state, &state.conv_window});
+      all.insert(all.end(), out.begin(), out.end());
+    }
+    REQUIRE(std::none_of(all.begin(), all.end(), [](float x) { return std::isnan(x); }));
+    results.push_back(all);
+  }
+  for (std::size_t i = 1; i < results.size(); ++i) CHECK(results[0] == results[i]);
 }
 #endif

@@ -138,7 +138,7 @@ std::vector<Check> kernel_checks(gpu::Backend backend) {
        [backend] { return step_size_case(backend); }},
   };
   for (auto family : {ssm_kernel_checks, attention_kernel_checks, norm_kernel_checks, projection_kernel_checks,
-                      mixer_kernel_checks})
+                      mixer_kernel_checks, inference_kernel_checks})
     for (Check& c : family(backend)) checks.push_back(std::move(c));
   return checks;
 }

@@ -17,5 +17,6 @@ std::vector<Check> attention_kernel_checks(gpu::Backend backend);
 std::vector<Check> norm_kernel_checks(gpu::Backend backend);
 std::vector<Check> projection_kernel_checks(gpu::Backend backend);
 std::vector<Check> mixer_kernel_checks(gpu::Backend backend);
+std::vector<Check> inference_kernel_checks(gpu::Backend backend);
 
 }  // namespace transmamba
