@@ -177,6 +177,26 @@ __device__ inline void tile_weights(float* W, float* dW, const float* Qs, const 
   }
 }
 
+// The slices of sequence b, group g that the backward kernels read: C and B at column g·N, x and d_y at the
+// group's first value column g·R·p, and the start of the (b, g) row of lse and D.
+struct GroupSlices {
+  const float *C, *B, *X, *dY;
+  std::int64_t stats;
+};
+template <int N>
+__device__ inline GroupSlices group_slices(const AttnPointers& p, int b, int g) {
+  return {p.C.data + b * p.C.batch + g * N, p.B.data + b * p.B.batch + g * N, p.x.data + b * p.x.batch + g * p.cols,
+          p.d_y.data + b * p.d_y.batch + g * p.cols, (std::int64_t(b) * p.G + g) * p.P};
+}
+
+// lse and the rowsum D of queries q0 .. q0 + kAttnTile - 1 into shared memory (0 past the valid ones).
+__device__ inline void stage_stats(float* lse, float* D, const AttnPointers& p, std::int64_t stats, int q0, int valid) {
+  for (int r = threadIdx.x; r < kAttnTile; r += kAttnThreads) {
+    lse[r] = r < valid ? p.lse[stats + q0 + r] : 0.0f;
+    D[r] = r < valid ? p.D[stats + q0 + r] : 0.0f;
+  }
+}
+
 // d_C over query tiles of kAttnTile: for each key tile up to the diagonal, w and d_w of the tile, then
 // d_score = w ∘ (d_w - D) / sqrt(N) and d_C[i] += Σ_j d_score[i, j]·B[j].
 template <int N>
@@ -187,18 +207,12 @@ __global__ void __launch_bounds__(kAttnThreads) attention_backward_query_kernel(
   float* sh = dynamic_shared<float>();
   float *Qs = sh + L.q, *Ks = sh + L.k, *W = sh + L.w, *dS = sh + L.ds, *dYs = sh + L.dy, *Vs = sh + L.v,
         *dQ = sh + L.dq, *lse = sh + L.lse, *D = sh + L.d;
-  const float* C = p.C.data + b * p.C.batch + g * N;
-  const float* B = p.B.data + b * p.B.batch + g * N;
-  const float* X = p.x.data + b * p.x.batch + g * cols;
-  const float* dY = p.d_y.data + b * p.d_y.batch + g * cols;
-  const std::int64_t stats = (std::int64_t(b) * p.G + g) * p.P;
+  const GroupSlices in = group_slices<N>(p, b, g);
+  const float *C = in.C, *B = in.B, *X = in.X, *dY = in.dY;
 
   stage(Qs, N + 1, kAttnTile, N, C, p.C.row, q0, valid, N);
   for (int i = threadIdx.x; i < kAttnTile * N; i += kAttnThreads) dQ[i] = 0.0f;
-  for (int r = threadIdx.x; r < kAttnTile; r += kAttnThreads) {
-    lse[r] = r < valid ? p.lse[stats + q0 + r] : 0.0f;
-    D[r] = r < valid ? p.D[stats + q0 + r] : 0.0f;
-  }
+  stage_stats(lse, D, p, in.stats, q0, valid);
   const int key_tiles = (q0 + valid - 1) / kAttnKeyTile + 1;
   for (int kt = 0; kt < key_tiles; ++kt) {
     const int s0 = kt * kAttnKeyTile, valid_k = min(kAttnKeyTile, p.P - s0);
@@ -238,11 +252,8 @@ __global__ void __launch_bounds__(kAttnThreads) attention_backward_key_kernel(At
   float* sh = dynamic_shared<float>();
   float *Ks = sh + L.k, *Qs = sh + L.q, *W = sh + L.w, *dS = sh + L.ds, *dYs = sh + L.dy, *Vs = sh + L.v,
         *dK = sh + L.dk, *dV = sh + L.dv, *lse = sh + L.lse, *D = sh + L.d;
-  const float* C = p.C.data + b * p.C.batch + g * N;
-  const float* B = p.B.data + b * p.B.batch + g * N;
-  const float* X = p.x.data + b * p.x.batch + g * cols;
-  const float* dY = p.d_y.data + b * p.d_y.batch + g * cols;
-  const std::int64_t stats = (std::int64_t(b) * p.G + g) * p.P;
+  const GroupSlices in = group_slices<N>(p, b, g);
+  const float *C = in.C, *B = in.B, *X = in.X, *dY = in.dY;
 
   stage(Ks, N + 1, rows, N, B, p.B.row, s0, valid_k, N);
   for (int i = threadIdx.x; i < rows * N; i += kAttnThreads) dK[i] = 0.0f;
@@ -250,10 +261,7 @@ __global__ void __launch_bounds__(kAttnThreads) attention_backward_key_kernel(At
   for (int qt = s0 / kAttnTile; qt * kAttnTile < p.P; ++qt) {  // queries before s0 see none of these keys
     const int q0 = qt * kAttnTile, valid = min(kAttnTile, p.P - q0);
     stage(Qs, N + 1, kAttnTile, N, C, p.C.row, q0, valid, N);
-    for (int r = threadIdx.x; r < kAttnTile; r += kAttnThreads) {
-      lse[r] = r < valid ? p.lse[stats + q0 + r] : 0.0f;
-      D[r] = r < valid ? p.D[stats + q0 + r] : 0.0f;
-    }
+    stage_stats(lse, D, p, in.stats, q0, valid);
     __syncthreads();
     tile_weights<N>(W, dS, Qs, Ks, lse, kAttnTile, rows, q0, valid, s0, p.inv_sqrt_n);
     for (int c0 = 0; c0 < cols; c0 += kAttnColumns) {

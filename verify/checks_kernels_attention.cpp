@@ -6,7 +6,8 @@
 // N, p in {16, 32} mostly, 64 and 128 at P <= 24. C, B and x are column blocks of one xBC [P, E + 2GN + pad]
 // buffer (x at 0, B at E, C at E + GN; the padding NaN), as in the layer, and d_C, d_B, d_x are written into
 // the same layout. C and B are drawn with magnitude 1 or 30: at 30 the scores reach thousands, exp without the
-// row max would overflow fp32, and most rows are one-hot.
+// row max would overflow fp32, and most rows are one-hot. A second forward asks for the queries first_query ..
+// P-1 only (first_query = P-1, decode's one query, or at random), whose y must be those rows of the reference.
 //
 // Rounding floor (kernel_case.hpp). With a(t, s) = |C[t]|·|B[s]| / sqrt(N), a score's fp32 error is at most
 // eS = (N + 8)·u·a (the dot product, the scaling, the subtraction of a max). A weight w_s = exp(S_s) / Σ exp
@@ -86,6 +87,8 @@ std::vector<Comparison> attention_case(gpu::Backend backend) {
   const int P = draw("P", rc::gen::oneOf(rc::gen::just(1), rc::gen::inRange(1, N > 32 || p > 32 ? 25 : 71)));
   const int pad = draw("row padding", rc::gen::element(0, 0, 3));
   const double scale = draw("C, B scale", rc::gen::element(1.0, 1.0, 30.0));
+  // A second forward asks for the queries first .. P-1 only (decode asks for the last alone).
+  const int first = draw("first query", rc::gen::oneOf(rc::gen::just(P - 1), rc::gen::inRange(0, P)));
   MixerConfig cfg;
   cfg.H = G * R, cfg.G = G, cfg.N = N, cfg.E = cfg.H * p;
   const int E = cfg.E, GN = G * N;
@@ -114,6 +117,10 @@ std::vector<Comparison> attention_case(gpu::Backend backend) {
   gpu::attention_backward(stream, {shape, C_v, B_v, x_v, y_dev.view(), lse_dev.view(),
                                    d_y_dev.view(d_y_packed.batch_stride, d_y_packed.row_stride), in_view(d_xBC_dev, E + GN),
                                    in_view(d_xBC_dev, E), in_view(d_xBC_dev, 0), ws_dev.view()});
+  const gpu::AttentionShape tail_shape{Bt, P, cfg.H, G, N, p, first};
+  DeviceBuffer<float> tail_y(dev, std::size_t(Bt) * (P - first) * E), tail_lse(dev, gpu::attention_plan(tail_shape).lse);
+  gpu::attention_forward(stream, {tail_shape, in_view(xBC_dev, E + GN + first * in.row_stride), B_v, x_v, tail_y.view(),
+                                  tail_lse.view()});
   stream.synchronize();
 
   std::vector<MatD> y(Bt), dC(Bt), dB(Bt), dx(Bt), ey(Bt), edC(Bt), edB(Bt), edx(Bt);
@@ -132,7 +139,11 @@ std::vector<Comparison> attention_case(gpu::Backend backend) {
         for (int c = 0; c < cols; ++c) m(b * P + r, c) = d_xBC[b * in.batch_stride + r * in.row_stride + col + c];
     return m;
   };
+  std::vector<MatD> tail(Bt), tail_floor(Bt);
+  for (int b = 0; b < Bt; ++b) tail[b] = y[b].bottomRows(P - first), tail_floor[b] = ey[b].bottomRows(P - first);
   return {compare("y", stacked(y_dev.download(), Bt, P, E, E), stack(y), bounds::kCudaFp32Forward, rounding_floor(stack(ey))),
+          compare("y of the queries first_query .. P-1", stacked(tail_y.download(), Bt, P - first, E, E), stack(tail),
+                  bounds::kCudaFp32Forward, rounding_floor(stack(tail_floor))),
           compare("d_C", got(E + GN, GN), stack(dC), bounds::kCudaFp32Gradient, rounding_floor(stack(edC))),
           compare("d_B", got(E, GN), stack(dB), bounds::kCudaFp32Gradient, rounding_floor(stack(edB))),
           compare("d_x", got(0, E), stack(dx), bounds::kCudaFp32Gradient, rounding_floor(stack(edx)))};
@@ -144,7 +155,7 @@ std::vector<Check> attention_kernel_checks(gpu::Backend backend) {
   const std::string prefix = std::string(gpu::to_string(backend)) + ".";
   const std::string where = backend == gpu::Backend::cuda ? " on the GPU" : " under the CPU emulation";
   return {{prefix + "attention",
-           "grouped causal attention kernels (y, d_C, d_B, d_x)" + where + " = double reference (fp32 bounds)", 30,
+           "grouped causal attention kernels (y, also from a first_query on; d_C, d_B, d_x)" + where + " = double reference (fp32 bounds)", 30,
            [backend] { return attention_case(backend); }}};
 }
 
