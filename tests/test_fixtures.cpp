@@ -12,7 +12,10 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <regex>
 #include <set>
+#include <sys/wait.h>
+#include <tuple>
 
 #include "verify/bounds.hpp"
 #include "tests/temp_dir.hpp"
@@ -295,19 +298,323 @@ TEST_CASE("fixtures: a directory is checked as a whole", "[fixtures]") {
     REQUIRE(reports.size() == fixture_specs().size());
     for (const FixtureReport& r : reports) CHECK_THAT(r.error, Contains(r.file) && Contains("missing"));
   }
-  SECTION("a file without a definition is an error") {
+  SECTION("a file of another name is checked by its metadata; one without a kind is an error") {
     for (const FixtureSpec& s : fixture_specs())
       fs::copy_file(fs::path(fixtures_dir()) / s.file_name(), tmp.path / s.file_name());
     fs::copy_file(fs::path(fixtures_dir()) / "layer_p0_g1.safetensors", tmp.path / "mystery.safetensors");
+    SafetensorsFile nameless = read_safetensors((fs::path(fixtures_dir()) / "layer_p0_g1.safetensors").string());
+    nameless.metadata.erase("kind");
+    write_safetensors_atomic((tmp.path / "nameless.safetensors").string(), nameless);
     std::size_t passed = 0;
     for (const FixtureReport& r : check_fixture_dir(tmp.path.string())) {
-      if (r.file == "mystery.safetensors") CHECK_THAT(r.error, Contains("no fixture definition named 'mystery'"));
+      if (r.file == "nameless.safetensors") CHECK_THAT(r.error, Contains("no key 'kind'") && Contains("begins with none"));
       else passed += r.passed();
     }
-    CHECK(passed == fixture_specs().size());
+    CHECK(passed == fixture_specs().size() + 1);
+  }
+  SECTION("without require_catalogue, only the files present are checked") {
+    fs::copy_file(fs::path(fixtures_dir()) / "layer_p0_g1.safetensors", tmp.path / "layer_p0_g1.safetensors");
+    const std::vector<FixtureReport> reports = check_fixture_dir(tmp.path.string(), /*require_catalogue=*/false);
+    REQUIRE(reports.size() == 1);
+    CHECK(reports[0].passed());
   }
   SECTION("a directory that cannot be read") {
     CHECK_THROWS_WITH(check_fixture_dir((tmp.path / "nonexistent").string()),
                       Contains("nonexistent") && Contains("cannot read the fixtures directory"));
   }
 }
+
+// ---- the schema (fixtures/SCHEMA.md) and files checked by it, whatever their names ----------------------
+
+namespace {
+
+// A copy of the committed fixture `name` under another file name in dir, after edit().
+template <class Edit>
+std::string copy_edited(const TempDir& tmp, const std::string& name, const std::string& as, Edit edit) {
+  SafetensorsFile f = read_safetensors((fs::path(fixtures_dir()) / (name + ".safetensors")).string());
+  edit(f);
+  const std::string path = (tmp.path / as).string();
+  write_safetensors_atomic(path, f);
+  return path;
+}
+void no_edit(SafetensorsFile&) {}
+
+// Runs a shell command; its exit status and what it printed (stdout and stderr).
+std::pair<int, std::string> run(const std::string& command) {
+  FILE* p = ::popen((command + " 2>&1").c_str(), "r");
+  REQUIRE(p != nullptr);
+  std::string out;
+  char buf[4096];
+  for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
+  const int status = ::pclose(p);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+}  // namespace
+
+TEST_CASE("schema: fixtures/SCHEMA.md holds the tables tm-fixtures schema prints from the kinds' code", "[fixtures][schema]") {
+  std::ifstream in(fs::path(fixtures_dir()) / "SCHEMA.md");
+  REQUIRE(in.good());
+  const std::string doc((std::istreambuf_iterator<char>(in)), {});
+  const std::string generated = fixture_schema_markdown();
+  INFO("regenerate the tables of fixtures/SCHEMA.md with: tm-fixtures schema");
+  CHECK(doc.find(generated) != std::string::npos);
+  // Every kind has a table, every table a row per tensor of the kind (per layer once).
+  for (const std::string& kind : fixture_kinds_list()) CHECK_THAT(generated, Contains("### Kind `" + kind + "`"));
+  CHECK_THAT(generated, Contains("| `param.blocks.<l>.mixer.W_in` | parameter | [D, zxbcdt] | F64 | yes |"));
+  CHECK_THAT(generated, Contains("| `input.x` | input | [T, H, p] | F64 | yes |"));
+  CHECK_THAT(generated, Contains("| `upstream.d_out` | upstream | [T, D] | F64 | with gradients |"));
+}
+
+TEST_CASE("schema: a fixture made at another config holds exactly the schema's tensors and checks by its metadata", "[fixtures][schema]") {
+  // Other sizes than the catalogue's (D 5, E 16, H 4, G 1/2/4, N 3): p = 3, G = 3 of H = 6, N = 2, W = 3, chunk 5.
+  const nlohmann::json mixer{{"D", 7}, {"E", 18}, {"H", 6}, {"G", 3}, {"N", 2}, {"W", 3}, {"chunk", 5}, {"T", 12}};
+  TempDir tmp;
+  for (const std::string& kind : fixture_kinds_list()) {
+    INFO("kind " << kind);
+    nlohmann::json config = mixer;
+    if (kind == "layer") config["P"] = 7;
+    else if (kind == "converter") config["P"] = 12;
+    else if (kind.rfind("scan_", 0) == 0) config["P"] = 0;
+    else config.update({{"V", 9}, {"F", 5}, {"n_layers", 2}, {"tie_embeddings", kind == "decode"}, {"schedule", "3,12"}});
+    if (kind == "decode") config["prompt"] = 4;
+    const FixtureSpec spec = fixture_spec(kind, config, "any_name", 7);
+    const SafetensorsFile f = build_fixture(spec);
+    std::set<std::string> names;
+    for (const auto& kv : f.tensors) names.insert(std::regex_replace(kv.first, std::regex(R"((blocks|layers)\.[0-9]+\.)"), "$1.<l>."));
+    std::set<std::string> schema;
+    for (const SchemaTensor& t : fixture_schema(kind)) {
+      schema.insert(t.name);
+      CHECK(t.dtype == (t.name == "input.tokens" ? "I64" : "F64"));
+    }
+    CHECK(names == schema);
+    CHECK(nlohmann::json::parse(f.meta("config")).at("T") == 12);
+    CHECK(f.meta("kind") == kind);
+    const std::string path = (tmp.path / ("made_" + kind + ".safetensors")).string();
+    write_safetensors_atomic(path, f);
+    const FixtureReport r = check_fixture_path(path);
+    INFO(r.error);
+    CHECK(r.passed());
+    CHECK(r.absent.empty());
+    CHECK(r.ignored.empty());
+    CHECK(r.kind == kind);
+  }
+  CHECK_THROWS_WITH(fixture_spec("lstm", mixer, "x"), Contains("unknown kind 'lstm'") && Contains("scan_chunked"));
+  nlohmann::json no_P = mixer;
+  CHECK_THROWS_WITH(fixture_spec("layer", no_P, "x"), Contains("no key 'P'"));
+  no_P["P"] = 13;
+  CHECK_THROWS_WITH(fixture_spec("layer", no_P, "x"), Contains("P must be <= T = 12, got 13"));
+  no_P["P"] = 2;
+  no_P["G"] = 4;
+  CHECK_THROWS_WITH(fixture_spec("layer", no_P, "x"), Contains("H % G must be 0"));
+  no_P["G"] = 3;
+  no_P["Q"] = 4;
+  CHECK_THROWS_WITH(fixture_spec("layer", no_P, "x"), Contains("unknown key 'Q'"));
+}
+
+TEST_CASE("schema: any file that follows the schema is checked by its metadata, whatever its name", "[fixtures][schema]") {
+  TempDir tmp;
+  SECTION("a committed fixture under another name passes, held to the double bound") {
+    const FixtureReport r = check_fixture_path(copy_edited(tmp, "layer_pmid_g2", "my_layer.safetensors", no_edit));
+    INFO(r.error);
+    CHECK(r.passed());
+    CHECK(r.kind == "layer");
+    CHECK(r.worst().bound == bounds::kExact);
+    CHECK(r.comparisons.size() == 2 + 9 + 1 + 8);  // outputs, stages, d_u and the 8 parameter gradients
+    CHECK(r.absent.empty());
+  }
+  SECTION("a subset (no gradients, no upstream gradient, no stages) is compared where present; the rest is listed") {
+    const FixtureReport r = check_fixture_path(copy_edited(tmp, "scan_chunked_gH", "dump.safetensors", [](SafetensorsFile& f) {
+      for (auto it = f.tensors.begin(); it != f.tensors.end();)
+        it = it->first.rfind("output.", 0) == 0 || it->first.rfind("input.", 0) == 0 ? std::next(it) : f.tensors.erase(it);
+    }));
+    INFO(r.error);
+    CHECK(r.passed());
+    REQUIRE(r.comparisons.size() == 2);
+    CHECK(std::set<std::string>(r.absent.begin(), r.absent.end()) ==
+          std::set<std::string>{"stage.chunk_states", "stage.start_states", "grad.d_x", "grad.d_dt", "grad.d_A", "grad.d_B",
+                                "grad.d_C", "grad.d_S_init"});
+  }
+  SECTION("a float32 dump (inputs too) is held to the fp32 bounds, forward and gradients") {
+    const FixtureReport r = check_fixture_path(copy_edited(tmp, "converter_g2", "f32.safetensors", [](SafetensorsFile& f) {
+      for (auto& [name, t] : f.tensors) f.put_doubles(name, f.doubles(name), t.shape, "F32");
+    }));
+    INFO(r.error);
+    CHECK(r.passed());
+    for (const Comparison& c : r.comparisons) {
+      INFO(c.name);
+      CHECK(c.bound == (c.name.rfind("grad.", 0) == 0 ? bounds::kCudaFp32Gradient : bounds::kCudaFp32Forward));
+      CHECK(c.rel_norm > 0);  // rounded to float: not the double values
+    }
+  }
+  SECTION("float32 outputs of double inputs that are off by more than the fp32 bound fail") {
+    const FixtureReport r = check_fixture_path(copy_edited(tmp, "converter_g2", "f32.safetensors", [](SafetensorsFile& f) {
+      std::vector<double> v = f.doubles("output.S0");
+      for (double& x : v) x *= 1 + 1e-4;
+      f.put_doubles("output.S0", v, f.at("output.S0").shape, "F32");
+    }));
+    CHECK(r.error.empty());
+    CHECK(!r.passed());
+    CHECK(r.worst().name == "output.S0");
+  }
+  SECTION("one changed output element fails, named by tensor and element index") {
+    const FixtureReport r = check_fixture_path(copy_edited(tmp, "layer_pmid_g2", "x.safetensors", [](SafetensorsFile& f) {
+      std::vector<double> v = f.doubles("stage.y");  // [T 13, H 4, p 4]
+      v[(3 * 4 + 1) * 4 + 2] += 1e-6;
+      f.put_doubles("stage.y", v, f.at("stage.y").shape);
+    }));
+    REQUIRE(r.error.empty());
+    CHECK(!r.passed());
+    const Comparison w = r.worst();
+    CHECK(w.name == "stage.y");
+    CHECK(r.element(w) == "[3, 1, 2]");
+    CHECK_THAT(r.describe(w), Contains("stage.y F64: rel") && Contains("at [3, 1, 2]") && Contains("FAIL"));
+  }
+  SECTION("an old file without a 'kind' key: the kind its name begins with") {
+    const FixtureReport r = check_fixture_path(
+        copy_edited(tmp, "scan_quadratic_g1", "scan_quadratic_old.safetensors", [](SafetensorsFile& f) { f.metadata.erase("kind"); }));
+    INFO(r.error);
+    CHECK(r.passed());
+    CHECK(r.kind == "scan_quadratic");
+  }
+  SECTION("tensors outside the schema are listed, not compared") {
+    const FixtureReport r = check_fixture_path(
+        copy_edited(tmp, "converter_g2", "c.safetensors", [](SafetensorsFile& f) { f.put_doubles("debug.h", {1.0}, {1}); }));
+    CHECK(r.passed());
+    CHECK(r.ignored == std::vector<std::string>{"debug.h"});
+  }
+  // The errors: each names the file and the problem; the file is not checked.
+  auto error_of = [&](const std::string& path) {
+    const FixtureReport r = check_fixture_path(path);
+    CHECK(!r.passed());
+    CHECK(r.comparisons.empty());
+    CHECK_THAT(r.error, Contains(path));
+    return r.error;
+  };
+  SECTION("an unknown kind") {
+    CHECK_THAT(error_of(copy_edited(tmp, "layer_p0_g1", "k.safetensors", [](SafetensorsFile& f) { f.metadata["kind"] = "lstm"; })),
+               Contains("unknown kind 'lstm'") && Contains("the kinds are: scan_recurrent"));
+  }
+  SECTION("a missing input") {
+    CHECK_THAT(error_of(copy_edited(tmp, "layer_p0_g1", "m.safetensors", [](SafetensorsFile& f) { f.tensors.erase("param.A_log"); })),
+               Contains("tensor 'param.A_log'") && Contains("missing: a required parameter of kind 'layer'"));
+  }
+  SECTION("gradients without their upstream gradient") {
+    CHECK_THAT(error_of(copy_edited(tmp, "layer_p0_g1", "u.safetensors", [](SafetensorsFile& f) { f.tensors.erase("upstream.d_out"); })),
+               Contains("tensor 'upstream.d_out'") && Contains("the file holds gradients"));
+  }
+  SECTION("a shape that contradicts the config, of an input and of an output") {
+    CHECK_THAT(error_of(copy_edited(tmp, "layer_p0_g1", "s.safetensors", [](SafetensorsFile& f) { f.tensors.at("input.u").shape = {5, 13}; })),
+               Contains("tensor 'input.u'") && Contains("shape [5, 13], but the config gives [13, 5]"));
+    CHECK_THAT(error_of(copy_edited(tmp, "layer_p0_g1", "s.safetensors", [](SafetensorsFile& f) { f.tensors.at("stage.y").shape = {13, 16}; })),
+               Contains("tensor 'stage.y'") && Contains("shape [13, 16], but the config gives [13, 4, 4]"));
+  }
+  SECTION("a config that is not whole, or invalid") {
+    CHECK_THAT(error_of(copy_edited(tmp, "layer_p0_g1", "c.safetensors", [](SafetensorsFile& f) {
+                 auto c = nlohmann::json::parse(f.meta("config"));
+                 c.erase("N");
+                 f.metadata["config"] = c.dump();
+               })),
+               Contains("no key 'N'"));
+    CHECK_THAT(error_of(copy_edited(tmp, "layer_p0_g1", "c.safetensors", [](SafetensorsFile& f) { f.metadata.erase("config"); })),
+               Contains("no key 'config'"));
+  }
+  SECTION("a truncated file") {
+    const std::vector<uint8_t> bytes = read_bytes(fs::path(fixtures_dir()) / "layer_p0_g1.safetensors");
+    write_bytes(tmp.path / "t.safetensors", std::vector<uint8_t>(bytes.begin(), bytes.end() - 8));
+    CHECK_THAT(error_of((tmp.path / "t.safetensors").string()), Contains("lie outside"));
+  }
+  SECTION("nothing to compare") {
+    CHECK_THAT(error_of(copy_edited(tmp, "converter_g2", "n.safetensors", [](SafetensorsFile& f) {
+                 f.tensors.erase("output.S0");
+                 for (const char* g : {"grad.d_x", "grad.d_B", "grad.d_dt", "grad.d_A"}) f.tensors.erase(g);
+               })),
+               Contains("nothing to compare"));
+  }
+}
+
+#if defined(TM_VERIFY_BIN) && defined(TM_FIXTURES_BIN)
+TEST_CASE("cli: tm-verify --check exits 0, 1 (a comparison failed) or 2 (the file cannot be checked)", "[fixtures][cli]") {
+  TempDir tmp;
+  const std::string verify = std::string(TM_VERIFY_BIN) + " --check ";
+  const std::string good = copy_edited(tmp, "layer_pmid_gH", "good_dump.safetensors", no_edit);
+  auto [rc, out] = run(verify + good);
+  CHECK(rc == 0);
+  CHECK_THAT(out, Contains("kind layer") && Contains("none of the schema absent") && Contains("1 passed, 0 failed"));
+  const std::string bad = copy_edited(tmp, "layer_pmid_gH", "bad_dump.safetensors", [](SafetensorsFile& f) {
+    std::vector<double> v = f.doubles("output.out");  // [T 13, D 5]
+    v[4 * 5 + 3] *= 1 + 1e-6;
+    f.put_doubles("output.out", v, f.at("output.out").shape);
+  });
+  std::tie(rc, out) = run(verify + good + " " + bad);
+  CHECK(rc == 1);
+  CHECK_THAT(out, Contains("output.out F64: rel") && Contains("at [4, 3]") && Contains("1 passed, 1 failed"));
+  for (const auto& [what, path] : std::vector<std::pair<std::string, std::string>>{
+           {"unknown kind 'mamba3'", copy_edited(tmp, "scan_recurrent_g2", "k.safetensors", [](SafetensorsFile& f) { f.metadata["kind"] = "mamba3"; })},
+           {"tensor 'input.B': missing", copy_edited(tmp, "scan_recurrent_g2", "m.safetensors", [](SafetensorsFile& f) { f.tensors.erase("input.B"); })},
+           {"but the config gives [9, 2, 3]", copy_edited(tmp, "scan_recurrent_g2", "s.safetensors", [](SafetensorsFile& f) { f.tensors.at("input.B").shape = {9, 3, 2}; })},
+           {"shorter than the 8-byte header length", [&] {
+              const std::vector<uint8_t> b = read_bytes(good);
+              write_bytes(tmp.path / "t.safetensors", std::vector<uint8_t>(b.begin(), b.begin() + 6));
+              return (tmp.path / "t.safetensors").string();
+            }()},
+           {"No such file", (tmp.path / "absent.safetensors").string()}}) {
+    INFO(what);
+    std::tie(rc, out) = run(verify + good + " " + path);
+    CHECK(rc == 2);
+    CHECK_THAT(out, Contains(path) && Contains(what) && Contains("1 could not be checked"));
+  }
+  std::tie(rc, out) = run(verify + good + " --suite ssm");
+  CHECK(rc == 2);
+  CHECK_THAT(out, Contains("cannot be combined with --suite"));
+  std::tie(rc, out) = run(std::string(TM_VERIFY_BIN) + " --fixtures " + tmp.path.string() + " --suite fixture");
+  CHECK(rc == 2);  // the directory holds files that cannot be checked
+  CHECK_THAT(out, Contains("fixture:good_dump.safetensors") && Contains("fixture:bad_dump.safetensors") && Contains("could not be checked"));
+}
+
+TEST_CASE("cli: numeric flags say what is valid", "[fixtures][cli]") {
+  for (const char* value : {"-5", "0", "2.5", "many"}) {
+    auto [rc, out] = run(std::string(TM_VERIFY_BIN) + " --cases " + value + " --list");
+    INFO(out);
+    CHECK(rc == 2);
+    CHECK_THAT(out, Contains(std::string("--cases: must be a whole number >= 1, got ") + value));
+  }
+  auto [rc, out] = run(std::string(TM_VERIFY_BIN) + " --seed -1 --list");
+  CHECK(rc == 2);
+  CHECK_THAT(out, Contains("--seed: must be a whole number >= 0, got -1"));
+  std::tie(rc, out) = run(std::string(TM_FIXTURES_BIN) + " make layer --P 2 --T 0 --out /dev/null/x");
+  CHECK(rc == 2);
+  CHECK_THAT(out, Contains("--T: must be a whole number >= 1, got 0"));
+}
+
+TEST_CASE("cli: tm-fixtures make writes a fixture at any config, and overwrites only with --force", "[fixtures][cli]") {
+  TempDir tmp;
+  const std::string out = (tmp.path / "mine.safetensors").string();
+  const std::string make = std::string(TM_FIXTURES_BIN) + " make layer --T 10 --P 3 --D 6 --H 2 --p 3 --G 1 --N 2 --W 2 --chunk 4 --seed 5 --out " + out;
+  auto [rc, text] = run(make);
+  INFO(text);
+  REQUIRE(rc == 0);
+  const SafetensorsFile f = read_safetensors(out);
+  CHECK(f.meta("kind") == "layer");
+  const nlohmann::json cfg = nlohmann::json::parse(f.meta("config"));
+  CHECK(cfg == nlohmann::json{{"D", 6}, {"E", 6}, {"H", 2}, {"G", 1}, {"N", 2}, {"W", 2}, {"chunk", 4}, {"T", 10}, {"P", 3}});
+  CHECK(f.meta("seed") == "5");
+  CHECK(f.at("stage.y").shape == std::vector<int64_t>{10, 2, 3});
+  CHECK(check_fixture_path(out).passed());
+  const std::vector<uint8_t> before = read_bytes(out);
+  std::tie(rc, text) = run(std::string(TM_FIXTURES_BIN) + " make layer --P 0 --seed 6 --out " + out);
+  CHECK(rc == 2);
+  CHECK_THAT(text, Contains(out + " exists; give --force to overwrite it"));
+  CHECK(read_bytes(out) == before);
+  std::tie(rc, text) = run(std::string(TM_FIXTURES_BIN) + " make layer --P 0 --seed 6 --force --out " + out);
+  CHECK(rc == 0);
+  CHECK(read_bytes(out) != before);
+  CHECK(read_safetensors(out).meta("seed") == "6");
+  // Nothing but the file: the temp file was renamed onto it.
+  CHECK(std::distance(fs::directory_iterator(tmp.path), fs::directory_iterator()) == 1);
+  std::tie(rc, text) = run(std::string(TM_FIXTURES_BIN) + " make layer --T 4 --P 5 --out " + (tmp.path / "p.safetensors").string());
+  CHECK(rc == 2);
+  CHECK_THAT(text, Contains("P must be <= T = 4, got 5"));
+  CHECK(!fs::exists(tmp.path / "p.safetensors"));
+}
+#endif

@@ -2,7 +2,8 @@
 """Python interop of the golden fixtures (DESIGN.md section 9; layout: verify/fixtures.hpp).
 
 Opens every fixtures/*.safetensors with the `safetensors` package (safe_open, framework "numpy"), checks
-each tensor's dtype (float64; token ids int64) and shape against the config in its __metadata__, and recomputes, in NumPy
+each tensor's dtype (float64; token ids int64) and shape against the config in its __metadata__ and the tables
+of fixtures/SCHEMA.md, and recomputes, in NumPy
 and independently of the C++ reference:
   - S0 (E5) with a plain loop over the prefix, for every file that stores it (converter, layer):
         S0[h] = sum_{s<P} (prod_{r=s+1}^{P-1} a[r,h]) dt[s,h] x[s,h] (outer) B[s,g],  a = exp(dt A), g = h // (H/G)
@@ -12,6 +13,12 @@ and independently of the C++ reference:
 Each is compared with the stored tensor: relative norm error <= 1e-12 (as verify/compare.hpp measures it).
 
     python3 tests/test_fixtures.py [FIXTURES_DIR]     (default: fixtures/ beside tests/)
+    python3 tests/test_fixtures.py --check-with TM_VERIFY
+
+The second form is the other direction: this file's NumPy scan and converter write fixtures of their own
+(fixtures/SCHEMA.md: kind and config in the metadata, inputs and outputs, no gradients; float64 and float32)
+under names of this test's choosing, and `TM_VERIFY --check` must pass them; the same files with one output
+element changed must be refused (exit 1), naming the tensor and the element.
 
 Exit 0: all passed; 1: a check failed; 77: NumPy or safetensors is missing (ctest reports it as skipped;
 tools/install-deps.sh installs numpy==1.26.4 safetensors==0.4.5).
@@ -19,12 +26,16 @@ tools/install-deps.sh installs numpy==1.26.4 safetensors==0.4.5).
 import json
 import math
 import os
+import re
+import subprocess
 import sys
+import tempfile
 
 SKIP = 77
 try:
     import numpy as np
     from safetensors import safe_open
+    from safetensors.numpy import save_file
 except ImportError as e:
     print(f"skipped: {e} (tools/install-deps.sh installs numpy==1.26.4 safetensors==0.4.5)")
     sys.exit(SKIP)
@@ -32,88 +43,49 @@ except ImportError as e:
 BOUND = 1e-12
 FORMAT_VERSION = "1"
 METADATA_KEYS = {"format_version", "fixture", "kind", "description", "config", "seed", "generator"}
-PARAMS = ["W_in", "conv_w", "conv_b", "dt_bias", "A_log", "D_skip", "norm_w", "W_out"]
+SCHEMA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures", "SCHEMA.md")
 
 
-def mixer_param_shapes(c):
-    D, E, H, G, N, W = (c[k] for k in ("D", "E", "H", "G", "N", "W"))
-    shapes = {"W_in": (D, 2 * E + 2 * G * N + H), "conv_w": (E + 2 * G * N, W), "conv_b": (E + 2 * G * N,),
-              "dt_bias": (H,), "A_log": (H,), "D_skip": (H,), "norm_w": (E,), "W_out": (E, D)}
-    assert sorted(shapes) == sorted(PARAMS)
-    return shapes
-
-
-def model_param_shapes(c):
-    """The ModelParams names (reference/model.hpp, for_each) and shapes."""
-    D, V, F = c["D"], c["V"], c["F"]
-    shapes = {"embedding": (V, D)}
-    for l in range(c["n_layers"]):
-        shapes[f"blocks.{l}.mixer_norm_w"] = (D,)
-        shapes.update({f"blocks.{l}.mixer.{k}": v for k, v in mixer_param_shapes(c).items()})
-        shapes.update({f"blocks.{l}.mlp_norm_w": (D,), f"blocks.{l}.W_gate": (D, F), f"blocks.{l}.W_up": (D, F),
-                       f"blocks.{l}.W_down": (F, D)})
-    shapes["final_norm_w"] = (D,)
-    if not c["tie_embeddings"]:
-        shapes["head"] = (D, V)
-    return shapes
+def schema_tables():
+    """kind -> [(name, [dimension names], dtype)] from fixtures/SCHEMA.md's generated tables: the one table of
+    the tensors (tm-fixtures schema prints it from the C++ kinds; tests/test_fixtures.cpp holds the file to it)."""
+    kinds, kind = {}, None
+    with open(SCHEMA) as f:
+        for line in f:
+            m = re.match(r"### Kind `(\w+)`", line)
+            if m:
+                kind = kinds.setdefault(m.group(1), [])
+                continue
+            m = re.match(r"\| `([^`]+)` \| \w+ \| \[([^\]]*)\] \| (\w+) \|", line)
+            if m and kind is not None:
+                kind.append((m.group(1), [d for d in m.group(2).split(", ") if d], m.group(3)))
+    return kinds
 
 
 def expected_shapes(kind, c):
-    """name -> shape of every tensor a fixture of this kind stores, from its config (verify/fixtures.hpp)."""
+    """name -> (shape, dtype) of every tensor a fixture of this kind stores, from its config: the schema's
+    dimension names evaluated as its legend says (per-layer names once per layer)."""
     D, E, H, G, N, W, Q, T = (c[k] for k in ("D", "E", "H", "G", "N", "W", "chunk", "T"))
     P = c.get("P")  # a model and a decode run have one per layer, c["transpoints"]
-    p = E // H
-    heads = lambda t: (t, H, p)
-    groups = lambda t: (t, G, N)
-    state = (H, p, N)
-    states = lambda n: (n, H, p, N)
-    if kind in ("model", "decode"):
-        s = {"input.tokens": (T,)}
-        s.update({f"param.{k}": v for k, v in model_param_shapes(c).items()})
-    if kind == "model":
-        s.update({f"grad.d_{k}": v for k, v in model_param_shapes(c).items()})
-        s.update({"output.logits": (T, c["V"]), "output.loss": ()})
-        for l in range(c["n_layers"]):
-            s.update({f"stage.blocks.{l}.h_mid": (T, D), f"stage.blocks.{l}.h_out": (T, D),
-                      f"stage.blocks.{l}.S0": state, f"stage.blocks.{l}.final_state": state})
-        return s
-    if kind == "decode":
-        T0 = c["prompt"]
-        s.update({"output.prefill_logits": (T0, c["V"]), "output.decode_logits": (T - T0, c["V"])})
-        for l, P_l in enumerate(c["transpoints"]):
+    T0 = c.get("prompt", 0)
+    size = {"T": T, "P": P, "D": D, "E": E, "H": H, "p": E // H, "G": G, "N": N, "W": W, "W-1": W - 1,
+            "conv": E + 2 * G * N, "zxbcdt": 2 * E + 2 * G * N + H, "V": c.get("V"), "F": c.get("F"),
+            "prompt": T0, "T-prompt": T - T0,
+            "chunks": math.ceil(T / Q) if kind == "scan_chunked" else math.ceil((T - (P or 0)) / Q)}
+    tables = schema_tables()
+    if kind not in tables:
+        raise ValueError(f"unknown kind '{kind}' (fixtures/SCHEMA.md has {sorted(tables)})")
+    shapes = {}
+    for name, dims, dtype in tables[kind]:
+        if c.get("tie_embeddings") and name in ("param.head", "grad.d_head"):
+            continue
+        for l in range(c["n_layers"]) if "<l>" in name else [None]:
+            P_l = c["transpoints"][l] if l is not None else None
             # The KV cache holds the tokens < min(position, P); a layer frees it at its first scan-mode token.
-            for prefix, cached in (("stage.prefill.", min(T0, P_l)), ("output.", T if T - 1 < P_l else 0)):
-                at = f"{prefix}layers.{l}."
-                s.update({at + "scan_state": state, at + "kv_B": groups(cached), at + "kv_x": heads(cached),
-                          at + "conv_window": (W - 1, E + 2 * G * N)})
-        return s
-    if kind in ("scan_recurrent", "scan_quadratic", "scan_chunked"):
-        inputs = {"x": heads(T), "dt": (T, H), "A": (H,), "B": groups(T), "C": groups(T), "S_init": state}
-        s = {f"input.{k}": v for k, v in inputs.items()}
-        s.update({f"grad.d_{k}": v for k, v in inputs.items()})
-        s.update({"upstream.d_y": heads(T), "upstream.d_final_state": state,
-                  "output.y": heads(T), "output.final_state": state})
-        if kind == "scan_chunked":
-            chunks = math.ceil(T / Q)
-            s.update({"stage.chunk_states": states(chunks), "stage.start_states": states(chunks)})
-        return s
-    if kind == "converter":
-        inputs = {"x": heads(P), "B": groups(P), "dt": (P, H), "A": (H,)}
-        s = {f"input.{k}": v for k, v in inputs.items()}
-        s.update({f"grad.d_{k}": v for k, v in inputs.items()})
-        s.update({"upstream.d_S0": state, "output.S0": state})
-        return s
-    if kind == "layer":
-        params = mixer_param_shapes(c)
-        chunks = math.ceil((T - P) / Q)  # the chunks of the scan over tokens P..T-1
-        s = {f"param.{k}": v for k, v in params.items()}
-        s.update({f"grad.d_{k}": v for k, v in params.items()})
-        s.update({"input.u": (T, D), "grad.d_u": (T, D), "upstream.d_out": (T, D), "output.out": (T, D),
-                  "output.final_state": state, "stage.x": heads(T), "stage.B": groups(T), "stage.C": groups(T),
-                  "stage.dt": (T, H), "stage.S0": state, "stage.chunk_states": states(chunks),
-                  "stage.start_states": states(chunks), "stage.y": heads(T), "stage.y_normed": (T, E)})
-        return s
-    raise ValueError(f"unknown kind '{kind}': add its shapes to tests/test_fixtures.py")
+            n_kv = min(T0, P_l) if name.startswith("stage.prefill.") else (T if P_l is not None and T - 1 < P_l else 0)
+            sizes = {**size, "n_kv": n_kv}
+            shapes[name.replace("<l>", str(l))] = (tuple(sizes[d] for d in dims), dtype)
+    return shapes
 
 
 def rel_error(got, ref):
@@ -184,11 +156,12 @@ def check_file(path):
         t = {}
         for name in sorted(names & set(want)):
             t[name] = f.get_tensor(name)
-            dtype = np.int64 if name == "input.tokens" else np.float64
+            shape, dtype = want[name]
+            dtype = {"F64": np.float64, "I64": np.int64}[dtype]
             if t[name].dtype != dtype:
                 failures.append(f"tensor '{name}': dtype {t[name].dtype}, fixtures store {np.dtype(dtype).name}")
-            if t[name].shape != tuple(want[name]):
-                failures.append(f"tensor '{name}': shape {list(t[name].shape)}, the config gives {list(want[name])}")
+            if t[name].shape != shape:
+                failures.append(f"tensor '{name}': shape {list(t[name].shape)}, the config gives {list(shape)}")
         if failures:
             return failures, ""
 
@@ -227,7 +200,71 @@ def check_file(path):
     return failures, f"{len(names)} tensors, " + ", ".join(summary)
 
 
+def write_own_fixtures(directory, dtype):
+    """A recurrent scan and a Memory Converter computed here in NumPy, written as fixtures/SCHEMA.md says
+    (inputs and outputs only), at a config none of the committed fixtures has. Returns {path: output name}."""
+    rng = np.random.default_rng(2026)
+    T, H, p, G, N = 7, 6, 3, 3, 2
+    config = {"D": 4, "E": H * p, "H": H, "G": G, "N": N, "W": 3, "chunk": 4, "T": T, "P": 0}
+    x, B, C = rng.normal(size=(T, H, p)), rng.normal(size=(T, G, N)), rng.normal(size=(T, G, N))
+    dt = rng.uniform(0.05, 0.5, size=(T, H))
+    A = -rng.uniform(0.5, 2.0, size=H)
+    S_init = rng.normal(size=(H, p, N))
+    cast = lambda arrays: {k: np.ascontiguousarray(v, dtype=dtype) for k, v in arrays.items()}
+    scan_in = cast({"input.x": x, "input.dt": dt, "input.A": A, "input.B": B, "input.C": C, "input.S_init": S_init})
+    # The outputs from the inputs as stored (float32 inputs rounded first), as another implementation would.
+    y, final = recurrent_scan(*(scan_in[f"input.{k}"].astype(np.float64) for k in ("x", "dt", "A", "B", "C", "S_init")), H, G)
+    conv_in = {k: v[:5] if v.ndim > 1 else v for k, v in scan_in.items() if k in ("input.x", "input.B", "input.dt", "input.A")}
+    s0 = converter_s0(*(conv_in[f"input.{k}"].astype(np.float64) for k in ("x", "B", "dt", "A")), H, G)
+    tag = np.dtype(dtype).name
+    files = {
+        os.path.join(directory, f"my_numpy_scan_{tag}.safetensors"):
+            ("scan_recurrent", config, {**scan_in, **cast({"output.y": y, "output.final_state": final})}, "output.y"),
+        os.path.join(directory, f"numpy converter {tag}.safetensors"):
+            ("converter", {**config, "T": 5, "P": 5}, {**conv_in, **cast({"output.S0": s0})}, "output.S0"),
+    }
+    for path, (kind, cfg, tensors, _) in files.items():
+        save_file(tensors, path, metadata={"kind": kind, "config": json.dumps(cfg), "generator": "tests/test_fixtures.py"})
+    return {path: out for path, (_, _, _, out) in files.items()}
+
+
+def check_with(tm_verify):
+    """tm-verify --check passes this test's own fixtures and refuses them with one output element changed."""
+    failures = []
+
+    def run(*paths):
+        r = subprocess.run([tm_verify, "--check", *paths], capture_output=True, text=True)
+        return r.returncode, r.stdout + r.stderr
+
+    with tempfile.TemporaryDirectory() as directory:
+        for dtype in (np.float64, np.float32):
+            for path, out in write_own_fixtures(directory, dtype).items():
+                rc, text = run(path)
+                print(text, end="")
+                if rc != 0 or "absent, not compared" not in text:
+                    failures.append(f"{path}: tm-verify --check exit {rc}, expected 0 with the absent gradients listed")
+                # One element of the output changed by more than the bound of its dtype.
+                with safe_open(path, framework="numpy") as f:
+                    meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+                index = (3, 2, 1) if out == "output.y" else (4, 1, 0)
+                tensors[out][index] += 1e-3 * max(1.0, abs(float(tensors[out][index])))
+                save_file(tensors, path, metadata=meta)
+                rc, text = run(path)
+                print(text, end="")
+                named = f"{out} {'F64' if dtype == np.float64 else 'F32'}: rel"
+                where = "at [" + ", ".join(map(str, index)) + "]"
+                if rc != 1 or named not in text or where not in text or "FAIL" not in text:
+                    failures.append(f"{path} with {out}{list(index)} changed: tm-verify --check exit {rc}, expected 1 "
+                                    f"naming '{named}' {where}")
+    for f in failures:
+        print("FAIL " + f)
+    print(f"{len(failures)} problem(s)")
+    return 1 if failures else 0
+
+
 def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "--check-with":
+        return check_with(sys.argv[2])
     here = os.path.dirname(os.path.abspath(__file__))
     directory = sys.argv[1] if len(sys.argv) > 1 else os.path.join(here, "..", "fixtures")
     files = sorted(n for n in os.listdir(directory) if n.endswith(".safetensors"))

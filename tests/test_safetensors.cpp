@@ -1,5 +1,5 @@
-// Tests of verify/safetensors: round trips, typed accessors, every validation error, truncation, atomic writes.
-#include "verify/safetensors.hpp"
+// Tests of fixture_format/safetensors: round trips, typed accessors, every validation error, truncation, atomic writes.
+#include "fixture_format/safetensors.hpp"
 
 #include <catch2/catch.hpp>
 #include <rapidcheck/catch.h>

@@ -1,11 +1,11 @@
-// libFuzzer target for the safetensors parser (verify/safetensors.cpp); built and run by tools/run-fuzz.sh.
+// libFuzzer target for the safetensors parser (fixture_format/safetensors.cpp); built and run by tools/run-fuzz.sh.
 //
 // Every input must either parse or throw transmamba::SafetensorsError (anything else escaping, a crash or a
 // sanitizer report is a finding). What parses must survive serialize -> parse unchanged, byte for byte.
 //
 // Built with -DTM_FUZZ_SEED_GENERATOR instead, this file is a small program that writes a seed corpus of
 // valid files: `fuzz_seed_gen DIR`.
-#include "verify/safetensors.hpp"
+#include "fixture_format/safetensors.hpp"
 
 #include <cstdint>
 #include <cstdio>

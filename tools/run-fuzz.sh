@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fuzzes the safetensors parser (verify/safetensors.cpp) with libFuzzer + ASan + UBSan for a bounded time.
+# Fuzzes the safetensors parser (fixture_format/safetensors.cpp) with libFuzzer + ASan + UBSan for a bounded time.
 #
 #   tools/run-fuzz.sh [SECONDS [WORK_DIR]]
 #
@@ -31,8 +31,8 @@ trap cleanup EXIT
 if [ -z "$work" ]; then work="$tmp/bin"; fi
 mkdir -p "$work" "$tmp/corpus" "$tmp/artifacts"
 
-srcs=("$root/tools/fuzz_safetensors.cpp" "$root/verify/safetensors.cpp")
-deps=("${srcs[@]}" "$root/verify/safetensors.hpp" "$0")
+srcs=("$root/tools/fuzz_safetensors.cpp" "$root/fixture_format/safetensors.cpp")
+deps=("${srcs[@]}" "$root/fixture_format/safetensors.hpp" "$0")
 eigen_inc="$(pkg-config --cflags-only-I eigen3 2>/dev/null)"
 [ -n "$eigen_inc" ] || eigen_inc="-I/usr/include/eigen3"
 common=(-std=c++17 -g -O1 -fno-omit-frame-pointer -I"$root" $eigen_inc)

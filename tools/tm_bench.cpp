@@ -76,9 +76,9 @@ int main(int argc, char** argv) {
   CLI::App app{"tm-bench: the TransMamba layer at the paper's size per TransPoint P; --plan: its cost model and\n"
                "time floors (no GPU needed). FLOPs count a multiply-add as 2 (tools/bench/kernel_cost.hpp)."};
   app.add_flag("--plan", plan, "print each kernel's FLOPs, minimal bytes and time floor on an H100 SXM");
-  app.add_option("--T", T, "tokens per sequence")->capture_default_str()->check(CLI::Range(1, 1 << 24));
+  app.add_option("--T", T, "tokens per sequence")->capture_default_str()->check(transmamba::whole_number(1));
   app.add_option("--P", points, "TransPoints (default: V9's and T)")->delimiter(',');
-  app.add_option("--Bt", Bt, "sequences")->capture_default_str()->check(CLI::Range(1, 65535));
+  app.add_option("--Bt", Bt, "sequences")->capture_default_str()->check(transmamba::whole_number(1));
   app.add_option("--dtype", dtype, "storage type of activations")->capture_default_str()->check(CLI::IsMember({"bf16", "fp32"}));
   app.add_option("--json", json_path, "also write the plan as JSON to this file (refuses to overwrite one)");
   app.add_option("--D", cfg.D, "model width")->capture_default_str();
@@ -92,6 +92,7 @@ int main(int argc, char** argv) {
 
   try {
     cfg.validate();
+    if (Bt > 65535) throw std::invalid_argument("--Bt " + std::to_string(Bt) + ": at most 65535 sequences (a grid dimension)");
     if (points.empty()) {  // V9's TransPoints clamped to T, and T, each once
       for (int P : transmamba::parse_schedule("V9").transpoints(8, T))
         if (std::find(points.begin(), points.end(), P) == points.end()) points.push_back(P);

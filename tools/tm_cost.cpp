@@ -83,15 +83,15 @@ int main(int argc, char** argv) {
                  "V1..V9, V1@rel..V9@rel, transformer, mamba, an absolute list (0,128,256) or fractions of T "
                  "(0,0.25,0.5)")
       ->capture_default_str();
-  app.add_option("--seq", T, "sequence length T")->capture_default_str();
-  app.add_option("--layers", layers, "number of mixer layers (the schedule cycles over them)")->capture_default_str();
-  app.add_option("--dtype-bytes", bytes, "bytes per KV-cache element (bf16 = 2)")->capture_default_str();
-  app.add_option("--D", cfg.D, "model width d_model")->capture_default_str();
-  app.add_option("--E", cfg.E, "inner width d_inner")->capture_default_str();
-  app.add_option("--H", cfg.H, "value heads (head dim p = E / H)")->capture_default_str();
-  app.add_option("--G", cfg.G, "groups of Q/K")->capture_default_str();
-  app.add_option("--N", cfg.N, "state size d_state")->capture_default_str();
-  app.add_option("--W", cfg.W, "conv width (only in the constant projection line)")->capture_default_str();
+  app.add_option("--seq", T, "sequence length T")->check(transmamba::whole_number(1))->capture_default_str();
+  app.add_option("--layers", layers, "number of mixer layers (the schedule cycles over them)")->check(transmamba::whole_number(1))->capture_default_str();
+  app.add_option("--dtype-bytes", bytes, "bytes per KV-cache element (bf16 = 2)")->check(transmamba::whole_number(1))->capture_default_str();
+  app.add_option("--D", cfg.D, "model width d_model")->check(transmamba::whole_number(1))->capture_default_str();
+  app.add_option("--E", cfg.E, "inner width d_inner")->check(transmamba::whole_number(1))->capture_default_str();
+  app.add_option("--H", cfg.H, "value heads (head dim p = E / H)")->check(transmamba::whole_number(1))->capture_default_str();
+  app.add_option("--G", cfg.G, "groups of Q/K")->check(transmamba::whole_number(1))->capture_default_str();
+  app.add_option("--N", cfg.N, "state size d_state")->check(transmamba::whole_number(1))->capture_default_str();
+  app.add_option("--W", cfg.W, "conv width (only in the constant projection line)")->check(transmamba::whole_number(1))->capture_default_str();
   app.add_flag("--all", all, "one summary row per named schedule (V1..V9, transformer, mamba) instead of --schedule");
 
   if (const auto exit_code = transmamba::parse_command_line(app, argc, argv)) return *exit_code;

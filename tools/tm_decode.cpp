@@ -120,19 +120,19 @@ int main(int argc, char** argv) {
                  "TransPoints: V1..V9, V1@rel..V9@rel, transformer, mamba, an absolute list (0,6,100) or fractions "
                  "of T_plan (0,0.5,1.0)")
       ->capture_default_str();
-  app.add_option("--seed", seed, "seed of the random weights")->capture_default_str();
+  app.add_option("--seed", seed, "seed of the random weights")->check(transmamba::whole_number(0))->capture_default_str();
   app.add_option("--prompt", prompt_text, "prompt token ids, comma-separated, each in [0, vocab)")->capture_default_str();
-  app.add_option("--steps", steps, "tokens to decode after the prompt")->capture_default_str();
-  app.add_option("--layers", cfg.n_layers, "blocks (mixer + MLP); the schedule cycles over them")->capture_default_str();
-  app.add_option("--vocab", cfg.V, "vocabulary size V")->capture_default_str();
+  app.add_option("--steps", steps, "tokens to decode after the prompt")->check(transmamba::whole_number(0))->capture_default_str();
+  app.add_option("--layers", cfg.n_layers, "blocks (mixer + MLP); the schedule cycles over them")->check(transmamba::whole_number(1))->capture_default_str();
+  app.add_option("--vocab", cfg.V, "vocabulary size V")->check(transmamba::whole_number(1))->capture_default_str();
   app.add_flag("--tie", cfg.tie_embeddings, "tie the LM head to the embedding");
-  app.add_option("--D", cfg.mixer.D, "model width d_model")->capture_default_str();
-  app.add_option("--E", cfg.mixer.E, "inner width d_inner")->capture_default_str();
-  app.add_option("--H", cfg.mixer.H, "value heads (head dim p = E / H)")->capture_default_str();
-  app.add_option("--G", cfg.mixer.G, "groups of Q/K")->capture_default_str();
-  app.add_option("--N", cfg.mixer.N, "state size d_state")->capture_default_str();
-  app.add_option("--W", cfg.mixer.W, "conv width")->capture_default_str();
-  app.add_option("--F", cfg.F, "SwiGLU hidden width")->capture_default_str();
+  app.add_option("--D", cfg.mixer.D, "model width d_model")->check(transmamba::whole_number(1))->capture_default_str();
+  app.add_option("--E", cfg.mixer.E, "inner width d_inner")->check(transmamba::whole_number(1))->capture_default_str();
+  app.add_option("--H", cfg.mixer.H, "value heads (head dim p = E / H)")->check(transmamba::whole_number(1))->capture_default_str();
+  app.add_option("--G", cfg.mixer.G, "groups of Q/K")->check(transmamba::whole_number(1))->capture_default_str();
+  app.add_option("--N", cfg.mixer.N, "state size d_state")->check(transmamba::whole_number(1))->capture_default_str();
+  app.add_option("--W", cfg.mixer.W, "conv width")->check(transmamba::whole_number(1))->capture_default_str();
+  app.add_option("--F", cfg.F, "SwiGLU hidden width")->check(transmamba::whole_number(1))->capture_default_str();
 
   if (const auto exit_code = transmamba::parse_command_line(app, argc, argv)) return *exit_code;
 

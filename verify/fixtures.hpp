@@ -8,48 +8,33 @@
 // tests/test_fixtures.cpp and tm-verify --fixtures call check_fixture_dir(); tests/test_fixtures.py reads
 // the files from Python.
 //
-// A file holds F64 tensors (and a model's token ids, I64), named by what they are:
-//   input.*     what the computation takes (a layer's u; a scan's x, dt, A, B, C, S_init; a model's tokens)
-//   param.*     the layer's parameters (MixerParams names) or the model's (ModelParams names, e.g.
-//               param.blocks.0.mixer.W_in)
-//   upstream.*  the fixed upstream gradient: the gradients are those of loss = Σ upstream.d_o ∘ output.o
-//   output.*    the outputs; a decode run's: the logits of the prompt and of each decoded token, and the
-//               decode state after the last token (output.layers.<l>.*)
-//   stage.*     intermediate results: S0, chunk states, the state entering each chunk, y before the norm;
-//               a model's residual stream after each block's mixer (h_mid) and MLP (h_out); the decode
-//               state after prefill (stage.prefill.layers.<l>.scan_state, kv_B, kv_x, conv_window).
-//               A KV cache of n tokens is [n, G, N] and [n, H, p]; n = 0 once the layer has decoded a token
-//               in scan mode.
-//   grad.*      d loss / d every input and parameter (grad.d_x is the gradient of input.x); a model's loss
-//               is its own, output.loss
-// in the natural shapes: [T, H, p] for x and y, [T, G, N] for B and C, [H, p, N] for a state,
-// [chunks, H, p, N] for chunk states (DESIGN.md's [T, H·p] matrices, with the head axis split out). A
-// layer's chunks are those of its scan over tokens P..T-1, counted from P (none when P = T). The
-// __metadata__ holds:
-//   format_version  "1"
-//   fixture, kind   the fixture's name (the file is <fixture>.safetensors) and its kind
-//   description     one line
-//   config          JSON: {"D","E","H","G","N","W","chunk","T","P"}; a model and a decode run have no "P"
-//                   but "V","F","n_layers","tie_embeddings","schedule" (parse_schedule's text) and
-//                   "transpoints" (P of every layer); a decode run also "prompt" (T0, the tokens prefilled;
-//                   "T" is T_plan, every token)
-//   seed            the seed the inputs, parameters and upstream gradients are drawn from
-//   generator       the command that writes the file
+// What a file holds, kind by kind (every tensor name with its role, shape in config terms, dtype and whether it
+// is required), and the metadata (format_version, fixture, kind, config, seed, description, generator): the
+// schema, fixtures/SCHEMA.md, which `tm-fixtures schema` prints from fixture_schema() below: the kinds' own
+// functions in fixtures.cpp are the one table, and a test holds SCHEMA.md to them.
 //
-// To add a fixture of an existing kind: one line in fixture_specs(). To add a kind: one function in fixtures.cpp that takes its inputs with FixtureData::input() and stores its results
-// with FixtureData::output(), one line in the table of kinds, and its shapes in tests/test_fixtures.py.
+// Two ways to check a file: check_fixture() holds a file of the catalogue (fixture_specs()) to its definition
+// (metadata, every tensor, F64 only); check_fixture_path() takes any file that follows the schema, whatever its
+// name: kind and config from its metadata, and every output, stage and gradient it holds compared with the bound
+// of its dtype (F64: bounds::kExact; F32: the CUDA fp32 bounds; BF16: bounds::kBf16Ceiling).
+//
+// To add a fixture of an existing kind: one line in fixture_specs(). To add a kind: one function in
+// fixtures.cpp that takes its inputs with FixtureData::input() and stores its results with
+// FixtureData::output(), one line in the table of kinds; then regenerate fixtures/SCHEMA.md
+// (tm-fixtures schema).
 #pragma once
 
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
 #include "reference/config.hpp"
 #include "reference/model.hpp"
 #include "verify/compare.hpp"
-#include "verify/safetensors.hpp"
+#include "fixture_format/safetensors.hpp"
 
 namespace transmamba {
 
@@ -65,12 +50,38 @@ struct FixtureSpec {
   int P = 0;                // TransPoint (a scan: 0, it starts from S_init); -1: per layer (a model, decode)
   std::uint64_t seed = 0;   // draws every input, parameter and upstream gradient
   nlohmann::json extra = nlohmann::json::object();  // a kind's own config fields (below)
+  std::string generator;    // the command stored in __metadata__; "" for the catalogue's (tm-fixtures --only)
 
   std::string file_name() const { return name + ".safetensors"; }
   nlohmann::ordered_json config_json() const;  // the metadata's config
   // model and decode: the ModelConfig of cfg and extra's V, F, n_layers, tie_embeddings, schedule.
   ModelConfig model_config() const;
 };
+
+// The kinds, in the schema's order: scan_recurrent, scan_quadratic, scan_chunked, converter, layer, model, decode.
+std::vector<std::string> fixture_kinds_list();
+
+// A fixture of `kind` at the config given as JSON (the metadata's "config": every key of config_keys(kind);
+// "transpoints" may be given, and must then be the schedule's). Throws std::invalid_argument naming the
+// unknown kind, the missing, unknown or invalid key.
+FixtureSpec fixture_spec(const std::string& kind, const nlohmann::json& config, const std::string& name,
+                         std::uint64_t seed = 0);
+// The config keys a fixture of `kind` requires, and what each means (for --help and the schema).
+std::vector<std::string> config_keys(const std::string& kind);
+const char* config_key_meaning(const std::string& key);
+
+// One tensor of the schema of a kind. Per-layer names hold "<l>" (blocks.<l>., layers.<l>.).
+struct SchemaTensor {
+  std::string name;
+  std::string role;   // input, parameter, upstream, output, stage, gradient
+  std::string shape;  // in config terms, e.g. "[T, H, p]"
+  std::string dtype;  // F64 (I64 for token ids)
+  std::string required;  // "yes" (inputs, parameters), "with gradients" (upstream gradients), "no"
+};
+// Every tensor a fixture of `kind` holds, in the order the computation produces them (inputs first).
+std::vector<SchemaTensor> fixture_schema(const std::string& kind);
+// fixtures/SCHEMA.md's generated part: the config keys and the tensors of every kind, as Markdown tables.
+std::string fixture_schema_markdown();
 
 // Every fixture, in a fixed order.
 const std::vector<FixtureSpec>& fixture_specs();
@@ -89,19 +100,36 @@ std::vector<Comparison> check_fixture(const SafetensorsFile& stored, const Fixtu
 
 struct FixtureReport {
   std::string file;                     // file name, e.g. "layer_p0_g1.safetensors"
+  std::string kind, config;             // from the metadata (config: JSON), once read
   std::vector<Comparison> comparisons;  // one per stored output, stage output and gradient
+  std::map<std::string, std::string> dtypes;  // of each compared tensor
+  std::vector<std::string> absent;      // outputs, stages and gradients of the schema the file does not hold
+  std::vector<std::string> ignored;     // tensors of the file that are not in its kind's schema (not compared)
   std::string error;                    // why the file could not be checked: missing, corrupt, not its definition
   double seconds = 0;
 
   bool passed() const;
   Comparison worst() const;  // the comparison closest to (or furthest over) its bound
+  // The worst element of a comparison as an index of the stored tensor, e.g. "[3, 1, 2]" of a [T, H, p] tensor.
+  std::string element(const Comparison& c) const;
+  // "output.y: rel 2.1e-03 > 1e-12, max abs 4.0e-03 at [3, 1, 2] (file 0.51, reference 0.514) FAIL"
+  std::string describe(const Comparison& c) const;
+
+  std::map<std::string, std::pair<std::vector<int64_t>, int64_t>> views;  // name -> stored shape, matrix cols
 };
 
 // Reads and checks dir/<spec.file_name()>.
 FixtureReport check_fixture_file(const std::string& dir, const FixtureSpec& spec);
-// One report per defined fixture (a missing file is an error) and per other *.safetensors file in dir (an
-// error: no definition), sorted by file name. Throws SafetensorsError when dir cannot be listed.
-std::vector<FixtureReport> check_fixture_dir(const std::string& dir);
+// Reads and checks any file that follows the schema: kind and config from its metadata (an old file without a
+// "kind" key: the kind its name begins with), the double reference recomputed from its own inputs and
+// parameters. error names the problem: unreadable or corrupt file, unknown kind, bad config, a missing input,
+// a tensor whose shape contradicts the config or whose dtype is not a float; nothing to compare.
+FixtureReport check_fixture_path(const std::string& path);
+// One report per *.safetensors file in dir, sorted by file name: a file named as a fixture of the catalogue is
+// held to its definition (check_fixture_file), any other by its metadata (check_fixture_path). With
+// require_catalogue, a fixture of the catalogue missing from dir is an error too. Throws SafetensorsError
+// when dir cannot be listed.
+std::vector<FixtureReport> check_fixture_dir(const std::string& dir, bool require_catalogue = true);
 
 // The repository's fixtures/ (compiled in) when it exists, else fixtures/ next to the running binary when
 // that exists, else "".

@@ -3,7 +3,9 @@
 // file (name, cases, worst error, bound, status), a replay command for any failure, and a summary line.
 // DESIGN.md section 10.
 //
-// Exit status: 0 all passed, 1 a check failed, 2 bad usage or input.
+// `tm-verify --check FILE...` checks only the given fixture files, whatever their names (fixtures/SCHEMA.md).
+//
+// Exit status: 0 all passed, 1 a check failed, 2 bad usage or input (a fixture file that cannot be checked).
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
@@ -19,7 +21,6 @@
 #include "common/cli.hpp"
 #include "cuda/device.hpp"
 #include "verify/checks_kernels.hpp"
-#include "verify/bounds.hpp"
 #include "verify/fixtures.hpp"
 #include "verify/harness.hpp"
 
@@ -37,6 +38,7 @@ struct Options {
   std::string json_path;
   bool list = false;
   std::string fixtures_dir;  // default: default_fixtures_dir()
+  std::vector<std::string> check_files;  // --check: only these files
 };
 
 // A suite is the part of a name before the dot; a kernel check ("emulated.conv") is also selected by its
@@ -56,6 +58,40 @@ std::string fmt_error(const Comparison& c) {
   return buf;
 }
 
+// tm-verify --check FILE...: each file checked by the schema (kind and config from its metadata), every tensor
+// compared printed, then what the file did not hold. Exit 2 when a file could not be checked (it names the
+// problem), else 1 when a comparison failed.
+int check_files(const std::vector<std::string>& paths) {
+  int passed = 0, failed = 0, errors = 0;
+  for (const std::string& path : paths) {
+    const FixtureReport r = check_fixture_path(path);
+    if (!r.error.empty()) {
+      std::printf("%s: ERROR\n  %s\n", path.c_str(), r.error.c_str());
+      ++errors;
+      continue;
+    }
+    std::printf("%s: kind %s, config %s\n", path.c_str(), r.kind.c_str(), r.config.c_str());
+    for (const Comparison& c : r.comparisons) std::printf("  %s\n", r.describe(c).c_str());
+    std::printf("  compared %zu tensor%s", r.comparisons.size(), r.comparisons.size() == 1 ? "" : "s");
+    if (r.absent.empty()) std::printf("; none of the schema absent\n");
+    else {
+      std::printf("; absent, not compared (%zu):", r.absent.size());
+      for (const std::string& name : r.absent) std::printf(" %s", name.c_str());
+      std::printf("\n");
+    }
+    if (!r.ignored.empty()) {
+      std::printf("  not in the schema of '%s', not compared (%zu):", r.kind.c_str(), r.ignored.size());
+      for (const std::string& name : r.ignored) std::printf(" %s", name.c_str());
+      std::printf("\n");
+    }
+    const bool ok = r.passed();
+    std::printf("  %s (%.2f s)\n", ok ? "ok" : "FAIL", r.seconds);
+    (ok ? passed : failed)++;
+  }
+  std::printf("%d passed, %d failed, %d could not be checked\n", passed, failed, errors);
+  return errors ? 2 : failed ? 1 : 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -69,13 +105,25 @@ int main(int argc, char** argv) {
                                            "kernels on the GPU) or all")
       ->check(CLI::IsMember({"cpu", "emulated", "cuda", "all"}))->capture_default_str();
   app.add_option("--dtype", opt.dtype, "kernel precision: fp32, bf16 or all")->check(CLI::IsMember({"fp32", "bf16", "all"}))->capture_default_str();
-  app.add_option("--cases", opt.cases, "random cases per check (default: each check's own)")->check(CLI::PositiveNumber);
-  app.add_option("--seed", opt.seed, "RapidCheck seed (default: a random seed, printed)");
-  app.add_option("--fixtures", opt.fixtures_dir, "directory of golden fixtures to check (default: the "
-                                                 "repository's fixtures/, or fixtures/ next to the binary)");
+  app.add_option("--cases", opt.cases, "random cases per check (default: each check's own)")->check(whole_number(1));
+  app.add_option("--seed", opt.seed, "RapidCheck seed (default: a random seed, printed)")->check(whole_number(0));
+  app.add_option("--fixtures", opt.fixtures_dir, "directory of fixture files to check, any that follow fixtures/SCHEMA.md "
+                                                 "(default: the repository's fixtures/, or fixtures/ next to the binary, "
+                                                 "where every fixture of the catalogue must be)");
+  app.add_option("--check", opt.check_files, "check only these fixture files, whatever their names: kind and config "
+                                             "from their metadata (fixtures/SCHEMA.md), recomputed with the double "
+                                             "reference from their own inputs; exit 2 when a file cannot be checked");
   app.add_option("--json", opt.json_path, "also write the results to this JSON file");
   app.add_flag("--list", opt.list, "list the checks and exit");
   if (const auto exit_code = parse_command_line(app, argc, argv)) return *exit_code;
+  if (!opt.check_files.empty()) {
+    for (const char* other : {"--suite", "--backend", "--dtype", "--cases", "--fixtures", "--list"})
+      if (app.count(other)) {
+        std::cerr << "tm-verify: --check checks only the files given; it cannot be combined with " << other << "\n";
+        return 2;
+      }
+    return check_files(opt.check_files);
+  }
   opt.seed_given = app.count("--seed") > 0;
   if (!opt.seed_given) opt.seed = std::random_device{}() | (std::uint64_t(std::random_device{}()) << 32);
 
@@ -141,7 +189,7 @@ int main(int argc, char** argv) {
     for (const FixtureSpec& s : fixture_specs()) width = std::max(width, int(("fixture:" + s.file_name()).size()));
   std::printf("%-*s %6s %10s %8s  %s\n", width, "check", "cases", "worst rel", "bound", "status");
   const bool tty = isatty(fileno(stderr));
-  int passed = 0, failed = 0, skipped = 0;
+  int passed = 0, failed = 0, skipped = 0, errors = 0;  // errors: fixture files that could not be checked
   nlohmann::json results = nlohmann::json::array();
   const auto start = std::chrono::steady_clock::now();
   for (std::size_t i = 0; i < checks.size(); ++i) {
@@ -174,7 +222,7 @@ int main(int argc, char** argv) {
     if (tty) std::fprintf(stderr, "\r[fixtures] %s ...\033[K", opt.fixtures_dir.c_str());
     std::vector<FixtureReport> reports;
     try {
-      reports = check_fixture_dir(opt.fixtures_dir);
+      reports = check_fixture_dir(opt.fixtures_dir, /*require_catalogue=*/!fixtures_given);
     } catch (const SafetensorsError& e) {
       if (tty) std::fprintf(stderr, "\r\033[K");
       std::cerr << "tm-verify: " << e.what() << "\n";
@@ -189,24 +237,26 @@ int main(int argc, char** argv) {
       const Comparison w = r.worst();
       const bool ok = r.passed();
       std::printf("%-*s %6d %10s %8.0e  %s  (%s, %.1f s)\n", width, name.c_str(), 1,
-                  r.error.empty() ? fmt_error(w).c_str() : "-", bounds::kExact, ok ? "ok" : "FAIL",
+                  r.error.empty() ? fmt_error(w).c_str() : "-", w.bound, ok ? "ok" : "FAIL",
                   r.error.empty() ? w.name.c_str() : "error", r.seconds);
+      if (!r.absent.empty()) std::printf("  %zu tensors of the schema absent (tm-verify --check lists them)\n", r.absent.size());
       if (!ok) {
         if (!r.error.empty()) std::printf("  %s\n", r.error.c_str());
+        errors += !r.error.empty();
         // The failing tensors, stages first, each group in the order computed (the earliest stage that differs
         // is nearest the bug), then outputs and gradients; at most 12.
         std::vector<const Comparison*> failing;
         for (const char* prefix : {"stage.", "output.", "grad."})
           for (const Comparison& c : r.comparisons)
             if (!c.passed() && c.name.rfind(prefix, 0) == 0) failing.push_back(&c);
-        for (std::size_t k = 0; k < failing.size() && k < 12; ++k) std::printf("  %s\n", failing[k]->report().c_str());
+        for (std::size_t k = 0; k < failing.size() && k < 12; ++k) std::printf("  %s\n", r.describe(*failing[k]).c_str());
         if (failing.size() > 12) std::printf("  ... and %zu more tensors differ\n", failing.size() - 12);
         std::printf("  replay: tm-verify --suite %s --fixtures %s\n", name.c_str(), opt.fixtures_dir.c_str());
       }
       std::fflush(stdout);
       (ok ? passed : failed)++;
       results.push_back({{"name", name}, {"cases", 1}, {"passed", ok}, {"worst_rel", w.rel_norm},
-                         {"worst_max_abs", w.max_abs}, {"worst_tensor", w.name}, {"bound", bounds::kExact},
+                         {"worst_max_abs", w.max_abs}, {"worst_tensor", w.name}, {"bound", w.bound},
                          {"seconds", r.seconds}, {"failure", r.error}});
     }
     if (rows == 0) {
@@ -231,5 +281,6 @@ int main(int argc, char** argv) {
     }
   }
   std::printf("(%.1f s)\n%d passed, %d failed, %d skipped\n", total, passed, failed, skipped);
-  return failed ? 1 : 0;
+  if (errors) std::printf("%d fixture file%s could not be checked (exit 2)\n", errors, errors == 1 ? "" : "s");
+  return errors ? 2 : failed ? 1 : 0;
 }

@@ -1,4 +1,4 @@
-#include "verify/safetensors.hpp"
+#include "fixture_format/safetensors.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -318,16 +318,24 @@ void SafetensorsFile::put_matrix(const std::string& name, const Eigen::Ref<const
   put_doubles(name, v, shape, "F64");
 }
 
+namespace {
+// A tensor of dtype and shape with room for `count` values (bytes zero); throws naming the tensor when the
+// shape does not hold exactly that many.
+SafetensorsTensor zero_tensor(const std::string& src, const std::string& name, const std::vector<int64_t>& shape,
+                              const std::string& dtype, std::size_t count) {
+  uint64_t numel = 0, nbytes = 0;
+  if (!checked_numel(shape, safetensors_dtype_size(dtype), numel, nbytes) || numel != count)
+    fail_tensor(src, name, "shape " + shape_str(shape) + " does not hold " + std::to_string(count) + " values");
+  return SafetensorsTensor{dtype, shape, std::vector<uint8_t>(nbytes)};
+}
+}  // namespace
+
 void SafetensorsFile::put_doubles(const std::string& name, const std::vector<double>& values,
                                   const std::vector<int64_t>& shape, const std::string& dtype) {
   const std::string src = source_of(*this);
   if (!is_float_dtype(dtype)) fail_tensor(src, name, "put_doubles: dtype '" + dtype + "' is not F64, F32 or BF16");
-  uint64_t numel = 0, nbytes = 0;
   const std::size_t es = safetensors_dtype_size(dtype);
-  if (!checked_numel(shape, es, numel, nbytes) || numel != values.size())
-    fail_tensor(src, name, "shape " + shape_str(shape) + " does not hold " + std::to_string(values.size()) +
-                               " values");
-  SafetensorsTensor t{dtype, shape, std::vector<uint8_t>(nbytes)};
+  SafetensorsTensor t = zero_tensor(src, name, shape, dtype, values.size());
   uint8_t* p = t.bytes.data();
   for (double d : values) {
     if (dtype == "F64") store_le(p, bit_cast_<uint64_t>(d), 8);
@@ -342,12 +350,8 @@ void SafetensorsFile::put_ints(const std::string& name, const std::vector<int64_
                                const std::vector<int64_t>& shape, const std::string& dtype) {
   const std::string src = source_of(*this);
   if (!is_int_dtype(dtype)) fail_tensor(src, name, "put_ints: dtype '" + dtype + "' is not I64 or I32");
-  uint64_t numel = 0, nbytes = 0;
   const std::size_t es = safetensors_dtype_size(dtype);
-  if (!checked_numel(shape, es, numel, nbytes) || numel != values.size())
-    fail_tensor(src, name, "shape " + shape_str(shape) + " does not hold " + std::to_string(values.size()) +
-                               " values");
-  SafetensorsTensor t{dtype, shape, std::vector<uint8_t>(nbytes)};
+  SafetensorsTensor t = zero_tensor(src, name, shape, dtype, values.size());
   uint8_t* p = t.bytes.data();
   for (std::size_t i = 0; i < values.size(); ++i, p += es) {
     const int64_t v = values[i];
