@@ -512,6 +512,15 @@ TEST_CASE("mixer plan: bad shapes and unsupported sizes fail, naming the problem
   c.N = 8;  // attention takes N in {16, 32, 64, 128}; a layer without attention tokens (P = 0) takes any N
   CHECK_THROWS_WITH(mixer_plan({1, 10, 4, c}), "attention: N=8 is not supported (16, 32, 64 or 128)");
   CHECK_NOTHROW(mixer_plan({1, 10, 0, c}));
+  c.N = 48;  // nor a size between them
+  CHECK_THROWS_WITH(mixer_plan({1, 10, 1, c}), "attention: N=48 is not supported (16, 32, 64 or 128)");
+  CHECK_NOTHROW(mixer_plan({1, 10, 0, c}));
+  c = small_mixer();
+  c.E = 2 * 8;  // p = 8: the head dim likewise
+  CHECK_THROWS_WITH(mixer_plan({1, 10, 10, c}), "attention: p=8 is not supported (16, 32, 64 or 128)");
+  CHECK_NOTHROW(mixer_plan({1, 10, 0, c}));
+  CHECK_NOTHROW(mixer_plan({1, 10, 0, MixerConfig{16, 2 * 128, 2, 1, 128, 4, 4}}));  // the largest: N = p = 128
+  CHECK_NOTHROW(mixer_plan({1, 10, 4, MixerConfig{16, 2 * 128, 2, 1, 128, 4, 4}}));
   c = small_mixer();
   c.chunk = 129;
   CHECK_THROWS_WITH(mixer_plan({1, 10, 4, c}), Catch::Contains("scan: chunk size Q=129 is not supported"));

@@ -22,4 +22,5 @@ TEST_CASE("emulated.norm", "[kernels][emulated]") { require_check("emulated.norm
 TEST_CASE("emulated.projection", "[kernels][emulated]") { require_check("emulated.projection", emulated()); }
 TEST_CASE("emulated.mixer", "[kernels][emulated]") { require_check("emulated.mixer", emulated()); }
 TEST_CASE("emulated.mixer_backward", "[kernels][emulated]") { require_check("emulated.mixer_backward", emulated()); }
+TEST_CASE("emulated.mixer_paper_size", "[kernels][emulated]") { require_check("emulated.mixer_paper_size", emulated()); }
 TEST_CASE("emulated.decode", "[kernels][emulated]") { require_check("emulated.decode", emulated()); }

@@ -9,13 +9,16 @@
 # OUTDIR/<step>.log:
 #   device       nvidia-smi, and what the build sees (tm-verify's header line)
 #   verify       tm-verify --backend cuda --seed 1 --json OUTDIR/tm-verify-cuda.json: every kernel check
+#   paper-size   tm-verify --backend cuda --suite cuda.mixer_paper_size (opt-in): the paper's layer (T 8192,
+#                D 1536, E 3072, H 48, G 8, N 128; P 0, 2048, 8192) forward and backward against the double
+#                reference on OMP_NUM_THREADS = every core; the log holds each P's times and every tensor's error
 #   memcheck, racecheck, synccheck, initcheck
 #                compute-sanitizer --tool T on tm-verify --backend cuda --cases 3 (small cases of every kernel)
 # Exit 0 when every step passed, 1 otherwise, 2 on misuse.
 set -uo pipefail
 
 if [ $# -lt 1 ] || [ $# -gt 2 ] || [ "${1:-}" = "--help" ]; then
-  sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'
   [ "${1:-}" = "--help" ] && exit 0
   exit 2
 fi
@@ -48,11 +51,23 @@ step() {
   names+=("$name"); statuses+=("$status"); seconds+=("$((SECONDS - t0))"); details+=("$detail")
 }
 
+# ran_on_device JSON: tm-verify's JSON has no skipped "cuda" row (no device, or a build without nvcc).
+ran_on_device() { ! grep -A1 '"name": "cuda"' "$1" | grep -q '"skipped"'; }
+export -f ran_on_device
+
 # The device as the driver and as this build see it (tm-verify's header line names device 0 or why there is none).
 step device 60 bash -c "nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv; \
   '$verify' --backend cuda --suite cuda.conv --cases 1 | head -n 1 | tee /dev/stderr | grep -q 'device 0:'"
 # Every kernel check on the device; a check skipped for want of a device is a failure here.
-step verify 300 bash -c "'$verify' --backend cuda --seed 1 --json '$out/tm-verify-cuda.json' && ! grep -q 'no CUDA device' '$out/tm-verify-cuda.json'"
+step verify 300 bash -c "'$verify' --backend cuda --seed 1 --json '$out/tm-verify-cuda.json' && ran_on_device '$out/tm-verify-cuda.json'"
+# The paper-size check; a check skipped for want of a device is a failure here too. Its time is the double and
+# float references' (the device's is seconds), mostly their GEMMs (the projections and the floors' products, in
+# column blocks on the threads) and, at P = 8192, the 8 groups' T x T attention. Measured with the references
+# alone on 2 threads: 119 CPU-s for the three P at T = 1024, 262 at T = 2048; extrapolated (linear + quadratic
+# in P) about 1500 CPU-s at T = 8192, which the 6 to 33 column blocks and 8 groups spread over 16 cores in about
+# 3 to 4.5 minutes. Budget: 300 s, leaving 3 of the script's 8 minutes to the other steps.
+step paper-size 300 env OMP_NUM_THREADS="$(nproc)" bash -c "'$verify' --backend cuda --suite cuda.mixer_paper_size --seed 1 \
+  --json '$out/tm-verify-paper-size.json' && ran_on_device '$out/tm-verify-paper-size.json'"
 if [ -n "$sanitizer" ]; then
   for tool in memcheck racecheck synccheck initcheck; do
     step "$tool" 240 "$sanitizer" --tool "$tool" --error-exitcode 1 "$verify" --backend cuda --seed 1 --cases 3

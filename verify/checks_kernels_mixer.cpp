@@ -1,4 +1,4 @@
-// Kernel check of the layer forward on a device (cuda/mixer.hpp), "emulated.mixer" / "cuda.mixer": every stage
+// Kernel checks of the layer on a device (cuda/mixer.hpp). "emulated.mixer" / "cuda.mixer": every stage
 // of mixer_forward (E1-E8: zxbcdt, xBC, dt, A, the attention rows of y, S0, the scan's chunk and start states,
 // the scan rows of y with the D skip, the final state, y_normed, out) against reference/mixer.hpp's
 // mixer_forward in double on the same fp32 inputs and parameters. Plus two properties of the device layer:
@@ -7,10 +7,14 @@
 //   - the Bt sequences are independent: a sequence alone (Bt = 1) gives bitwise the same outputs as inside a
 //     batch of 3 (on a GPU within the fp32 bound instead: cuBLAS picks its GEMM algorithm, and with it the
 //     order of the sums, by the matrix sizes).
+// "mixer_backward": every parameter gradient and d_u (backward_comparisons). "mixer_paper_size" (opt-in: runs
+// only when named): the paper's layer through the same two comparison functions (paper_size_case), scaled down
+// under the emulation.
 //
 // Shapes: Bt in {1, 3}; T = 1 often, else up to 40; P in {0, 1, T-1, T, random, a multiple of the chunk};
-// G in {1, 2} with 1..3 heads per group (G = 1, G = H and a proper divisor all occur); N, p in {16, 32} (what
-// the attention kernels take, kept small for the emulation); chunk Q in 1..8 or 16; the regimes of
+// G in {1, 2} with 1..3 heads per group (G = 1, G = H and a proper divisor all occur); N, p in {16, 32, 64,
+// 128} (what the attention kernels take; 64 and 128 rarely, with one head per group and up to T / 2 tokens,
+// for the emulation's time); chunk Q in 1..8 or 16; the regimes of
 // generators.hpp (step sizes up to 1e5 with decays that underflow, strong decay) but u of magnitude 1 only:
 // with u of 1e3 the layer's scores reach 1e7, their near-ties are decided by fp32 rounding differently in
 // every evaluation, and the float reference's error says nothing about the kernels' (a discrete flip either
@@ -27,6 +31,9 @@
 // (E1, E8: (k + 2)·u times the product on magnitudes, and for E8 the kernels' allowed error of y_normed carried
 // through W_out), so that a float reference that happens to round luckily does not decide alone.
 #include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
 #include <map>
 #include <string>
 #include <type_traits>
@@ -47,8 +54,16 @@ using namespace kernel_case;
 // The backward's: see mixer_backward_case.
 constexpr double kBackwardFloatFactor = 8;
 
-std::vector<Comparison> mixer_case(gpu::Backend backend) {
-  const LayerCase k = draw_layer_case(40);
+// Seconds spent on the device and in the references (double and float, with the floors) by the comparisons.
+struct Seconds {
+  double device = 0, reference = 0;
+};
+double since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// The forward comparisons of the layer call k (a drawn case or the paper-size one) on dev: one code path for both.
+std::vector<Comparison> forward_comparisons(gpu::Backend backend, const gpu::Device& dev, const LayerCase& k, Seconds& time) {
   const int Bt = k.Bt, T = k.T, P = k.P;
   const MixerConfig& cfg = k.cfg;
   const MixerParams<double>& prm = k.prm;
@@ -58,7 +73,7 @@ std::vector<Comparison> mixer_case(gpu::Backend backend) {
 
   // The device layer, and the scan with outputs over each prefix [0, P) from a zero state (its final state
   // is what S0 must be).
-  const gpu::Device dev = device_for(backend);
+  auto t0 = std::chrono::steady_clock::now();
   gpu::Stream stream(dev);
   const DeviceParams params(dev, prm);
   gpu::MixerForwardDevice f(dev, {Bt, T, P, cfg});
@@ -72,8 +87,10 @@ std::vector<Comparison> mixer_case(gpu::Backend backend) {
   gpu::ssm_chunked_forward(stream, {prefix, f.x(), f.part(f.dt, H, 0), f.A.view(), f.B(), f.C(), {}, prefix_y.view(),
                                     prefix_final.view(), prefix_chunks.view(), prefix_starts.view(), prefix_decays.view()});
   stream.synchronize();
+  time.device += since(t0);
 
   // The truth (double) and one draw of fp32's rounding through the same formulas (float), per sequence.
+  t0 = std::chrono::steady_clock::now();
   std::vector<MixerForward<double>> r;
   std::vector<MixerForward<float>> rf;
   const MixerParams<float> prm_f = prm.cast<float>();
@@ -103,8 +120,10 @@ std::vector<Comparison> mixer_case(gpu::Backend backend) {
   MatD e_zxbcdt(rows, cfg.in_proj_width());  // the GEMMs' own rounding (E1, E8)
   const auto y_normed_ref = both([](const auto& m) { return m.y_normed; });
   const MatD e_out = out_rounding(y_normed_ref.first, y_normed_ref.second, prm.W_out);
+  // (The products on OpenMP's threads, as the reference's own: at the paper's size each is 1e11 multiply-adds.)
+  const MatD W_in_abs = prm.W_in.cwiseAbs();
   for (int b = 0; b < Bt; ++b)
-    e_zxbcdt.middleRows(b * T, T) = (cfg.D + 2) * kUnit * (u[b].cwiseAbs() * prm.W_in.cwiseAbs());
+    e_zxbcdt.middleRows(b * T, T) = (cfg.D + 2) * kUnit * product<double>(MatD(u[b].cwiseAbs()), W_in_abs);
   check("E1 zxbcdt", as_matrix(f.zxbcdt.download(), rows, cfg.in_proj_width()),
         both([&](const auto& m) { return join_in_proj(cfg, InProj<typename std::decay_t<decltype(m.u)>::Scalar>{m.z, m.xBC_in, m.dt_raw}); }),
         e_zxbcdt);
@@ -131,6 +150,8 @@ std::vector<Comparison> mixer_case(gpu::Backend backend) {
   check("E7 y_normed", as_matrix(y_normed, rows, E), y_normed_ref);
   check("E8 out", as_matrix(f.out.download(), rows, cfg.D), both([](const auto& m) { return m.out; }), e_out);
 
+  time.reference += since(t0);
+
   // The converter is the scan: S0 = the device scan's final state over the prefix.
   out.push_back(compare("S0 = the scan's final state over [0, P)", as_matrix(f.S0.download(), Bt * E, N),
                         as_matrix(prefix_final.download(), Bt * E, N), bounds::kCudaFp32Forward, floors["E5 S0"]));
@@ -156,19 +177,23 @@ std::vector<Comparison> mixer_case(gpu::Backend backend) {
   return out;
 }
 
+std::vector<Comparison> mixer_case(gpu::Backend backend) {
+  const LayerCase k = draw_layer_case(40);
+  Seconds ignored;
+  return forward_comparisons(backend, device_for(backend), k, ignored);
+}
+
 // The layer backward: every parameter gradient (summed over the Bt sequences) and d_u against reference
 // mixer_backward<double> on the same fp32 inputs (parameters, u and d_out), bound 1e-4 (DESIGN.md section 7's
 // fp32 gradient bound) or, as for the forward and for the same reasons (a norm's rms, a softmax, sums that
 // cancel: no tight floor from magnitudes), kBackwardFloatFactor x the error of reference mixer_backward<float>
 // (after mixer_forward<float>) on the same inputs.
-std::vector<Comparison> mixer_backward_case(gpu::Backend backend) {
-  LayerCase k = draw_layer_case(24);
+// The backward comparisons of the layer call k with upstream gradients d_out (Bt x [T, D], fp32 values) on dev.
+std::vector<Comparison> backward_comparisons(const gpu::Device& dev, const LayerCase& k, const std::vector<MatD>& d_out,
+                                             Seconds& time) {
   const int Bt = k.Bt, T = k.T, P = k.P;
   const MixerConfig& cfg = k.cfg;
-  std::vector<MatD> d_out(Bt);
-  for (MatD& d : d_out) d = round_to_float(k.rnd.mat<double>(T, cfg.D, -1, 1));
-
-  const gpu::Device dev = device_for(backend);
+  auto t0 = std::chrono::steady_clock::now();
   gpu::Stream stream(dev);
   const DeviceParams params(dev, k.prm);
   gpu::MixerForwardDevice f(dev, {Bt, T, P, cfg});
@@ -178,6 +203,8 @@ std::vector<Comparison> mixer_backward_case(gpu::Backend backend) {
   gpu::mixer_forward(stream, params.views(), f);
   gpu::mixer_backward(stream, params.views(), f, g);
   stream.synchronize();
+  time.device += since(t0);
+  t0 = std::chrono::steady_clock::now();
 
   // The parameters' gradients in for_each's order, summed over the sequences, and d_u stacked: truth and float.
   const MixerParams<float> prm_f = k.prm.cast<float>();
@@ -217,9 +244,9 @@ std::vector<Comparison> mixer_backward_case(gpu::Backend backend) {
     const MatD z = fwd.z.bottomRows(L);
     const Mat<float> z_f = fwd_f.z.bottomRows(L);
     const MatD d_y = rmsnorm_backward<double>(fwd.y.bottomRows(L), k.prm.norm_w, cfg.G, &z,
-                                              (d_out[b] * k.prm.W_out.transpose()).bottomRows(L)).d_v;
+                                              product<double>(d_out[b], k.prm.W_out.transpose()).bottomRows(L)).d_v;
     const MatD d_y_f = rmsnorm_backward<float>(fwd_f.y.bottomRows(L), prm_f.norm_w, cfg.G, &z_f,
-                                               (d_out_f * prm_f.W_out.transpose()).bottomRows(L)).d_v.cast<double>();
+                                               product<float>(d_out_f, prm_f.W_out.transpose()).bottomRows(L)).d_v.cast<double>();
     const MatD skip_terms = term_error(d_y, d_y_f, double(Bt) * L * p).cwiseProduct(fwd.x.bottomRows(L).cwiseAbs());
     for (int h = 0; h < H; ++h) skip_own(h) += skip_terms.middleCols(h * p, p).sum();
     const MatD ax = fwd.x.cwiseAbs(), aB = fwd.B.cwiseAbs();
@@ -250,7 +277,82 @@ std::vector<Comparison> mixer_backward_case(gpu::Backend backend) {
     check(names[i], as_matrix(got[i]->download(), truth[i].rows(), truth[i].cols()), truth[i], fl[i],
           names[i] == "d_D_skip" ? rounding_floor(skip_own) : names[i] == "d_dt_bias" ? rounding_floor(dt_bias_own) : 0.0);
   check("d_u", as_matrix(g.d_u.download(), Bt * T, cfg.D), stack(d_u), stack(d_u_f));
+  time.reference += since(t0);
   return out;
+}
+
+std::vector<Comparison> mixer_backward_case(gpu::Backend backend) {
+  LayerCase k = draw_layer_case(24);
+  std::vector<MatD> d_out(k.Bt);
+  for (MatD& d : d_out) d = round_to_float(k.rnd.mat<double>(k.T, k.cfg.D, -1, 1));
+  Seconds ignored;
+  return backward_comparisons(device_for(backend), k, d_out, ignored);
+}
+// The paper-size check: one sequence (Bt = 1) of the paper's layer at each of its TransPoints, forward and
+// backward through forward_comparisons and backward_comparisons, the random checks' code path. The same check
+// runs scaled down (kScaled) under the emulation, as a ctest, and at the paper's size (kPaper) on a GPU.
+struct LayerSize {
+  int T;
+  MixerConfig cfg;
+  std::vector<int> P;
+};
+// DESIGN.md section 1's defaults (Q = 128): T 8192, D 1536, E 3072, H 48 (p 64), G 8, N 128, W 4; P 0, 2048, T.
+const LayerSize kPaper{8192, MixerConfig::paper(), {0, 2048, 8192}};
+// The same proportions with the edges the paper's size does not have: T = 88 is not a multiple of the chunk
+// (Q 16: the scan's last chunk has 8 tokens) nor of the attention kernels' 32-token tiles; P = 32 falls on a
+// chunk and a tile boundary, as 2048 does. D 24, E 96, H 6 (p 16), G 2, N 16, W 4.
+const LayerSize kScaled{88, MixerConfig{24, 96, 6, 2, 16, 4, 16}, {0, 32, 88}};
+constexpr std::uint64_t kPaperSeed = 2503;  // arXiv 2503.24067
+
+// The inputs, from kPaperSeed: the easy regime (generators.hpp), with W_in and W_out divided by the square
+// root of their input width (as a layer's initialisation does) so that the activations stay of magnitude 1 at
+// D = 1536 as they are at the random checks' widths: with W_in of U(-1, 1), zxbcdt would reach ±40, the
+// attention scores ±1e3, and near-ties decided by fp32 rounding (see the header). u and d_out in U(-1, 1).
+//
+// Memory of the double reference at the paper's size (P = T): attention_backward holds three [P, P] matrices
+// per group (weights, their gradient, the scores' gradient; 512 MiB each at P = 8192) on each of G = 8
+// threads: 12 GiB, and the float reference half of that after it; ssm_backward (P = 0) keeps every state of a
+// head, T x p x N doubles = 512 MiB, on each of 8 threads: 4 GiB. The MixerForward of both precisions and the
+// device downloads add about 4 GiB. Peak about 16 GiB of the GPU host's memory.
+std::vector<Comparison> paper_size_case(gpu::Backend backend, const LayerSize& size) {
+  MixerConfig cfg = size.cfg;
+  RandomTensors rnd(kPaperSeed);
+  MixerParams<double> prm = rnd.params<double>(cfg);
+  prm.W_in /= std::sqrt(double(cfg.D));
+  prm.W_out /= std::sqrt(double(cfg.E));
+  prm = prm.cast<float>().cast<double>();
+  const std::vector<MatD> u{round_to_float(rnd.mat<double>(size.T, cfg.D, -1, 1))},
+      d_out{round_to_float(rnd.mat<double>(size.T, cfg.D, -1, 1))};
+  const gpu::Device dev = backend == gpu::Backend::cuda ? gpu::Device::cuda() : gpu::Device::emulated(kPaperSeed);
+  // The reference's loops over heads run on OpenMP's threads only above parallel_min_work (tensor.hpp); the
+  // chunked scan's, Q²·(N + p) = 3e6 multiply-adds per chunk at the paper's size, would run on one thread.
+  // Lowered while the check runs: the results are bitwise the same on any number of threads. (Most of the
+  // check's time is the references' GEMMs, though: the projections, double and float, and the floors' products.)
+  struct MinWork {
+    double saved = parallel_min_work;
+    MinWork() { parallel_min_work = 1e5; }
+    ~MinWork() { parallel_min_work = saved; }
+  } min_work;
+  std::vector<Comparison> all;
+  for (const int P : size.P) {
+    const LayerCase k{1, size.T, P, cfg, prm, u, rnd};
+    const std::string at = "P=" + std::to_string(P) + ": ";
+    std::fprintf(stderr, "mixer_paper_size: T %d, D %d, E %d, H %d, G %d, N %d, W %d, Q %d, P %d\n", size.T, cfg.D, cfg.E,
+                 cfg.H, cfg.G, cfg.N, cfg.W, cfg.chunk, P);
+    for (const bool backward : {false, true}) {
+      Seconds time;
+      std::vector<Comparison> part = backward ? backward_comparisons(dev, k, d_out, time) : forward_comparisons(backend, dev, k, time);
+      std::fprintf(stderr, "  %s: device %.1f s, references (double, float, floors) %.1f s\n", backward ? "backward" : "forward",
+                   time.device, time.reference);
+      for (Comparison& c : part) {
+        c.name = at + c.name;
+        std::fprintf(stderr, "    %s\n", c.report().c_str());
+        all.push_back(std::move(c));
+      }
+    }
+    std::fflush(stderr);
+  }
+  return all;
 }
 }  // namespace
 
@@ -264,7 +366,14 @@ std::vector<Check> mixer_kernel_checks(gpu::Backend backend) {
           {name + ".mixer_backward",
            "layer backward E8-E1 (every parameter gradient and d_u)" + where +
                " = double reference (fp32 gradient bound or kBackwardFloatFactor x the float reference's error)",
-           25, [backend] { return mixer_backward_case(backend); }}};
+           25, [backend] { return mixer_backward_case(backend); }},
+          {name + ".mixer_paper_size",
+           backend == gpu::Backend::cuda
+               ? "the paper's layer (T 8192, D 1536, E 3072, H 48, G 8, N 128, Q 128; P 0, 2048, 8192) forward and "
+                 "backward on the GPU = double reference, as mixer and mixer_backward (minutes)"
+               : "mixer_paper_size scaled down (T 88, D 24, E 96, H 6, G 2, N 16, Q 16; P 0, 32, 88) under the CPU "
+                 "emulation: the GPU check's code path",
+           1, [backend] { return paper_size_case(backend, backend == gpu::Backend::cuda ? kPaper : kScaled); }, true}};
 }
 
 }  // namespace transmamba

@@ -20,6 +20,9 @@ struct Check {
   std::string description;  // one line: what is compared with what
   int default_cases = 100;  // cases of a default run (the expensive gradient checks run fewer)
   std::function<std::vector<Comparison>()> property;
+  // An opt-in check runs only when named (tm-verify --suite with its full name or its family, ctest by name),
+  // never in a run of every check or of a backend or suite: the paper-size check, minutes on a GPU.
+  bool opt_in = false;
 
   std::string suite() const { return name.substr(0, name.find('.')); }
 };

@@ -42,9 +42,11 @@ struct Options {
 };
 
 // A suite is the part of a name before the dot; a kernel check ("emulated.conv") is also selected by its
-// family ("conv"), which runs it in every place it can run.
+// family ("conv"), which runs it in every place it can run. An opt-in check (Check::opt_in) only by its name
+// or family, never by "all" or its suite.
 bool selected(const Check& c, const std::string& suite) {
-  return suite == "all" || suite == c.suite() || suite == c.name || suite == c.name.substr(c.name.find('.') + 1);
+  const bool named = suite == c.name || suite == c.name.substr(c.name.find('.') + 1);
+  return named || (!c.opt_in && (suite == "all" || suite == c.suite()));
 }
 
 // Fixture rows are named "fixture:<file>"; --suite fixture selects them all.
@@ -100,7 +102,8 @@ int main(int argc, char** argv) {
                "random properties, finite differences and golden fixtures. Exit 0: all passed, 1: a check\n"
                "failed, 2: bad usage."};
   app.add_option("--suite", opt.suite, "a suite (the part of a check's name before the dot), one check's full "
-                                       "name, 'fixture' (every fixture file), 'fixture:<file>', or 'all'")->capture_default_str();
+                                       "name, 'fixture' (every fixture file), 'fixture:<file>', or 'all'; an opt-in "
+                                       "check (--list) runs only under its own name")->capture_default_str();
   app.add_option("--backend", opt.backend, "cpu (the reference), emulated (the kernels on the CPU emulation), cuda (the "
                                            "kernels on the GPU) or all")
       ->check(CLI::IsMember({"cpu", "emulated", "cuda", "all"}))->capture_default_str();
@@ -171,13 +174,16 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (opt.list) {
-    for (const Check& c : cpu_checks())
-      std::printf("%-30s %4d cases  %s\n", c.name.c_str(), c.default_cases, c.description.c_str());
+    auto row = [](const Check& c) {
+      std::printf("%-30s %4d cases  %s%s\n", c.name.c_str(), c.default_cases,
+                  c.opt_in ? "[opt-in: runs only when named] " : "", c.description.c_str());
+    };
+    for (const Check& c : cpu_checks()) row(c);
     for (const FixtureSpec& s : fixture_specs())
       std::printf("%-30s %4d case   %s (%s)\n", ("fixture:" + s.file_name()).c_str(), 1, s.description.c_str(),
                   s.kind.c_str());
     for (const auto* part : {&emulated, &on_gpu})
-      for (const Check& c : *part) std::printf("%-30s %4d cases  %s\n", c.name.c_str(), c.default_cases, c.description.c_str());
+      for (const Check& c : *part) row(c);
     return 0;
   }
 
