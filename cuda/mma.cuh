@@ -1,0 +1,150 @@
+// One warp's tensor-core matrix multiply-accumulate (issue 11): D = A·B + C with A 16x16 and B 16x8 in bf16,
+// C and D 16x8 in fp32: `mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32` behind one wrapper,
+// mma_m16n8k16(D, A, B, C), plus plain loads of the operand fragments from a tile and a store of D.
+//
+// The fragments, per lane (PTX ISA 9.0, section 9.7.14.5.8 "Matrix Fragments for mma.m16n8k16 with floating
+// point type", Figures 79, 81 and 83; docs.nvidia.com/cuda/parallel-thread-execution/#warp-level-matrix-fragment-mma-16816-float).
+// With g = groupID = lane >> 2 and t = threadID_in_group = lane % 4:
+//   A (16x16, row): 4 .b32 registers = a0..a7, two bf16 per register, the lower-numbered one in the low half;
+//                   a0,a1 = A[g][2t, 2t+1]    a2,a3 = A[g+8][2t, 2t+1]
+//                   a4,a5 = A[g][2t+8, 2t+9]  a6,a7 = A[g+8][2t+8, 2t+9]
+//   B (16x8, col):  2 .b32 registers = b0..b3;  b0,b1 = B[2t, 2t+1][g]   b2,b3 = B[2t+8, 2t+9][g]
+//   C, D (16x8):    4 floats c0..c3;            c0,c1 = C[g][2t, 2t+1]   c2,c3 = C[g+8][2t, 2t+1]
+// mma_a_at, mma_b_at and mma_c_at below are these tables; everything else here is written in terms of them, so
+// a wrong table would still be self-consistent under the emulation: tests/test_mma.cpp checks the tables entry
+// by entry against the ISA's, and (its [cuda] case) the whole product against the hardware.
+//
+// Where it runs:
+//   - a GPU of compute capability 8.0 or more (__CUDA_ARCH__ >= 800): the mma.sync instruction;
+//   - the CPU emulation (and a GPU before sm_80): mma_m16n8k16_by_shuffles, the same product computed by the
+//     warp's lanes: each lane gets the A and B values its four D elements need from the lanes that hold them
+//     (32 full-warp __shfl_sync, the same for every lane), then sums in fp32 (order below).
+// The two agree to fp32 rounding, not bitwise: the ISA does not specify the order or the rounding of the
+// tensor core's internal sum. Products of two bf16 are exact in fp32, so the emulation's D = C + Σ_k A·B,
+// added in order k = 0..15, is within 16·2^-24·(|C| + Σ_k |A||B|) of the exact value (to first order); a
+// chain of K/16 calls over K, within K·2^-24·Σ_k |A||B|. Results that are exact in fp32 (small integers) are
+// exact in both.
+//
+// Every lane of the warp must call the loads and mma_m16n8k16 together (no divergence), as on a GPU. Loads are
+// element by element (ldmatrix and vectorized loads are not used here).
+#pragma once
+
+#include <cstdint>
+
+#include "cuda/device_math.hpp"
+#include "cuda/portable.cuh"
+
+namespace transmamba::gpu::TM_BACKEND_NS {
+
+using bf16 = __nv_bfloat16;
+
+struct MmaA {  // a0..a7: reg[j] holds a(2j) in its low 16 bits, a(2j+1) in its high 16 bits
+  std::uint32_t reg[4];
+};
+struct MmaB {  // b0..b3, packed as MmaA
+  std::uint32_t reg[2];
+};
+struct MmaC {  // c0..c3 (C or D); MmaC{} is zero
+  float v[4];
+};
+
+// Where element i of lane's fragment sits in its matrix: the PTX ISA's tables above.
+struct MmaAt {
+  int row, col;
+};
+TM_HD constexpr MmaAt mma_a_at(int lane, int i) { return {lane / 4 + 8 * (i / 2 % 2), lane % 4 * 2 + i % 2 + 8 * (i / 4)}; }
+TM_HD constexpr MmaAt mma_b_at(int lane, int i) { return {lane % 4 * 2 + i % 2 + 8 * (i / 2), lane / 4}; }
+TM_HD constexpr MmaAt mma_c_at(int lane, int i) { return {lane / 4 + 8 * (i / 2), lane % 4 * 2 + i % 2}; }
+
+// The calling thread's lane: warps are consecutive runs of 32 in the block's linear thread order.
+__device__ inline int mma_lane() { return int(threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z)) % 32; }
+
+__device__ inline std::uint32_t mma_pack(bf16 low, bf16 high) {
+  return std::uint32_t(__bfloat16_as_ushort(low)) | std::uint32_t(__bfloat16_as_ushort(high)) << 16;
+}
+__device__ inline float mma_unpack(std::uint32_t reg, int half) {
+  return __bfloat162float(__ushort_as_bfloat16(static_cast<unsigned short>(reg >> (16 * half))));
+}
+
+// Packs the kRegs registers of a bf16 fragment whose element i sits at at(lane, i) of a matrix M stored as
+// M[row][col] = tile[row·row_step + col·col_step].
+template <int kRegs>
+__device__ void mma_load(std::uint32_t (&reg)[kRegs], const bf16* tile, int row_step, int col_step, MmaAt (*at)(int, int)) {
+  const int lane = mma_lane();
+  for (int j = 0; j < kRegs; ++j) {
+    const MmaAt lo = at(lane, 2 * j), hi = at(lane, 2 * j + 1);
+    reg[j] = mma_pack(tile[lo.row * row_step + lo.col * col_step], tile[hi.row * row_step + hi.col * col_step]);
+  }
+}
+
+// A from a row-major tile: A[r][k] = tile[r·ld + k].
+__device__ inline MmaA mma_load_a(const bf16* tile, int ld) {
+  MmaA a;
+  mma_load(a.reg, tile, ld, 1, mma_a_at);
+  return a;
+}
+
+// B from a column-major tile (the instruction's ".col"): B[k][n] = tile[n·ld + k], i.e. tile holds Bᵀ row-major
+// (for S = Q·Kᵀ, the rows of K).
+__device__ inline MmaB mma_load_b(const bf16* tile, int ld) {
+  MmaB b;
+  mma_load(b.reg, tile, 1, ld, mma_b_at);
+  return b;
+}
+
+// D into a row-major fp32 tile: out[r·ld + n] = D[r][n].
+__device__ inline void mma_store_c(const MmaC& d, float* out, int ld) {
+  const int lane = mma_lane();
+  for (int i = 0; i < 4; ++i) {
+    const MmaAt at = mma_c_at(lane, i);
+    out[at.row * ld + at.col] = d.v[i];
+  }
+}
+
+// D = A·B + C without tensor cores. Lane (g, t) computes D[r][n] for r in {g, g+8}, n in {2t, 2t+1}: it needs
+// rows g and g+8 of A, which lanes 4g..4g+3 hold between them, and columns 2t and 2t+1 of B, held by lanes
+// 4n..4n+3. Sum: acc = C[r][n], then acc += A[r][k]·B[k][n] for k = 0, 1, ..., 15 (each product exact).
+__device__ inline void mma_m16n8k16_by_shuffles(MmaC& d, const MmaA& a, const MmaB& b, const MmaC& c) {
+  constexpr unsigned kWarp = 0xffffffffu;
+  const int lane = mma_lane(), quad = lane & ~3;
+  float a_rows[2][16], b_cols[2][16];  // A[g + 8·h][k]; B[k][2t + n]
+  for (int q = 0; q < 4; ++q)
+    for (int j = 0; j < 4; ++j) {
+      const std::uint32_t reg = __shfl_sync(kWarp, a.reg[j], quad + q);
+      for (int h = 0; h < 2; ++h) {
+        const MmaAt at = mma_a_at(quad + q, 2 * j + h);
+        a_rows[at.row / 8][at.col] = mma_unpack(reg, h);
+      }
+    }
+  for (int n = 0; n < 2; ++n)
+    for (int q = 0; q < 4; ++q)
+      for (int j = 0; j < 2; ++j) {
+        const int from = 4 * (lane % 4 * 2 + n) + q;
+        const std::uint32_t reg = __shfl_sync(kWarp, b.reg[j], from);
+        for (int h = 0; h < 2; ++h) b_cols[n][mma_b_at(from, 2 * j + h).row] = mma_unpack(reg, h);
+      }
+  MmaC out;
+  for (int i = 0; i < 4; ++i) {
+    const MmaAt at = mma_c_at(lane, i);
+    float acc = c.v[i];
+    for (int k = 0; k < 16; ++k) acc += a_rows[at.row / 8][k] * b_cols[at.col % 2][k];
+    out.v[i] = acc;
+  }
+  d = out;
+}
+
+// D = A·B + C (d may be c). All 32 lanes of the warp call it together.
+__device__ inline void mma_m16n8k16(MmaC& d, const MmaA& a, const MmaB& b, const MmaC& c) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+      "{%10, %11, %12, %13};\n"
+      : "=f"(d.v[0]), "=f"(d.v[1]), "=f"(d.v[2]), "=f"(d.v[3])
+      : "r"(a.reg[0]), "r"(a.reg[1]), "r"(a.reg[2]), "r"(a.reg[3]), "r"(b.reg[0]), "r"(b.reg[1]), "f"(c.v[0]),
+        "f"(c.v[1]), "f"(c.v[2]), "f"(c.v[3]));
+#else
+  mma_m16n8k16_by_shuffles(d, a, b, c);
+#endif
+}
+
+}  // namespace transmamba::gpu::TM_BACKEND_NS

@@ -1,0 +1,36 @@
+// A test kernel for cuda/mma.cuh (tests/test_mma.cpp): D[M, N] = A[M, K]·B[K, N] in bf16 with fp32 accumulation,
+// by mma_m16n8k16 calls chained over K. Compiled twice like the kernels of cuda/ (portable.cuh): test_mma.cpp
+// includes it for the emulation, and nvcc compiles it into test_mma when the build has CUDA.
+//
+// Block i owns rows [16i, 16i + 16) of D and has N/8 warps; warp w owns columns [8w, 8w + 8). The block stages
+// its 16 rows of A and all of Bᵀ in shared memory, then each warp runs K/16 k-steps: D += A[:, k0:k0+16]·B[k0:k0+16, :].
+#include "cuda/portable.cuh"
+
+#include "cuda/launch.cuh"
+#include "cuda/mma.cuh"
+#include "tests/mma_product.hpp"
+
+namespace transmamba::gpu::TM_BACKEND_NS {
+
+__global__ void mma_product_kernel(MmaProduct p) {
+  bf16* a_tile = dynamic_shared<bf16>();  // [16, K]
+  bf16* b_tile = a_tile + 16 * p.K;       // [N, K]
+  const int thread = threadIdx.x, threads = blockDim.x, row0 = blockIdx.x * 16;
+  for (int e = thread; e < 16 * p.K; e += threads) a_tile[e] = p.a[row0 * p.K + e];
+  for (int e = thread; e < p.N * p.K; e += threads) b_tile[e] = p.b_t[e];
+  __syncthreads();
+  const int col0 = thread / 32 * 8;
+  MmaC acc{};
+  for (int k0 = 0; k0 < p.K; k0 += 16)
+    mma_m16n8k16(acc, mma_load_a(a_tile + k0, p.K), mma_load_b(b_tile + col0 * p.K + k0, p.K), acc);
+  mma_store_c(acc, p.d + row0 * p.N + col0, p.N);
+}
+
+void mma_product(const MmaProduct& p, const LaunchContext& ctx) {
+  if (p.M % 16 || p.N % 8 || p.K % 16 || p.M <= 0 || p.N <= 0 || p.K <= 0 || p.N > 256)
+    throw std::invalid_argument("mma_product: M, N, K must be positive multiples of 16, 8, 16 (N <= 256)");
+  const LaunchShape shape{{unsigned(p.M / 16)}, {unsigned(p.N / 8 * 32)}, std::size_t(16 + p.N) * p.K * sizeof(bf16)};
+  launch(TM_SITE("mma_product"), mma_product_kernel, shape, ctx, p);
+}
+
+}  // namespace transmamba::gpu::TM_BACKEND_NS
