@@ -12,13 +12,15 @@
 #   paper-size   tm-verify --backend cuda --suite cuda.mixer_paper_size (opt-in): the paper's layer (T 8192,
 #                D 1536, E 3072, H 48, G 8, N 128; P 0, 2048, 8192) forward and backward against the double
 #                reference on OMP_NUM_THREADS = every core; the log holds each P's times and every tensor's error
+#   mma          test_mma "[cuda]": the tensor cores' mma.sync (cuda/mma.cuh) against the double product and the
+#                emulation's result
 #   memcheck, racecheck, synccheck, initcheck
 #                compute-sanitizer --tool T on tm-verify --backend cuda --cases 3 (small cases of every kernel)
 # Exit 0 when every step passed, 1 otherwise, 2 on misuse.
 set -uo pipefail
 
 if [ $# -lt 1 ] || [ $# -gt 2 ] || [ "${1:-}" = "--help" ]; then
-  sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'
+  awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"  # the header comment
   [ "${1:-}" = "--help" ] && exit 0
   exit 2
 fi
@@ -68,6 +70,8 @@ step verify 300 bash -c "'$verify' --backend cuda --seed 1 --json '$out/tm-verif
 # 3 to 4.5 minutes. Budget: 300 s, leaving 3 of the script's 8 minutes to the other steps.
 step paper-size 300 env OMP_NUM_THREADS="$(nproc)" bash -c "'$verify' --backend cuda --suite cuda.mixer_paper_size --seed 1 \
   --json '$out/tm-verify-paper-size.json' && ran_on_device '$out/tm-verify-paper-size.json'"
+# The tensor-core wrapper on the hardware; its case prints "skipped: no CUDA device" and passes without one.
+step mma 120 bash -c "'$build/test_mma' '[cuda]' | tee /dev/stderr | { ! grep -q 'skipped: no CUDA device'; }"
 if [ -n "$sanitizer" ]; then
   for tool in memcheck racecheck synccheck initcheck; do
     step "$tool" 240 "$sanitizer" --tool "$tool" --error-exitcode 1 "$verify" --backend cuda --seed 1 --cases 3
