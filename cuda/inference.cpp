@@ -26,12 +26,6 @@ bool same_layer(const MixerConfig& a, const MixerConfig& b) {
   return a.D == b.D && a.E == b.E && a.H == b.H && a.G == b.G && a.N == b.N && a.W == b.W && a.chunk == b.chunk;
 }
 
-// Columns [col, col + cols) of row t of every sequence of a [Bt, rows, width] buffer: a [Bt, 1, cols] view.
-View<float> row_of(const DeviceBuffer<float>& buf, int rows, int width, int t, int col) {
-  const std::size_t offset = std::size_t(t) * width + col;
-  if (!buf.data() || offset > buf.size()) return {nullptr, 0, std::int64_t(rows) * width, width};
-  return buf.view_at(offset, std::int64_t(rows) * width, width);
-}
 }  // namespace
 
 std::size_t LayerStatePlan::total_floats() const {
@@ -132,8 +126,8 @@ void mixer_step(const Stream& stream, const MixerDeviceParams& prm, LayerState& 
                    {"chunk_decays", st.chunk_decays, 1, 1, Bt * H}});
   if (attends) check_owned(fn, {{"kv_cache", st.kv_cache, Bt, s.P, plan.cache_width}});
 
-  // The token's columns of its [Bt, 1, width] buffers.
-  auto part = [](const DeviceBuffer<float>& buf, int width, int col) { return row_of(buf, 1, width, 0, col); };
+  // The token's columns of its [Bt, 1, width] buffers (cuda/mixer.hpp: row_block).
+  auto part = [](const DeviceBuffer<float>& buf, int width, int col) { return row_block(buf, 1, width, col); };
   // E1, E2 (the window moves on), E3.
   linear_forward(stream, {{Bt, c.D, in_w}, st.u.view(), prm.W_in, st.zxbcdt.view()});
   conv_silu_step(stream, {{Bt, 1, C, c.W}, st.conv_window.view(std::int64_t(c.W - 1) * C, C), part(st.zxbcdt, in_w, E),
@@ -148,7 +142,7 @@ void mixer_step(const Stream& stream, const MixerDeviceParams& prm, LayerState& 
   if (attends) {
     // E4: row t of the cache, then the query C_t over rows 0 .. t; E7 without the gate.
     const std::int64_t cache_batch = std::int64_t(s.P) * plan.cache_width;
-    copy_block<float>(stream, fn, x, row_of(st.kv_cache, s.P, plan.cache_width, t, 0), Bt, 1, plan.cache_width);
+    copy_block<float>(stream, fn, x, row_block(st.kv_cache, s.P, plan.cache_width, 0, t), Bt, 1, plan.cache_width);
     attention_forward(stream, {{Bt, t + 1, H, c.G, c.N, c.p(), t}, C_t, st.kv_cache.view_at(E, cache_batch, plan.cache_width),
                                st.kv_cache.view(cache_batch, plan.cache_width), st.y.view(), st.lse.view()});
     rmsnorm_forward(stream, {{Bt, 1, E, c.G}, st.y.view(), {}, prm.norm_w, st.y_normed.view()});
