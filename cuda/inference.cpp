@@ -22,10 +22,6 @@ ScanShape step_scan_shape(const LayerStateShape& s) {
   return {s.Bt, 1, c.H, c.p(), c.G, c.N, c.chunk};
 }
 
-bool same_layer(const MixerConfig& a, const MixerConfig& b) {
-  return a.D == b.D && a.E == b.E && a.H == b.H && a.G == b.G && a.N == b.N && a.W == b.W && a.chunk == b.chunk;
-}
-
 }  // namespace
 
 std::size_t LayerStatePlan::total_floats() const {

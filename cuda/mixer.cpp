@@ -42,6 +42,10 @@ void check_forward_buffers(const char* fn, const MixerForwardDevice& f, const Mi
 }
 }  // namespace
 
+bool same_layer(const MixerConfig& a, const MixerConfig& b) {
+  return a.D == b.D && a.E == b.E && a.H == b.H && a.G == b.G && a.N == b.N && a.W == b.W && a.chunk == b.chunk;
+}
+
 void check_params(const char* fn, const MixerDeviceParams& prm, const MixerConfig& c) {
   check_view(fn, "W_in", prm.W_in, 1, c.D, c.in_proj_width());
   check_view(fn, "conv_w", prm.conv_w, 1, c.conv_channels(), c.W);
@@ -221,9 +225,7 @@ void mixer_backward(const Stream& stream, const MixerDeviceParams& prm, const Mi
   const MixerConfig& c = s.cfg;
   const MixerBackwardPlan plan = mixer_backward_plan(s);
   const int Bt = s.Bt, T = s.T, P = s.P, L = s.L(), E = c.E, H = c.H, GN = c.G * c.N, rows = Bt * T;
-  const MixerConfig& gc = g.shape.cfg;
-  if (g.shape.Bt != Bt || g.shape.T != T || g.shape.P != P || gc.D != c.D || gc.E != E || gc.H != H || gc.G != c.G ||
-      gc.N != c.N || gc.W != c.W || gc.chunk != c.chunk)
+  if (g.shape.Bt != Bt || g.shape.T != T || g.shape.P != P || !same_layer(g.shape.cfg, c))
     throw std::invalid_argument("mixer_backward: the gradients' shape (g.shape) is not the forward's (f.shape)");
   check_params(fn, prm, c);
   check_forward_buffers(fn, f, plan.forward);

@@ -87,6 +87,8 @@ struct MixerDeviceParams {
   View<const float> W_out;    // [1, E, D]
 };
 
+// Whether two configs describe the same layer (every field: D, E, H, G, N, W, chunk).
+bool same_layer(const MixerConfig& a, const MixerConfig& b);
 // Throws std::invalid_argument "<fn>: <parameter> ..." for the first parameter that does not fit config c.
 void check_params(const char* fn, const MixerDeviceParams& params, const MixerConfig& c);
 // A buffer a layer object owns, with the shape it must hold: check_owned throws as check_view does for the first
