@@ -4,12 +4,14 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <numeric>
 #include <random>
 #include <vector>
 
 #include "cuda/portable.cuh"
 
+#include "cuda/bf16.hpp"
 #include "cuda/blas.hpp"
 #include "reference/tensor.hpp"
 
@@ -259,4 +261,18 @@ TEST_CASE("asan: a read one past the end of a device buffer", "[.oob_device]") {
   const transmamba::gpu::Device dev = transmamba::gpu::Device::emulated(1);
   transmamba::gpu::DeviceBuffer<float> in(dev, 32), out(dev, 32);
   launch(reads_one_past_the_buffer, GridLaunch{dim3(1), dim3(32), 0, 1, "oob_device"}, static_cast<const float*>(in.data()), out.data());
+}
+
+TEST_CASE("emulation: cuda/bf16.hpp's rounding equals cuda_bf16.h's __float2bfloat16_rn", "[emulation][bf16]") {
+  // Every 97th float bit pattern, all exponents and signs (NaNs only as NaN: their payloads may differ).
+  std::uint64_t mismatches = 0, tried = 0;
+  for (std::uint64_t u = 0; u < (1ull << 32); u += 97, ++tried) {
+    const std::uint32_t bits32 = std::uint32_t(u);
+    float f;
+    std::memcpy(&f, &bits32, sizeof f);
+    const std::uint16_t ours = transmamba::gpu::to_bf16(f).bits, theirs = __bfloat16_as_ushort(__float2bfloat16_rn(f));
+    if (std::isnan(f) ? !std::isnan(transmamba::gpu::to_float(transmamba::gpu::Bf16{ours})) : ours != theirs) ++mismatches;
+  }
+  CHECK(tried > 40000000);
+  CHECK(mismatches == 0);
 }

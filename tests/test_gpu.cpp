@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "cuda/attention.hpp"
+#include "cuda/bf16.hpp"
 #include "cuda/blas.hpp"
 #include "cuda/conv.hpp"
 #include "cuda/converter.hpp"
@@ -22,6 +23,9 @@
 #include "cuda/step_size.hpp"
 #include "reference/attention.hpp"
 #include "reference/tensor.hpp"
+#include "verify/bounds.hpp"
+#include "verify/compare.hpp"
+#include "verify/harness.hpp"
 
 using namespace transmamba;
 using namespace transmamba::gpu;
@@ -920,3 +924,54 @@ TEST_CASE("decode: bitwise the same outputs on every call and in every thread or
   for (std::size_t i = 1; i < results.size(); ++i) CHECK(results[0] == results[i]);
 }
 #endif
+
+TEST_CASE("bf16: to_bf16 rounds to the nearest bf16, ties to even; to_float is exact", "[gpu][bf16]") {
+  auto bits = [](float f) { return to_bf16(f).bits; };
+  CHECK(bits(1.0f) == 0x3f80);
+  CHECK(bits(-2.0f) == 0xc000);
+  CHECK(bits(0.0f) == 0x0000);
+  CHECK(bits(-0.0f) == 0x8000);
+  // 7 mantissa bits: the ulp of [1, 2) is 2^-7. Half an ulp ties to the even neighbour.
+  CHECK(to_float(to_bf16(1.0f + 0x1p-8f)) == 1.0f);                 // 1 + ulp/2 -> 1 (even)
+  CHECK(to_float(to_bf16(1.0f + 3 * 0x1p-8f)) == 1.0f + 0x1p-6f);   // 1 + 3 ulp/2 -> 1 + 2 ulp (even)
+  CHECK(to_float(to_bf16(1.0f + 0x1p-8f + 0x1p-20f)) == 1.0f + 0x1p-7f);  // just above the tie: up
+  CHECK(to_float(to_bf16(1.0f + 0x1p-8f - 0x1p-20f)) == 1.0f);            // just below: down
+  CHECK(to_float(to_bf16(3.14159265f)) == 3.140625f);
+  CHECK(std::isinf(to_float(to_bf16(std::numeric_limits<float>::max()))));  // rounds past the largest bf16
+  CHECK(std::isinf(to_float(to_bf16(std::numeric_limits<float>::infinity()))));
+  CHECK(std::isnan(to_float(to_bf16(std::numeric_limits<float>::quiet_NaN()))));
+  CHECK(std::isnan(to_float(to_bf16(-std::numeric_limits<float>::signaling_NaN()))));
+  CHECK(to_float(to_bf16(0x1p-133f)) == 0x1p-133f);  // subnormals are kept
+  CHECK(from_float<float>(1.0f + 0x1p-8f) == 1.0f + 0x1p-8f);
+  CHECK(from_float<Bf16>(1.0f + 0x1p-8f).bits == 0x3f80);
+  for (std::uint32_t b = 0; b < 0x10000; b += 7) {  // every finite bf16 converts to float and back unchanged
+    const Bf16 v{std::uint16_t(b)};
+    if (std::isfinite(to_float(v))) CHECK(to_bf16(to_float(v)).bits == v.bits);
+  }
+}
+
+TEST_CASE("bf16: the bound of DESIGN.md section 7 (2 x the float baseline's error + 1e-3, at most 2e-2)", "[gpu][bf16]") {
+  CHECK(bounds::bf16_bound(0) == Approx(1e-3));
+  CHECK(bounds::bf16_bound(2e-3) == Approx(5e-3));
+  CHECK(bounds::bf16_bound(0.5) == bounds::kBf16Ceiling);
+  const Eigen::MatrixXd truth = Eigen::MatrixXd::Constant(4, 4, 1.0);
+  const Eigen::MatrixXd baseline = Eigen::MatrixXd::Constant(4, 4, 1.004);  // rel 4e-3: bound 9e-3
+  const Comparison near = compare_to_baseline("y", Eigen::MatrixXd::Constant(4, 4, 1.008), truth, baseline);
+  CHECK(near.bound == Approx(9e-3));
+  CHECK(near.passed());
+  CHECK_FALSE(compare_to_baseline("y", Eigen::MatrixXd::Constant(4, 4, 1.01), truth, baseline).passed());
+  Eigen::MatrixXd broken = baseline;
+  broken(1, 2) = NAN;
+  CHECK_FALSE(compare_to_baseline("y", truth, truth, broken).passed());  // a baseline that is not finite fails
+}
+
+TEST_CASE("bf16: a kernel check's dtype and family come from its name", "[gpu][bf16]") {
+  Check bf16{"emulated.attention.bf16", "", 1, {}};
+  Check fp32{"cuda.attention", "", 1, {}};
+  CHECK(bf16.dtype() == "bf16");
+  CHECK(bf16.family() == "attention");
+  CHECK(bf16.suite() == "emulated");
+  CHECK(fp32.dtype() == "fp32");
+  CHECK(fp32.family() == "attention");
+  CHECK(Check{"ssm.forms_equal", "", 1, {}}.family() == "forms_equal");
+}

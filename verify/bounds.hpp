@@ -30,5 +30,12 @@ constexpr double kCudaFp32Forward = 1e-5;
 constexpr double kCudaFp32Gradient = 1e-4;
 constexpr double kBf16Floor = 1e-3;    // bf16: <= 2 x the float reference's error on bf16 inputs, + this floor
 constexpr double kBf16Ceiling = 2e-2;  // and never above this
+constexpr double kBf16Factor = 2;
+// The bound of a bf16 kernel's tensor (DESIGN.md section 7) from the rel-norm error of its baseline: the float
+// reference run on the same bf16-rounded inputs, its result rounded to bf16 where the kernel stores bf16.
+inline double bf16_bound(double baseline_rel_error) {
+  const double b = kBf16Factor * baseline_rel_error + kBf16Floor;
+  return b < kBf16Ceiling ? b : kBf16Ceiling;
+}
 
 }  // namespace transmamba::bounds

@@ -3,6 +3,8 @@
 #include <cmath>
 #include <cstdio>
 
+#include "verify/bounds.hpp"
+
 namespace transmamba {
 
 Comparison compare_double(const std::string& name, const Eigen::Ref<const Eigen::MatrixXd>& got,
@@ -38,6 +40,14 @@ Comparison compare_double(const std::string& name, const Eigen::Ref<const Eigen:
   c.abs_norm = diff.norm();
   c.rel_norm = ref_norm > 0 ? c.abs_norm / ref_norm : c.abs_norm;
   return c;
+}
+
+Comparison compare_to_baseline(const std::string& name, const Eigen::Ref<const Eigen::MatrixXd>& got,
+                               const Eigen::Ref<const Eigen::MatrixXd>& truth,
+                               const Eigen::Ref<const Eigen::MatrixXd>& baseline) {
+  const Comparison base = compare_double(name + " (float baseline)", baseline, truth, bounds::kBf16Ceiling);
+  if (!base.finite || !base.shape_matches) return base;
+  return compare_double(name, got, truth, bounds::bf16_bound(base.rel_norm));
 }
 
 std::string Comparison::report() const {

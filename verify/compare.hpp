@@ -38,4 +38,12 @@ Comparison compare(const std::string& name, const Eigen::DenseBase<A>& got, cons
   return compare_double(name, g, r, bound, abs_floor);
 }
 
+// A bf16 kernel's tensor (DESIGN.md section 7's bf16 rule): got and baseline (the float reference on the same
+// bf16-rounded inputs, rounded to bf16 at the kernel's storage points) both against the truth (the double
+// reference on those inputs); got passes within bounds::bf16_bound of the baseline's rel-norm error. A baseline
+// that is not finite, or whose shape differs from the truth's, fails the comparison.
+Comparison compare_to_baseline(const std::string& name, const Eigen::Ref<const Eigen::MatrixXd>& got,
+                               const Eigen::Ref<const Eigen::MatrixXd>& truth,
+                               const Eigen::Ref<const Eigen::MatrixXd>& baseline);
+
 }  // namespace transmamba

@@ -25,6 +25,18 @@ struct Check {
   bool opt_in = false;
 
   std::string suite() const { return name.substr(0, name.find('.')); }
+  // A kernel check of the bf16 kernels is named "<backend>.<family>.bf16" (e.g. "emulated.attention.bf16");
+  // every other check runs in fp32 (or double, the CPU checks).
+  std::string dtype() const {
+    const std::string suffix = ".bf16";
+    const bool bf16 = name.size() > suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+    return bf16 ? "bf16" : "fp32";
+  }
+  // The name without its suite and dtype suffix: "attention" for "emulated.attention.bf16" and "cuda.attention".
+  std::string family() const {
+    const std::string rest = name.substr(name.find('.') + 1);
+    return dtype() == "bf16" ? rest.substr(0, rest.size() - 5) : rest;
+  }
 };
 
 struct CheckReport {

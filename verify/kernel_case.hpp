@@ -1,5 +1,5 @@
 // What every kernel check needs (verify/checks_kernels*.cpp): a device of the backend under test, inputs
-// rounded to fp32 (the truth is the double reference on the same values the kernel reads), sequences packed
+// rounded to fp32 (or bf16 for the bf16 kernels) (the truth is the double reference on the same values the kernel reads), sequences packed
 // into one device buffer (optionally as a column block of a wider matrix, the padding NaN), the random shape
 // draws with the edges on purpose, and the fp32 rounding floor for sums that cancel.
 #pragma once
@@ -8,6 +8,7 @@
 #include <limits>
 #include <vector>
 
+#include "cuda/bf16.hpp"
 #include "cuda/device.hpp"
 #include "reference/tensor.hpp"
 #include "verify/generators.hpp"
@@ -34,27 +35,37 @@ inline gpu::Device device_for(gpu::Backend backend) {
 }
 
 inline MatD round_to_float(const MatD& m) { return m.cast<float>().cast<double>(); }
+// Each value rounded to the nearest bf16 (through float, as the bf16 kernels' inputs are made): the inputs of a
+// bf16 check, and the baseline's rounding at the kernel's bf16 storage points (DESIGN.md section 7).
+inline MatD round_to_bf16(const MatD& m) {
+  return m.unaryExpr([](double v) { return double(gpu::to_float(gpu::to_bf16(float(v)))); });
+}
 
-// Bt matrices [rows, cols] in one buffer, each row padded with NaN to row_stride (a column block of a wider
-// matrix); returned with its strides.
-struct Packed {
-  std::vector<float> values;
+// Bt matrices [rows, cols] in one buffer of storage type S (float, or gpu::Bf16 for the bf16 kernels: the
+// values should be bf16 already, round_to_bf16), each row padded with NaN to row_stride (a column block of a
+// wider matrix); returned with its strides.
+template <class S>
+struct PackedAs {
+  std::vector<S> values;
   std::int64_t batch_stride, row_stride;
 };
-inline Packed pack(const std::vector<MatD>& seqs, int pad) {
+using Packed = PackedAs<float>;
+template <class S = float>
+PackedAs<S> pack(const std::vector<MatD>& seqs, int pad) {
   const std::int64_t rows = seqs[0].rows(), cols = seqs[0].cols(), row_stride = cols + pad;
-  Packed p{std::vector<float>(seqs.size() * rows * row_stride, std::numeric_limits<float>::quiet_NaN()),
-           rows * row_stride, row_stride};
+  PackedAs<S> p{std::vector<S>(seqs.size() * rows * row_stride, gpu::from_float<S>(std::numeric_limits<float>::quiet_NaN())),
+                rows * row_stride, row_stride};
   for (std::size_t b = 0; b < seqs.size(); ++b)
     for (std::int64_t r = 0; r < rows; ++r)
-      for (std::int64_t c = 0; c < cols; ++c) p.values[b * p.batch_stride + r * row_stride + c] = float(seqs[b](r, c));
+      for (std::int64_t c = 0; c < cols; ++c) p.values[b * p.batch_stride + r * row_stride + c] = gpu::from_float<S>(float(seqs[b](r, c)));
   return p;
 }
-inline MatD stacked(const std::vector<float>& values, int Bt, std::int64_t rows, std::int64_t cols, std::int64_t row_stride) {
+template <class S>
+MatD stacked(const std::vector<S>& values, int Bt, std::int64_t rows, std::int64_t cols, std::int64_t row_stride) {
   MatD m(Bt * rows, cols);
   for (int b = 0; b < Bt; ++b)
     for (std::int64_t r = 0; r < rows; ++r)
-      for (std::int64_t c = 0; c < cols; ++c) m(b * rows + r, c) = values[(b * rows + r) * row_stride + c];
+      for (std::int64_t c = 0; c < cols; ++c) m(b * rows + r, c) = gpu::to_float(values[(b * rows + r) * row_stride + c]);
   return m;
 }
 inline MatD stack(const std::vector<MatD>& seqs) {

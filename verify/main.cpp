@@ -41,11 +41,11 @@ struct Options {
   std::vector<std::string> check_files;  // --check: only these files
 };
 
-// A suite is the part of a name before the dot; a kernel check ("emulated.conv") is also selected by its
-// family ("conv"), which runs it in every place it can run. An opt-in check (Check::opt_in) only by its name
-// or family, never by "all" or its suite.
+// A suite is the part of a name before the dot; a kernel check ("emulated.conv", "emulated.conv.bf16") is also
+// selected by its family ("conv"), which runs it in every place and precision it can run (--dtype narrows).
+// An opt-in check (Check::opt_in) only by its name or family, never by "all" or its suite.
 bool selected(const Check& c, const std::string& suite) {
-  const bool named = suite == c.name || suite == c.name.substr(c.name.find('.') + 1);
+  const bool named = suite == c.name || suite == c.name.substr(c.name.find('.') + 1) || suite == c.family();
   return named || (!c.opt_in && (suite == "all" || suite == c.suite()));
 }
 
@@ -141,15 +141,13 @@ int main(int argc, char** argv) {
   std::vector<std::pair<std::string, std::string>> skipped_rows;  // name, why
   auto add_kernels = [&](const std::string& backend, const std::vector<Check>& all, bool available, const std::string& why) {
     if (opt.backend != backend && opt.backend != "all") return;
-    bool any = false;
-    for (const Check& c : all)
-      if (selected(c, opt.suite)) any = true;
-    if (!any) return;
-    if (want_bf16) skipped_rows.push_back({backend + " bf16", "no bf16 kernels yet"});
-    if (!want_fp32) return;
+    auto wanted = [&](const Check& c) {
+      return selected(c, opt.suite) && (c.dtype() == "bf16" ? want_bf16 : want_fp32);
+    };
+    if (std::none_of(all.begin(), all.end(), wanted)) return;
     if (!available) return skipped_rows.push_back({backend, why});
     for (const Check& c : all)
-      if (selected(c, opt.suite)) checks.push_back(&c);
+      if (wanted(c)) checks.push_back(&c);
   };
   add_kernels("emulated", emulated, gpu::emulation_compiled_in(), "this build has no emulated kernels (no CUDA headers)");
   add_kernels("cuda", on_gpu, gpu::cuda_device_available(),
@@ -169,8 +167,8 @@ int main(int argc, char** argv) {
   const bool want_fixtures =
       run_cpu && (opt.suite == "all" || opt.suite == "fixture" || opt.suite.rfind("fixture:", 0) == 0);
   if (checks.empty() && skipped_rows.empty() && !want_fixtures) {
-    std::cerr << "tm-verify: no check matches --suite " << opt.suite << " --backend " << opt.backend
-              << " (see --list)\n";
+    std::cerr << "tm-verify: no check matches --suite " << opt.suite << " --backend " << opt.backend << " --dtype "
+              << opt.dtype << " (see --list)\n";
     return 2;
   }
   if (opt.list) {
