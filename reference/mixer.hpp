@@ -14,6 +14,7 @@
 // those of the P = 0 layer (exactness: S0 summarises the prefix as the scan would have).
 #pragma once
 
+#include <functional>
 #include <string>
 
 #include "reference/attention.hpp"
@@ -44,6 +45,20 @@ Mat<S> skip_term(const MixerParams<S>& prm, const Mat<S>& x) {
   return out;
 }
 
+// The storage points of a lower-precision layer (DESIGN.md section 7's bf16 rule): the bf16 layer on a device
+// (cuda/mixer.cpp) keeps its per-token activations and their gradients in bf16 memory, so its baseline is the
+// float reference with `store` = round to bf16 applied to each tensor where that layer writes one: E1's zxbcdt,
+// E2's xBC, E4's and E6's y (the scan's y, then y + D skip), E7's y_normed, E8's out; in the backward d_y_normed,
+// both norms' d_y and d_z, the scan's d_x, d_B, d_C (d_x again after the D skip's addition), the converter's
+// and attention's d_x and d_B and their sum, attention's d_C, the conv's d_xBC_in, d_dt_raw and d_u. An empty
+// function (the default) stores exactly.
+template <class S>
+using StorageRounding = std::function<Mat<S>(const Mat<S>&)>;
+template <class S>
+Mat<S> stored(const StorageRounding<S>& store, const Mat<S>& m) {
+  return store ? store(m) : m;
+}
+
 // Every intermediate of the forward: what the backward needs, and the stage outputs fixtures store.
 template <class S>
 struct MixerForward {
@@ -64,7 +79,7 @@ struct MixerForward {
 
 // u: [T, D] (T >= 1), P in [0, T] -> every intermediate, out: [T, D].
 template <class S>
-MixerForward<S> mixer_forward(const MixerParams<S>& prm, const Mat<S>& u, int P) {
+MixerForward<S> mixer_forward(const MixerParams<S>& prm, const Mat<S>& u, int P, const StorageRounding<S>& store = {}) {
   prm.validate();
   const MixerConfig& cfg = prm.cfg;
   if (u.rows() < 1) throw std::invalid_argument("u: the sequence must hold at least one token");
@@ -76,10 +91,10 @@ MixerForward<S> mixer_forward(const MixerParams<S>& prm, const Mat<S>& u, int P)
   f.P = P;
   f.u = u;
   // E1: the shared input projection.
-  InProj<S> in = split_in_proj(cfg, linear_forward(u, prm.W_in));
+  InProj<S> in = split_in_proj(cfg, stored(store, linear_forward(u, prm.W_in)));
   f.z = in.z, f.xBC_in = in.xBC, f.dt_raw = in.dt_raw;
   // E2: conv + SiLU over the whole sequence, then x (= V), B (= K), C (= Q).
-  f.xBC = conv_silu_forward(f.xBC_in, prm.conv_w, prm.conv_b);
+  f.xBC = stored(store, conv_silu_forward(f.xBC_in, prm.conv_w, prm.conv_b));
   XBC<S> xbc = split_xbc(cfg, f.xBC);
   f.x = xbc.x, f.B = xbc.B, f.C = xbc.C;
   // E3: step sizes and decay rates.
@@ -87,21 +102,21 @@ MixerForward<S> mixer_forward(const MixerParams<S>& prm, const Mat<S>& u, int P)
   f.A = decay_rate(prm.A_log);
   f.y.resize(T, cfg.E);
   // E4: attention among the prefix tokens.
-  f.y.topRows(P) = attention_forward<S>(cfg, f.C.topRows(P), f.B.topRows(P), f.x.topRows(P));
+  f.y.topRows(P) = stored(store, attention_forward<S>(cfg, f.C.topRows(P), f.B.topRows(P), f.x.topRows(P)));
   // E5: the prefix becomes the scan state at P.
   f.S0 = memory_converter<S>(cfg, f.x.topRows(P), f.B.topRows(P), f.dt.topRows(P), f.A);
   // E6: the scan from S0 over the remaining tokens (chunked, as the GPU runs it), plus the D skip.
   f.scan = ssm_chunked<S>(cfg, f.x.bottomRows(L), f.dt.bottomRows(L), f.A, f.B.bottomRows(L), f.C.bottomRows(L),
                           f.S0, cfg.chunk);
-  f.y.bottomRows(L) = f.scan.y + skip_term(prm, Mat<S>(f.x.bottomRows(L)));
+  f.y.bottomRows(L) = stored(store, Mat<S>(stored(store, f.scan.y) + skip_term(prm, Mat<S>(f.x.bottomRows(L)))));
   f.final_state = P < T ? f.scan.final_state : f.S0;
   // E7: the norm, gated for scan tokens only.
   const Mat<S> z_scan = f.z.bottomRows(L);
   f.y_normed.resize(T, cfg.E);
-  f.y_normed.topRows(P) = rmsnorm_forward<S>(f.y.topRows(P), prm.norm_w, cfg.G);
-  f.y_normed.bottomRows(L) = rmsnorm_forward<S>(f.y.bottomRows(L), prm.norm_w, cfg.G, &z_scan);
+  f.y_normed.topRows(P) = stored(store, rmsnorm_forward<S>(f.y.topRows(P), prm.norm_w, cfg.G));
+  f.y_normed.bottomRows(L) = stored(store, rmsnorm_forward<S>(f.y.bottomRows(L), prm.norm_w, cfg.G, &z_scan));
   // E8: the shared output projection.
-  f.out = linear_forward(f.y_normed, prm.W_out);
+  f.out = stored(store, linear_forward(f.y_normed, prm.W_out));
   return f;
 }
 
@@ -116,7 +131,8 @@ struct MixerGrads {
 // prefix tokens' x, B, dt and A_log; the gradient of every token's x, B, C and dt then flows through
 // the conv and the input projection.
 template <class S>
-MixerGrads<S> mixer_backward(const MixerParams<S>& prm, const MixerForward<S>& f, const Mat<S>& d_out) {
+MixerGrads<S> mixer_backward(const MixerParams<S>& prm, const MixerForward<S>& f, const Mat<S>& d_out,
+                             const StorageRounding<S>& store = {}) {
   const MixerConfig& cfg = prm.cfg;
   const int P = f.P, p = cfg.p();
   const Eigen::Index T = f.u.rows(), L = T - P;
@@ -125,12 +141,16 @@ MixerGrads<S> mixer_backward(const MixerParams<S>& prm, const MixerForward<S>& f
   // E8
   LinearGrads<S> out_proj = linear_backward(f.y_normed, prm.W_out, d_out);
   g.d_params.W_out = out_proj.d_W;
+  out_proj.d_in = stored(store, out_proj.d_in);
   // E7
   const Mat<S> z_scan = f.z.bottomRows(L);
   NormGrads<S> norm_att = rmsnorm_backward<S>(f.y.topRows(P), prm.norm_w, cfg.G, nullptr, out_proj.d_in.topRows(P));
   NormGrads<S> norm_scan =
       rmsnorm_backward<S>(f.y.bottomRows(L), prm.norm_w, cfg.G, &z_scan, out_proj.d_in.bottomRows(L));
   g.d_params.norm_w = norm_att.d_w + norm_scan.d_w;
+  norm_att.d_v = stored(store, norm_att.d_v);
+  norm_scan.d_v = stored(store, norm_scan.d_v);
+  norm_scan.d_z = stored(store, norm_scan.d_z);
   Mat<S> d_z = Mat<S>::Zero(T, cfg.E);
   d_z.bottomRows(L) = norm_scan.d_z;
   // E6: the D skip, then the scan (its gradient reaches S0).
@@ -142,9 +162,9 @@ MixerGrads<S> mixer_backward(const MixerParams<S>& prm, const MixerForward<S>& f
   }
   ScanGrads<S> scan = ssm_backward<S>(cfg, f.x.bottomRows(L), f.dt.bottomRows(L), f.A, f.B.bottomRows(L),
                                       f.C.bottomRows(L), f.S0, d_y_scan, Mat<S>::Zero(cfg.E, cfg.N));
-  d_x.bottomRows(L) += scan.d_x;
-  d_B.bottomRows(L) = scan.d_B;
-  d_C.bottomRows(L) = scan.d_C;
+  d_x.bottomRows(L) = stored(store, Mat<S>(d_x.bottomRows(L) + stored(store, scan.d_x)));
+  d_B.bottomRows(L) = stored(store, scan.d_B);
+  d_C.bottomRows(L) = stored(store, scan.d_C);
   d_dt.bottomRows(L) = scan.d_dt;
   Vec<S> d_A = scan.d_A;
   // E5: the converter carries d_S0 back to the prefix.
@@ -152,9 +172,9 @@ MixerGrads<S> mixer_backward(const MixerParams<S>& prm, const MixerForward<S>& f
       memory_converter_backward<S>(cfg, f.x.topRows(P), f.B.topRows(P), f.dt.topRows(P), f.A, scan.d_S_init);
   // E4: attention among the prefix.
   AttentionGrads<S> att = attention_backward<S>(cfg, f.C.topRows(P), f.B.topRows(P), f.x.topRows(P), norm_att.d_v);
-  d_x.topRows(P) = conv_s0.d_x + att.d_x;
-  d_B.topRows(P) = conv_s0.d_B + att.d_B;
-  d_C.topRows(P) = att.d_C;
+  d_x.topRows(P) = stored(store, Mat<S>(stored(store, conv_s0.d_x) + stored(store, att.d_x)));
+  d_B.topRows(P) = stored(store, Mat<S>(stored(store, conv_s0.d_B) + stored(store, att.d_B)));
+  d_C.topRows(P) = stored(store, att.d_C);
   d_dt.topRows(P) = conv_s0.d_dt;
   d_A += conv_s0.d_A;
   // E3
@@ -166,10 +186,10 @@ MixerGrads<S> mixer_backward(const MixerParams<S>& prm, const MixerForward<S>& f
   g.d_params.conv_w = conv.d_w;
   g.d_params.conv_b = conv.d_b;
   // E1
-  g.d_zxbcdt = join_in_proj<S>(cfg, {d_z, conv.d_v, steps.d_dt_raw});
+  g.d_zxbcdt = join_in_proj<S>(cfg, {d_z, stored(store, conv.d_v), stored(store, steps.d_dt_raw)});
   LinearGrads<S> in_proj = linear_backward(f.u, prm.W_in, g.d_zxbcdt);
   g.d_params.W_in = in_proj.d_W;
-  g.d_u = in_proj.d_in;
+  g.d_u = stored(store, in_proj.d_in);
   return g;
 }
 
