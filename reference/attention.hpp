@@ -57,7 +57,7 @@ Mat<S> attention_rows(const MixerConfig& cfg, const Mat<S>& C, const Mat<S>& B, 
                                 std::to_string(n) + " keys B and values x (expected at most " + std::to_string(n) + ")");
   const int p = cfg.p();
   Mat<S> y(C.rows(), cfg.E);
-  parallel_for(cfg.G, double(C.rows()) * n * (cfg.N + cfg.E / cfg.G), [&](int g) {  // groups write their own heads
+  parallel_for(cfg.G, double(C.rows()) * n * (cfg.G * cfg.N + cfg.E), [&](int g) {  // groups write their own heads
     const Mat<S> w = attention_weights(cfg, C, B, g);
     for (int h = g * cfg.heads_per_group(); h < (g + 1) * cfg.heads_per_group(); ++h)
       y.middleCols(h * p, p) = w * x.middleCols(h * p, p);
@@ -94,7 +94,7 @@ AttentionGrads<S> attention_backward(const MixerConfig& cfg, const Mat<S>& C, co
   const int p = cfg.p(), N = cfg.N;
   const Eigen::Index P = x.rows();
   AttentionGrads<S> g{Mat<S>(P, cfg.G * N), Mat<S>(P, cfg.G * N), Mat<S>(P, cfg.E)};
-  parallel_for(cfg.G, 3.0 * P * P * (N + cfg.E / cfg.G), [&](int gr) {  // groups write their own columns
+  parallel_for(cfg.G, 3.0 * P * P * (cfg.G * N + cfg.E), [&](int gr) {  // groups write their own columns
     const Mat<S> w = attention_weights(cfg, C, B, gr);
     Mat<S> d_w = Mat<S>::Zero(P, P);
     for (int h = gr * cfg.heads_per_group(); h < (gr + 1) * cfg.heads_per_group(); ++h) {

@@ -97,7 +97,7 @@ ScanResult<S> ssm_quadratic(const MixerConfig& cfg, const Mat<S>& x, const Mat<S
   const int p = cfg.p(), N = cfg.N;
   const Eigen::Index T = x.rows();
   ScanResult<S> r{Mat<S>(T, cfg.E), Mat<S>(cfg.E, N)};
-  parallel_for(cfg.H, double(T) * T * (N + p), [&](int h) {  // heads write their own columns and rows
+  parallel_for(cfg.H, double(cfg.H) * T * T * (N + p), [&](int h) {  // heads write their own columns and rows
     const int g = cfg.group_of(h);
     const Mat<S> Lmask = decay_matrix(dt, A, h);
     const Mat<S> B_g = B.middleCols(g * N, N), C_g = C.middleCols(g * N, N);
@@ -154,7 +154,7 @@ ChunkedScanResult<S> ssm_chunked(const MixerConfig& cfg, const Mat<S>& x, const 
     r.start_states.push_back(r.final_state);
     r.chunk_states.push_back(local.final_state);
     Mat<S> y = local.y;
-    parallel_for(cfg.H, double(len) * N * p, [&](int h) {  // heads write their own columns and rows
+    parallel_for(cfg.H, double(cfg.H) * len * N * p, [&](int h) {  // heads write their own columns and rows
       const int g = cfg.group_of(h);
       const Vec<S> cum = cumulative_log_decay(dtc, A, h);
       const Mat<S> S_start = r.start_states.back().middleRows(h * p, p);

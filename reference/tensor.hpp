@@ -19,7 +19,8 @@ using Mat = Eigen::Matrix<S, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 template <class S>
 using Vec = Eigen::Matrix<S, Eigen::Dynamic, 1>;
 
-// f(i) for i in [0, n), on OpenMP's threads when `work` (about the loop's multiply-adds) pays for them: the
+// f(i) for i in [0, n), on OpenMP's threads when `work` (about the multiply-adds of the whole loop, all n
+// iterations together) pays for them: the
 // paper-size comparisons (T = 8192) take minutes instead of an hour. Each f(i) writes only its own outputs and
 // no sum crosses iterations, so the result is bitwise the same on any number of threads (tests/test_parallel.cpp).
 // Eigen's own products stay single-threaded (EIGEN_DONT_PARALLELIZE, CMakeLists.txt): their blocking depends

@@ -324,15 +324,6 @@ std::vector<Comparison> paper_size_case(gpu::Backend backend, const LayerSize& s
   const std::vector<MatD> u{round_to_float(rnd.mat<double>(size.T, cfg.D, -1, 1))},
       d_out{round_to_float(rnd.mat<double>(size.T, cfg.D, -1, 1))};
   const gpu::Device dev = backend == gpu::Backend::cuda ? gpu::Device::cuda() : gpu::Device::emulated(kPaperSeed);
-  // The reference's loops over heads run on OpenMP's threads only above parallel_min_work (tensor.hpp); the
-  // chunked scan's, Q²·(N + p) = 3e6 multiply-adds per chunk at the paper's size, would run on one thread.
-  // Lowered while the check runs: the results are bitwise the same on any number of threads. (Most of the
-  // check's time is the references' GEMMs, though: the projections, double and float, and the floors' products.)
-  struct MinWork {
-    double saved = parallel_min_work;
-    MinWork() { parallel_min_work = 1e5; }
-    ~MinWork() { parallel_min_work = saved; }
-  } min_work;
   std::vector<Comparison> all;
   for (const int P : size.P) {
     const LayerCase k{1, size.T, P, cfg, prm, u, rnd};
