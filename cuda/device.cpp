@@ -2,6 +2,7 @@
 // AddressSanitizer sees one value past the end), and the CUDA backend through runtime.hpp.
 #include "cuda/device.hpp"
 
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <stdexcept>
@@ -133,6 +134,67 @@ void Stream::zero_rows(void* dst, std::size_t dst_pitch, std::size_t row_bytes, 
   if (context_.stream) return on_device::zero_rows(dst, dst_pitch, row_bytes, rows, context_.stream);
 #endif
   for (std::size_t r = 0; r < rows; ++r) std::memset(static_cast<char*>(dst) + r * dst_pitch, 0, row_bytes);
+}
+
+namespace {
+double host_clock_ms() {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+}  // namespace
+
+Event::Event(const Device& device) : backend_(device.backend()) {
+#ifdef TM_HAVE_CUDA
+  if (backend_ == Backend::cuda) event_ = on_device::create_event(device.ordinal());
+#endif
+}
+
+Event::~Event() {
+#ifdef TM_HAVE_CUDA
+  if (event_) on_device::destroy_event(event_);
+#endif
+}
+
+void Event::record(const Stream& stream) {
+  if (stream.backend() != backend_)
+    throw std::invalid_argument(std::string("Event::record: a ") + to_string(backend_) + " event on a " +
+                                to_string(stream.backend()) + " stream");
+#ifdef TM_HAVE_CUDA
+  if (event_) {
+    on_device::record_event(event_, stream.context().stream);
+    host_ms_ = 0;  // recorded
+    return;
+  }
+#endif
+  host_ms_ = host_clock_ms();
+}
+
+double Event::elapsed_ms(const Event& start, const Event& end) {
+  if (start.host_ms_ < 0 || end.host_ms_ < 0) throw std::logic_error("Event::elapsed_ms: an event was never recorded");
+#ifdef TM_HAVE_CUDA
+  if (start.event_ && end.event_) return on_device::event_elapsed_ms(start.event_, end.event_);
+#endif
+  return end.host_ms_ - start.host_ms_;
+}
+
+L2Flush::L2Flush(const Device& device) : device_(device) {
+  std::size_t l2 = std::size_t(1) << 20;
+#ifdef TM_HAVE_CUDA
+  if (device.backend() == Backend::cuda) l2 = on_device::l2_cache_bytes(device.ordinal());
+#endif
+  bytes_ = 2 * l2;
+  data_ = device_.allocate(bytes_);
+}
+
+L2Flush::~L2Flush() { device_.release(data_); }
+
+void L2Flush::run(const Stream& stream) const {
+  if (stream.backend() != device_.backend())
+    throw std::invalid_argument(std::string("L2Flush::run: a ") + to_string(device_.backend()) + " buffer on a " +
+                                to_string(stream.backend()) + " stream");
+#ifdef TM_HAVE_CUDA
+  if (stream.context().stream) return on_device::memset_async(data_, 0, bytes_, stream.context().stream);
+#endif
+  std::memset(data_, 0, bytes_);
 }
 
 }  // namespace transmamba::gpu

@@ -64,4 +64,34 @@ void zero_rows(void* dst, std::size_t dst_pitch, std::size_t row_bytes, std::siz
 
 void destroy_blas_handle(void* handle) noexcept { cublasDestroy(static_cast<cublasHandle_t>(handle)); }
 
+void* create_event(int ordinal) {
+  TM_CUDA_CHECK(cudaSetDevice(ordinal));
+  cudaEvent_t e = nullptr;
+  TM_CUDA_CHECK(cudaEventCreate(&e));
+  return e;
+}
+
+void destroy_event(void* event) noexcept { cudaEventDestroy(static_cast<cudaEvent_t>(event)); }
+
+void record_event(void* event, void* stream) {
+  TM_CUDA_CHECK(cudaEventRecord(static_cast<cudaEvent_t>(event), static_cast<cudaStream_t>(stream)));
+}
+
+double event_elapsed_ms(void* start, void* end) {
+  TM_CUDA_CHECK(cudaEventSynchronize(static_cast<cudaEvent_t>(end)));
+  float ms = 0;
+  TM_CUDA_CHECK(cudaEventElapsedTime(&ms, static_cast<cudaEvent_t>(start), static_cast<cudaEvent_t>(end)));
+  return ms;
+}
+
+std::size_t l2_cache_bytes(int ordinal) {
+  int bytes = 0;
+  TM_CUDA_CHECK(cudaDeviceGetAttribute(&bytes, cudaDevAttrL2CacheSize, ordinal));
+  return std::size_t(bytes);
+}
+
+void memset_async(void* dst, int value, std::size_t bytes, void* stream) {
+  TM_CUDA_CHECK(cudaMemsetAsync(dst, value, bytes, static_cast<cudaStream_t>(stream)));
+}
+
 }  // namespace transmamba::gpu::on_device

@@ -8,6 +8,10 @@
 //                           emulation, which runs every launch to completion before returning).
 //   DeviceBuffer<T>         memory on a device, freed when it goes out of scope. New buffers hold NaN bytes
 //                           (0xFF) under emulation, so a kernel that reads what nobody wrote shows it.
+//   Event(device)           a point in a stream's work for timing (a cudaEvent_t; under emulation, which runs
+//                           every launch to completion, the host's steady clock when it is recorded).
+//   L2Flush(device)         a buffer of twice the device's L2 cache, written on a stream to evict what a timed
+//                           run would otherwise find cached (tm-bench).
 #pragma once
 
 #include <algorithm>
@@ -81,6 +85,43 @@ class Stream {
  private:
   Device device_;
   mutable LaunchContext context_;
+};
+
+// A timing mark on a stream. elapsed_ms(start, end) waits for `end` and returns the milliseconds between the
+// two records on the device (cudaEventElapsedTime; emulated: between the host clock readings, which is the
+// time of the launches in between, since the emulation runs each to completion). Throws std::logic_error when
+// either was never recorded.
+class Event {
+ public:
+  explicit Event(const Device& device);
+  ~Event();
+  Event(const Event&) = delete;
+  Event& operator=(const Event&) = delete;
+  void record(const Stream& stream);  // on a stream of this event's backend (std::invalid_argument otherwise)
+  static double elapsed_ms(const Event& start, const Event& end);
+
+ private:
+  Backend backend_;
+  void* event_ = nullptr;  // cudaEvent_t
+  double host_ms_ = -1;    // -1 before the first record; emulated: the steady clock then (ms); cuda: 0
+};
+
+// A buffer larger than the device's L2 cache (2 x cudaDevAttrL2CacheSize; emulated: 2 x 1 MiB, no cache to
+// speak of), and run(stream) writes all of it (cudaMemsetAsync), so that the next timed launch reads its
+// inputs from device memory as a cold call would.
+class L2Flush {
+ public:
+  explicit L2Flush(const Device& device);
+  ~L2Flush();
+  L2Flush(const L2Flush&) = delete;
+  L2Flush& operator=(const L2Flush&) = delete;
+  void run(const Stream& stream) const;  // on a stream of this buffer's backend (std::invalid_argument otherwise)
+  std::size_t bytes() const { return bytes_; }
+
+ private:
+  Device device_;
+  std::size_t bytes_ = 0;
+  void* data_ = nullptr;
 };
 
 // Memory for n values of T on a device; move-only.

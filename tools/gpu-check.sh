@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One command for a GPU host: every kernel check on the device and compute-sanitizer on small cases, with a
-# summary table and JSON in OUTDIR. Under 8 minutes.
+# summary table and JSON in OUTDIR, and a first timing of the fp32 layer. Under 8 minutes.
 #
 #   tools/gpu-check.sh OUTDIR [BUILD_DIR]
 #
@@ -16,6 +16,11 @@
 #                emulation's result
 #   memcheck, racecheck, synccheck, initcheck
 #                compute-sanitizer --tool T on tm-verify --backend cuda --cases 3 (small cases of every kernel)
+#   bench        (when BUILD_DIR has tm-bench) tm-bench --dtype fp32 --T 2048 --reps 10: the fp32 layer's and each
+#                kernel family's times at V9's TransPoints (clamped to 2048), OUTDIR/tm-bench.json and
+#                tm-bench.png; the device checks' outcomes are the verify step's JSON (--checks-json), so it
+#                refuses when they failed and adds no check time. Limit 120 s for 6 P x 18 timed items x 13
+#                calls (not yet run on a GPU: its time there is unmeasured).
 # Exit 0 when every step passed, 1 otherwise, 2 on misuse.
 set -uo pipefail
 
@@ -78,6 +83,12 @@ if [ -n "$sanitizer" ]; then
   done
 else
   names+=(compute-sanitizer); statuses+=(FAIL); seconds+=(0); details+=("compute-sanitizer not found"); failed=1
+fi
+
+# A first timing of the fp32 layer (the bf16 layer does not exist yet: tm-bench --dtype bf16 would refuse).
+if [ -x "$build/tm-bench" ]; then
+  step bench 120 "$build/tm-bench" --dtype fp32 --T 2048 --reps 10 --checks-json "$out/tm-verify-cuda.json" \
+    --json "$out/tm-bench.json" --plot "$out/tm-bench.png"
 fi
 
 {
