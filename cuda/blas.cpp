@@ -22,9 +22,16 @@ void check_operand(const char* name, const void* data, std::size_t size, int ld,
   if (needed > size)
     fail("the buffer holds " + std::to_string(size) + " values, the matrix needs " + std::to_string(needed));
 }
+
+template <class SA, class SC>
+void run(const Stream& stream, const GemmT<SA, SC>& args) {
+  check_gemm(args);
+  TM_DISPATCH(stream, gemm, args);
+}
 }  // namespace
 
-void check_gemm(const Gemm& g) {
+template <class SA, class SC>
+void check_gemm(const GemmT<SA, SC>& g) {
   if (g.m < 0 || g.n < 0 || g.k < 0)
     throw std::invalid_argument("gemm: negative size (m=" + std::to_string(g.m) + ", n=" + std::to_string(g.n) +
                                 ", k=" + std::to_string(g.k) + ")");
@@ -33,10 +40,12 @@ void check_gemm(const Gemm& g) {
   check_operand("B", g.B, g.B_size, g.ldb, tb ? g.n : g.k, tb ? g.k : g.n);
   check_operand("C", g.C, g.C_size, g.ldc, g.m, g.n);
 }
+template void check_gemm(const Gemm&);
+template void check_gemm(const GemmBf16&);
+template void check_gemm(const GemmBf16ToF32&);
 
-void gemm(const Stream& stream, const Gemm& args) {
-  check_gemm(args);
-  TM_DISPATCH(stream, gemm, args);
-}
+void gemm(const Stream& stream, const Gemm& args) { run(stream, args); }
+void gemm(const Stream& stream, const GemmBf16& args) { run(stream, args); }
+void gemm(const Stream& stream, const GemmBf16ToF32& args) { run(stream, args); }
 
 }  // namespace transmamba::gpu

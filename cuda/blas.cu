@@ -1,5 +1,9 @@
-// The cuBLAS side of cuda/blas.hpp (nvcc build): one cublasSgemm per call, on a handle bound to the stream.
+// The cuBLAS side of cuda/blas.hpp (nvcc build), on a handle bound to the stream: fp32 GEMMs are one cublasSgemm
+// each, bf16 ones one cublasGemmEx (A, B CUDA_R_16BF; C CUDA_R_16BF or CUDA_R_32F; CUBLAS_COMPUTE_32F: fp32
+// accumulation, alpha and beta fp32).
 #include <cublas_v2.h>
+
+#include <type_traits>
 
 #include "cuda/backends.hpp"
 #include "cuda/errors.cuh"
@@ -18,6 +22,20 @@ cublasHandle_t handle_for(LaunchContext& ctx) {
   return static_cast<cublasHandle_t>(ctx.blas_handle);
 }
 cublasOperation_t op(Transpose t) { return t == Transpose::yes ? CUBLAS_OP_T : CUBLAS_OP_N; }
+
+template <class S>
+constexpr cudaDataType_t data_type() {
+  return std::is_same_v<S, Bf16> ? CUDA_R_16BF : CUDA_R_32F;
+}
+// Bf16 has __nv_bfloat16's size and bits (cuda/bf16.hpp): its buffers are passed to cuBLAS as they are.
+template <class SC>
+void gemm_ex(const GemmT<Bf16, SC>& g, LaunchContext& ctx) {
+  if (g.m == 0 || g.n == 0) return;
+  static_assert(sizeof(Bf16) == 2, "Bf16 is a bfloat16 as it lies in memory");
+  TM_CUBLAS_CHECK(cublasGemmEx(handle_for(ctx), op(g.trans_a), op(g.trans_b), g.m, g.n, g.k, &g.alpha, g.A,
+                               data_type<Bf16>(), g.lda, g.B, data_type<Bf16>(), g.ldb, &g.beta, g.C, data_type<SC>(),
+                               g.ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+}
 }  // namespace
 
 void gemm(const Gemm& g, LaunchContext& ctx) {
@@ -25,5 +43,7 @@ void gemm(const Gemm& g, LaunchContext& ctx) {
   TM_CUBLAS_CHECK(cublasSgemm(handle_for(ctx), op(g.trans_a), op(g.trans_b), g.m, g.n, g.k, &g.alpha, g.A, g.lda,
                               g.B, g.ldb, &g.beta, g.C, g.ldc));
 }
+void gemm(const GemmBf16& g, LaunchContext& ctx) { gemm_ex(g, ctx); }
+void gemm(const GemmBf16ToF32& g, LaunchContext& ctx) { gemm_ex(g, ctx); }
 
 }  // namespace transmamba::gpu::on_device

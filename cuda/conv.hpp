@@ -3,8 +3,14 @@
 //   out[b, t, c] = SiLU( bias[c] + Σ_{k<W} w[c, k] · v[b, t - W + 1 + k, c] )      (v = 0 before token 0)
 //
 // Plain C++: shapes, the launch plan, and the argument checks that run before anything is launched.
+//
+// Storage (cuda/bf16.hpp): the activations v, out, d_out, d_v and the decode window are of type S (float, or
+// Bf16 for the bf16 kernels: read as fp32, the sums in fp32, results rounded once when stored); the parameters
+// w, b, their gradients d_w, d_b and the workspace are fp32. ConvForward etc. are the fp32 structs, ConvForwardBf16
+// etc. the bf16 ones; every function has an overload for each.
 #pragma once
 
+#include "cuda/bf16.hpp"
 #include "cuda/device.hpp"
 #include "cuda/device_math.hpp"
 #include "cuda/launch_shape.hpp"
@@ -56,41 +62,55 @@ inline ConvPlan conv_plan(const ConvShape& s) {
   return p;
 }
 
-struct ConvForward {
+template <class S>
+struct ConvForwardT {
   ConvShape shape;
-  View<const float> v;  // [Bt, T, C] the conv's input (xBC before the conv; may be a column block)
+  View<const S> v;      // [Bt, T, C] the conv's input (xBC before the conv; may be a column block)
   View<const float> w;  // [1, C, W]
   View<const float> b;  // [1, 1, C]
-  View<float> out;      // [Bt, T, C] SiLU(conv(v))
+  View<S> out;          // [Bt, T, C] SiLU(conv(v))
 };
+using ConvForward = ConvForwardT<float>;
+using ConvForwardBf16 = ConvForwardT<Bf16>;
 
-struct ConvBackward {
+template <class S>
+struct ConvBackwardT {
   ConvShape shape;
-  View<const float> v, w, b;  // as in ConvForward
-  View<const float> d_out;    // [Bt, T, C]
-  View<float> d_v;            // [Bt, T, C]
+  View<const S> v;            // as in ConvForward
+  View<const float> w, b;     // as in ConvForward
+  View<const S> d_out;        // [Bt, T, C]
+  View<S> d_v;                // [Bt, T, C]
   View<float> d_w;            // [1, C, W]  (summed over every sequence and token)
   View<float> d_b;            // [1, 1, C]
   View<float> workspace;      // conv_plan(shape).workspace floats
 };
+using ConvBackward = ConvBackwardT<float>;
+using ConvBackwardBf16 = ConvBackwardT<Bf16>;
 
 // One token of every sequence (decode, cuda/inference.hpp: reference/inference.hpp's mixer_step, E2): the last
 // row of the conv over the W-row window [window; v], then the window moves on by that token:
 //   out[b, c] = SiLU( bias[c] + Σ_{k<W-1} w[c, k]·window[b, k, c] + w[c, W-1]·v[b, c] )
 //   window[b, k] = window[b, k+1] (k < W-2),  window[b, W-2] = v[b]
-// The terms are summed in conv_silu_forward's order (bias, then the taps oldest first).
-struct ConvStep {
+// The terms are summed in conv_silu_forward's order (bias, then the taps oldest first). The window holds
+// copies of inputs, so it is stored as they are (S): no rounding.
+template <class S>
+struct ConvStepT {
   ConvShape shape;        // T = 1
-  View<float> window;     // [Bt, W-1, C]: the inputs of the W-1 tokens before this one, oldest first
-  View<const float> v;    // [Bt, 1, C]: this token's input
+  View<S> window;         // [Bt, W-1, C]: the inputs of the W-1 tokens before this one, oldest first
+  View<const S> v;        // [Bt, 1, C]: this token's input
   View<const float> w;    // [1, C, W]
   View<const float> b;    // [1, 1, C]
-  View<float> out;        // [Bt, 1, C]
+  View<S> out;            // [Bt, 1, C]
 };
+using ConvStep = ConvStepT<float>;
+using ConvStepBf16 = ConvStepT<Bf16>;
 
 // Check every argument (naming the first that does not fit), then run on the stream's device.
 void conv_silu_forward(const Stream& stream, const ConvForward& args);
+void conv_silu_forward(const Stream& stream, const ConvForwardBf16& args);
 void conv_silu_step(const Stream& stream, const ConvStep& args);
+void conv_silu_step(const Stream& stream, const ConvStepBf16& args);
 void conv_silu_backward(const Stream& stream, const ConvBackward& args);
+void conv_silu_backward(const Stream& stream, const ConvBackwardBf16& args);
 
 }  // namespace transmamba::gpu

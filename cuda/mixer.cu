@@ -8,6 +8,8 @@
 //     thread sums its values in a fixed order, the block its threads (reduce.cuh: block_column_sum over the row
 //     groups, then a shuffle tree over the 32 lanes), and sum_partials the tiles in tile order: no atomics.
 //   - mixer_add, where two gradients of one tensor meet: dst += src elementwise (or dst = 0), one thread per value.
+// Each kernel is templated on the storage S of the activations (float or Bf16, mixer.hpp): read with to_float,
+// the arithmetic in fp32, written once with from_float<S>; D_skip, d_D_skip and the partials fp32.
 #include "cuda/portable.cuh"
 
 #include "cuda/backends.hpp"
@@ -17,33 +19,39 @@
 namespace transmamba::gpu::TM_BACKEND_NS {
 
 namespace {
+template <class S>
 struct SkipPointers {
   int L, E, p;
   std::int64_t values;  // Bt·L·E
-  const float* x;
+  const S* x;
   std::int64_t x_batch, x_row;
   const float* D_skip;
-  float* y;
+  S* y;
   std::int64_t y_batch, y_row;
 };
 
-__global__ void __launch_bounds__(kSkipThreads) mixer_skip_kernel(SkipPointers k) {
+template <class S>
+__global__ void __launch_bounds__(kSkipThreads) mixer_skip_kernel(SkipPointers<S> k) {
   const std::int64_t i = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= k.values) return;
   const int e = int(i % k.E), t = int(i / k.E % k.L), b = int(i / k.E / k.L);
-  k.y[b * k.y_batch + t * k.y_row + e] += k.D_skip[e / k.p] * k.x[b * k.x_batch + t * k.x_row + e];
+  S& y = k.y[b * k.y_batch + t * k.y_row + e];
+  y = from_float<S>(to_float(y) + k.D_skip[e / k.p] * to_float(k.x[b * k.x_batch + t * k.x_row + e]));
 }
+template <class S>
 struct SkipGradPointers {
   int L, H, p;
   std::int64_t rows;  // Bt·L
-  const float *x, *d_y, *D_skip;
+  const S *x, *d_y;
+  const float* D_skip;
   std::int64_t x_batch, x_row, d_y_batch, d_y_row;
-  float* d_x;
+  S* d_x;
   std::int64_t d_x_batch, d_x_row;
   float* partials;  // [skip_tiles, H]
 };
 
-__global__ void __launch_bounds__(32 * kSkipRowGroups) mixer_skip_backward_kernel(SkipGradPointers k) {
+template <class S>
+__global__ void __launch_bounds__(32 * kSkipRowGroups) mixer_skip_backward_kernel(SkipGradPointers<S> k) {
   const int h = blockIdx.y;
   const float D = k.D_skip[h];
   float partial = 0.0f;
@@ -53,9 +61,10 @@ __global__ void __launch_bounds__(32 * kSkipRowGroups) mixer_skip_backward_kerne
     const std::int64_t b = row / k.L, t = row % k.L;
     for (int i = threadIdx.x; i < k.p; i += 32) {
       const int e = h * k.p + i;
-      const float dy = k.d_y[b * k.d_y_batch + t * k.d_y_row + e];
-      partial += dy * k.x[b * k.x_batch + t * k.x_row + e];
-      k.d_x[b * k.d_x_batch + t * k.d_x_row + e] += D * dy;
+      const float dy = to_float(k.d_y[b * k.d_y_batch + t * k.d_y_row + e]);
+      partial += dy * to_float(k.x[b * k.x_batch + t * k.x_row + e]);
+      S& d_x = k.d_x[b * k.d_x_batch + t * k.d_x_row + e];
+      d_x = from_float<S>(to_float(d_x) + D * dy);
     }
   }
   float total = block_column_sum<kSkipRowGroups>(partial);  // every thread reaches its barriers
@@ -65,52 +74,64 @@ __global__ void __launch_bounds__(32 * kSkipRowGroups) mixer_skip_backward_kerne
   }
 }
 
+template <class S>
 struct AddPointers {
   int T, cols;
   std::int64_t values;  // Bt·T·cols
-  const float* src;     // null: dst = 0
+  const S* src;         // null: dst = 0
   std::int64_t src_batch, src_row;
-  float* dst;
+  S* dst;
   std::int64_t dst_batch, dst_row;
 };
 
-__global__ void __launch_bounds__(kAddThreads) mixer_add_kernel(AddPointers k) {
+template <class S>
+__global__ void __launch_bounds__(kAddThreads) mixer_add_kernel(AddPointers<S> k) {
   const std::int64_t i = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= k.values) return;
   const std::int64_t c = i % k.cols, t = i / k.cols % k.T, b = i / k.cols / k.T;
-  float& d = k.dst[b * k.dst_batch + t * k.dst_row + c];
-  d = k.src ? d + k.src[b * k.src_batch + t * k.src_row + c] : 0.0f;
+  S& d = k.dst[b * k.dst_batch + t * k.dst_row + c];
+  d = from_float<S>(k.src ? to_float(d) + to_float(k.src[b * k.src_batch + t * k.src_row + c]) : 0.0f);
 }
-}  // namespace
 
-void mixer_skip_backward(const SkipBackward& a, const LaunchContext& ctx) {
+template <class S>
+void skip_backward(const SkipBackwardT<S>& a, const LaunchContext& ctx) {
   const std::int64_t E = std::int64_t(a.H) * a.p, rows = std::int64_t(a.Bt) * a.L;
   const Strides xs = resolved_strides(a.x, a.L, E), ds = resolved_strides(a.d_y, a.L, E), gs = resolved_strides(a.d_x, a.L, E);
-  const SkipGradPointers k{a.L, a.H, a.p, rows, a.x.data, a.d_y.data, a.D_skip.data, xs.batch, xs.row, ds.batch, ds.row,
+  const SkipGradPointers<S> k{a.L, a.H, a.p, rows, a.x.data, a.d_y.data, a.D_skip.data, xs.batch, xs.row, ds.batch, ds.row,
                            a.d_x.data, gs.batch, gs.row, a.workspace.data};
   const int tiles = int((rows + kSkipTileRows - 1) / kSkipTileRows);
-  if (tiles > 0) launch(TM_SITE("mixer_skip_backward"), mixer_skip_backward_kernel, a.launch, ctx, k);
+  if (tiles > 0) launch(TM_SITE("mixer_skip_backward"), mixer_skip_backward_kernel<S>, a.launch, ctx, k);
   // d_D_skip: the tiles' partials in tile order (no scan rows: zeros).
   launch(TM_SITE("mixer_sum_partials(d_D_skip)"), sum_partials<float>, a.reduce, ctx, static_cast<const float*>(a.workspace.data),
          tiles, a.H, std::int64_t(a.H), a.d_D_skip.data, a.H, std::int64_t(a.H));
 }
 
-void mixer_add(const MixerAdd& a, const LaunchContext& ctx) {
+template <class S>
+void add(const MixerAddT<S>& a, const LaunchContext& ctx) {
   const std::int64_t values = std::int64_t(a.Bt) * a.T * a.cols;
   if (values == 0) return;
   const Strides ss = resolved_strides(a.src, a.T, a.cols), ds = resolved_strides(a.dst, a.T, a.cols);
-  const AddPointers k{a.T, a.cols, values, a.src.data, ss.batch, ss.row, a.dst.data, ds.batch, ds.row};
+  const AddPointers<S> k{a.T, a.cols, values, a.src.data, ss.batch, ss.row, a.dst.data, ds.batch, ds.row};
   const LaunchShape shape{{unsigned((values + kAddThreads - 1) / kAddThreads), 1, 1}, {kAddThreads, 1, 1}, 0};
-  launch(TM_SITE("mixer_add"), mixer_add_kernel, shape, ctx, k);
+  launch(TM_SITE("mixer_add"), mixer_add_kernel<S>, shape, ctx, k);
 }
 
-void mixer_skip_forward(const SkipForward& a, const LaunchContext& ctx) {
+template <class S>
+void skip_forward(const SkipForwardT<S>& a, const LaunchContext& ctx) {
   if (a.Bt == 0 || a.L == 0) return;
   const std::int64_t E = std::int64_t(a.H) * a.p;
   const Strides xs = resolved_strides(a.x, a.L, E), ys = resolved_strides(a.y, a.L, E);
-  const SkipPointers k{a.L, int(E), a.p, std::int64_t(a.Bt) * a.L * E, a.x.data, xs.batch, xs.row, a.D_skip.data,
+  const SkipPointers<S> k{a.L, int(E), a.p, std::int64_t(a.Bt) * a.L * E, a.x.data, xs.batch, xs.row, a.D_skip.data,
                        a.y.data, ys.batch, ys.row};
-  launch(TM_SITE("mixer_skip"), mixer_skip_kernel, a.launch, ctx, k);
+  launch(TM_SITE("mixer_skip"), mixer_skip_kernel<S>, a.launch, ctx, k);
 }
+}  // namespace
+
+void mixer_skip_forward(const SkipForward& a, const LaunchContext& ctx) { skip_forward(a, ctx); }
+void mixer_skip_forward(const SkipForwardBf16& a, const LaunchContext& ctx) { skip_forward(a, ctx); }
+void mixer_skip_backward(const SkipBackward& a, const LaunchContext& ctx) { skip_backward(a, ctx); }
+void mixer_skip_backward(const SkipBackwardBf16& a, const LaunchContext& ctx) { skip_backward(a, ctx); }
+void mixer_add(const MixerAdd& a, const LaunchContext& ctx) { add(a, ctx); }
+void mixer_add(const MixerAddBf16& a, const LaunchContext& ctx) { add(a, ctx); }
 
 }  // namespace transmamba::gpu::TM_BACKEND_NS

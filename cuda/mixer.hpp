@@ -30,6 +30,7 @@
 #include <initializer_list>
 
 #include "cuda/attention.hpp"
+#include "cuda/bf16.hpp"
 #include "cuda/device.hpp"
 #include "cuda/launch_shape.hpp"
 #include "cuda/ssm.hpp"
@@ -149,13 +150,17 @@ struct MixerForwardDevice {
 void mixer_forward(const Stream& stream, const MixerDeviceParams& params, MixerForwardDevice& f);
 
 // E6's D skip (mixer.cu), for mixer_forward: y[b, t, h·p + i] += D_skip[h] · x[b, t, h·p + i] over the L scan rows.
-struct SkipForward {
+// Storage S (cuda/bf16.hpp): x and y float, or Bf16 for the bf16 layer (the sum in fp32, y rounded once); D_skip fp32.
+template <class S>
+struct SkipForwardT {
   int Bt = 0, L = 0, H = 0, p = 0;
-  View<const float> x;       // [Bt, L, H·p]
+  View<const S> x;           // [Bt, L, H·p]
   View<const float> D_skip;  // [1, 1, H]
-  View<float> y;             // [Bt, L, H·p]
+  View<S> y;                 // [Bt, L, H·p]
   LaunchShape launch;        // MixerPlan::skip
 };
+using SkipForward = SkipForwardT<float>;
+using SkipForwardBf16 = SkipForwardT<Bf16>;
 
 // ---- the backward ----------------------------------------------------------------------------------------
 
@@ -232,22 +237,30 @@ void mixer_backward(const Stream& stream, const MixerDeviceParams& params, const
 
 // E6's D skip backward (mixer.cu), over the L scan rows:
 //   d_x[b, t, h·p + i] += D_skip[h] · d_y[b, t, h·p + i],   d_D_skip[h] = Σ_{b, t, i} d_y[b, t, h·p + i] · x[b, t, h·p + i]
-struct SkipBackward {
+// Storage S: x, d_y, d_x (float or Bf16); D_skip, d_D_skip and the workspace fp32.
+template <class S>
+struct SkipBackwardT {
   int Bt = 0, L = 0, H = 0, p = 0;
-  View<const float> x, d_y;  // [Bt, L, H·p]
+  View<const S> x, d_y;      // [Bt, L, H·p]
   View<const float> D_skip;  // [1, 1, H]
-  View<float> d_x;           // [Bt, L, H·p]: added to
+  View<S> d_x;               // [Bt, L, H·p]: added to
   View<float> d_D_skip;      // [1, 1, H]: written
   View<float> workspace;     // skip_tiles·H partials
   LaunchShape launch, reduce;  // MixerBackwardPlan::skip_backward, skip_reduce
 };
+using SkipBackward = SkipBackwardT<float>;
+using SkipBackwardBf16 = SkipBackwardT<Bf16>;
 
-// Where two gradients meet (mixer.cu): dst[b, t, c] += src[b, t, c]; src.data == nullptr: dst = 0.
+// Where two gradients meet (mixer.cu): dst[b, t, c] += src[b, t, c]; src.data == nullptr: dst = 0. Storage S:
+// float, or Bf16 (the sum in fp32, rounded once).
 constexpr unsigned kAddThreads = 256;
-struct MixerAdd {
+template <class S>
+struct MixerAddT {
   int Bt = 0, T = 0, cols = 0;
-  View<const float> src;  // [Bt, T, cols] or empty
-  View<float> dst;        // [Bt, T, cols]
+  View<const S> src;  // [Bt, T, cols] or empty
+  View<S> dst;        // [Bt, T, cols]
 };
+using MixerAdd = MixerAddT<float>;
+using MixerAddBf16 = MixerAddT<Bf16>;
 
 }  // namespace transmamba::gpu

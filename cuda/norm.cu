@@ -22,6 +22,9 @@
 // Then d_y = d_g ⊙ SiLU(z), d_z = d_g ⊙ y ⊙ SiLU'(z) (gated) or d_y = d_g, and d_w[c] = Σ_rows d_out[c]·g[c]·r,
 // one partial per tile of kNormTileRows rows (the block's threads own distinct channels: no block sum), the
 // partials added in tile order by sum_partials (reduce.cuh). Deterministic: no atomics.
+//
+// Storage S (norm.hpp): the same kernels for float and Bf16; y, z, d_out are read with to_float, out, d_y, d_z
+// written once with from_float<S>; g, e, r, the group sums and d_w stay fp32 throughout.
 #include "cuda/portable.cuh"
 
 #include <type_traits>
@@ -47,19 +50,20 @@ constexpr int kNormMaxWarps = kNormMaxLanes / 32;  // warps of one group (the bl
 static_assert(kNormBlockThreads <= kNormMaxLanes, "a block holds at most kNormMaxLanes threads");
 
 // What the kernels read: pointers, strides resolved (tensor.hpp).
+template <class S>
 struct NormPointers {
   int Bt, T, E, G, n, lanes, row_tiles;
   float inv_n;
-  const float* y;
+  const S* y;
   std::int64_t y_batch, y_row;
-  const float* z;  // nullptr: ungated
+  const S* z;  // nullptr: ungated
   std::int64_t z_batch, z_row;
   const float* w;
-  const float* d_out;  // backward
+  const S* d_out;      // backward
   std::int64_t d_out_batch, d_out_row;
-  float* out;          // forward: out; backward: d_y
+  S* out;              // forward: out; backward: d_y
   std::int64_t out_batch, out_row;
-  float* d_z;          // backward, gated
+  S* d_z;              // backward, gated
   std::int64_t d_z_batch, d_z_row;
   const float* d_w_in;  // backward, accumulating: the d_w to add to (copied into row 0 of the partials)
   float* partials;      // backward: [1 + Bt·row_tiles, E]
@@ -103,11 +107,12 @@ __device__ int first_channel(int lane, int lanes) {
   return lanes < 32 ? lane : lane / 32 * (32 * K) + lane % 32;
 }
 
-__device__ float gated(float y, const float* z, std::int64_t at) { return z ? y * silu(z[at]) : y; }
+template <class S>
+__device__ float gated(float y, const S* z, std::int64_t at) { return z ? y * silu(to_float(z[at])) : y; }
 
 // One (row, group) per segment of `lanes` threads: out = g · r · w.
-template <int K>
-__global__ void __launch_bounds__(kNormMaxLanes) rmsnorm_forward_kernel(NormPointers p) {
+template <class S, int K>
+__global__ void __launch_bounds__(kNormMaxLanes) rmsnorm_forward_kernel(NormPointers<S> p) {
   __shared__ float warp_sums[kNormMaxWarps];
   const int i0 = first_channel<K>(threadIdx.x % p.lanes, p.lanes);
   const std::int64_t pair = std::int64_t(blockIdx.x) * (blockDim.x / p.lanes) + threadIdx.x / p.lanes;
@@ -121,7 +126,7 @@ __global__ void __launch_bounds__(kNormMaxLanes) rmsnorm_forward_kernel(NormPoin
   for (int j = 0; j < K; ++j) {
     const int i = i0 + j * 32;
     g[j] = 0.0f;
-    if (live && i < p.n) g[j] = gated(p.y[b * p.y_batch + t * p.y_row + c0 + i], p.z, b * p.z_batch + t * p.z_row + c0 + i);
+    if (live && i < p.n) g[j] = gated(to_float(p.y[b * p.y_batch + t * p.y_row + c0 + i]), p.z, b * p.z_batch + t * p.z_row + c0 + i);
     own += g[j] * g[j];
   }
   float total, others;
@@ -131,13 +136,13 @@ __global__ void __launch_bounds__(kNormMaxLanes) rmsnorm_forward_kernel(NormPoin
   TM_NORM_UNROLL
   for (int j = 0; j < K; ++j) {
     const int i = i0 + j * 32;
-    if (i < p.n) p.out[b * p.out_batch + t * p.out_row + c0 + i] = r * (g[j] * p.w[c0 + i]);
+    if (i < p.n) p.out[b * p.out_batch + t * p.out_row + c0 + i] = from_float<S>(r * (g[j] * p.w[c0 + i]));
   }
 }
 
 // A tile of kNormTileRows rows of sequence blockIdx.z for the segments' groups; see the top of the file.
-template <int K>
-__global__ void __launch_bounds__(kNormMaxLanes) rmsnorm_backward_kernel(NormPointers p) {
+template <class S, int K>
+__global__ void __launch_bounds__(kNormMaxLanes) rmsnorm_backward_kernel(NormPointers<S> p) {
   __shared__ float warp_sums[2 * kNormMaxWarps];
   const int i0 = first_channel<K>(threadIdx.x % p.lanes, p.lanes);
   const int k = blockIdx.x * (blockDim.x / p.lanes) + threadIdx.x / p.lanes;
@@ -154,11 +159,11 @@ __global__ void __launch_bounds__(kNormMaxLanes) rmsnorm_backward_kernel(NormPoi
   const int rows = p.T - t0 < kNormTileRows ? p.T - t0 : kNormTileRows;
   for (int rr = 0; rr < rows; ++rr) {  // the same trip count in every thread of the block (barriers inside)
     const int t = t0 + rr;
-    const float* y = p.y + b * p.y_batch + t * p.y_row + c0;
-    const float* z = p.z ? p.z + b * p.z_batch + t * p.z_row + c0 : nullptr;
-    const float* d_out = p.d_out + b * p.d_out_batch + t * p.d_out_row + c0;
-    float* d_y = p.out + b * p.out_batch + t * p.out_row + c0;
-    float* d_z = z ? p.d_z + b * p.d_z_batch + t * p.d_z_row + c0 : nullptr;
+    const S* y = p.y + b * p.y_batch + t * p.y_row + c0;
+    const S* z = p.z ? p.z + b * p.z_batch + t * p.z_row + c0 : nullptr;
+    const S* d_out = p.d_out + b * p.d_out_batch + t * p.d_out_row + c0;
+    S* d_y = p.out + b * p.out_batch + t * p.out_row + c0;
+    S* d_z = z ? p.d_z + b * p.d_z_batch + t * p.d_z_row + c0 : nullptr;
     // What the second pass needs of each value: g, e, SiLU(z) (d_y = d_g·SiLU(z)), y·SiLU'(z) (d_z = d_g·that)
     // and d_out (d_w). Padding values (past n, or of a group past G) are 0 and add nothing.
     float g[K], e[K], d_y_factor[K], d_z_factor[K], dov[K], own[2] = {0.0f, 0.0f};
@@ -166,11 +171,11 @@ __global__ void __launch_bounds__(kNormMaxLanes) rmsnorm_backward_kernel(NormPoi
     for (int j = 0; j < K; ++j) {
       const int i = i0 + j * 32;
       const bool in = group_live && i < p.n;
-      const float yv = in ? y[i] : 0.0f;
-      dov[j] = in ? d_out[i] : 0.0f;
+      const float yv = in ? to_float(y[i]) : 0.0f;
+      dov[j] = in ? to_float(d_out[i]) : 0.0f;
       e[j] = dov[j] * (in ? p.w[c0 + i] : 0.0f);
       if (z) {
-        const float zv = in ? z[i] : 0.0f, s = sigmoid(zv);
+        const float zv = in ? to_float(z[i]) : 0.0f, s = sigmoid(zv);
         d_y_factor[j] = zv * s;                                    // SiLU(z), as silu() computes it
         d_z_factor[j] = yv * (s * (1.0f + zv * (1.0f - s)));      // y · SiLU'(z), as silu_grad()
         g[j] = yv * d_y_factor[j];
@@ -194,8 +199,8 @@ __global__ void __launch_bounds__(kNormMaxLanes) rmsnorm_backward_kernel(NormPoi
       dw[j] += dov[j] * (g[j] * r);
       const int i = i0 + j * 32;
       if (!group_live || i >= p.n) continue;
-      d_y[i] = d_g * d_y_factor[j];
-      if (z) d_z[i] = d_g * d_z_factor[j];
+      d_y[i] = from_float<S>(d_g * d_y_factor[j]);
+      if (z) d_z[i] = from_float<S>(d_g * d_z_factor[j]);
     }
   }
   if (!group_live) return;
@@ -205,9 +210,10 @@ __global__ void __launch_bounds__(kNormMaxLanes) rmsnorm_backward_kernel(NormPoi
     if (i0 + j * 32 < p.n) partial[i0 + j * 32] = dw[j];
 }
 
-NormPointers pointers(const NormShape& s, const NormPlan& plan, const View<const float>& y, const View<const float>& z,
-                      const View<const float>& w, const View<float>& out) {
-  NormPointers p{};
+template <class S>
+NormPointers<S> pointers(const NormShape& s, const NormPlan& plan, const View<const S>& y, const View<const S>& z,
+                         const View<const float>& w, const View<S>& out) {
+  NormPointers<S> p{};
   p.Bt = s.Bt, p.T = s.T, p.E = s.E, p.G = s.G, p.n = plan.group, p.lanes = plan.lanes, p.row_tiles = plan.row_tiles;
   p.inv_n = 1.0f / float(plan.group);
   const Strides ys = resolved_strides(y, s.T, s.E), os = resolved_strides(out, s.T, s.E);
@@ -236,24 +242,25 @@ void with_per_thread(int per_thread, F&& f) {
   }
   throw std::logic_error("rmsnorm: no kernel for " + std::to_string(per_thread) + " values per thread");
 }
-}  // namespace
 
-void rmsnorm_forward(const NormForward& a, const LaunchContext& ctx) {
+template <class S>
+void forward(const NormForwardT<S>& a, const LaunchContext& ctx) {
   const NormShape& s = a.shape;
   if (s.Bt == 0 || s.T == 0) return;
   const NormPlan plan = norm_plan(s);
-  const NormPointers p = pointers(s, plan, a.y, a.z, a.w, a.out);
+  const NormPointers<S> p = pointers(s, plan, a.y, a.z, a.w, a.out);
   with_per_thread(plan.per_thread, [&](auto k) {
-    launch(TM_SITE("rmsnorm_forward"), rmsnorm_forward_kernel<decltype(k)::value>, plan.forward, ctx, p);
+    launch(TM_SITE("rmsnorm_forward"), rmsnorm_forward_kernel<S, decltype(k)::value>, plan.forward, ctx, p);
   });
 }
 
-void rmsnorm_backward(const NormBackward& a, const LaunchContext& ctx) {
+template <class S>
+void backward(const NormBackwardT<S>& a, const LaunchContext& ctx) {
   const NormShape& s = a.shape;
   const NormPlan plan = norm_plan(s);
   const int tiles = s.Bt * plan.row_tiles;
   if (tiles == 0 && a.accumulate_d_w) return;  // nothing to add
-  NormPointers p = pointers(s, plan, a.y, a.z, a.w, a.d_y);
+  NormPointers<S> p = pointers(s, plan, a.y, a.z, a.w, a.d_y);
   const Strides ds = resolved_strides(a.d_out, s.T, s.E);
   p.d_out = a.d_out.data, p.d_out_batch = ds.batch, p.d_out_row = ds.row;
   if (a.z.data) {
@@ -264,7 +271,7 @@ void rmsnorm_backward(const NormBackward& a, const LaunchContext& ctx) {
   p.partials = a.workspace.data;
   if (tiles > 0)
     with_per_thread(plan.per_thread, [&](auto k) {
-      launch(TM_SITE("rmsnorm_backward"), rmsnorm_backward_kernel<decltype(k)::value>, plan.backward, ctx, p);
+      launch(TM_SITE("rmsnorm_backward"), rmsnorm_backward_kernel<S, decltype(k)::value>, plan.backward, ctx, p);
     });
   // d_w: the tiles' partials in tile order, after row 0 (the old d_w) when accumulating; no tiles: zeros.
   const float* partials = a.workspace.data;
@@ -272,5 +279,11 @@ void rmsnorm_backward(const NormBackward& a, const LaunchContext& ctx) {
   launch(TM_SITE("rmsnorm_sum_partials(d_w)"), sum_partials<float>, plan.reduce, ctx, partials + std::int64_t(first) * s.E,
          tiles + 1 - first, s.E, std::int64_t(s.E), a.d_w.data, s.E, std::int64_t(s.E));
 }
+}  // namespace
+
+void rmsnorm_forward(const NormForward& a, const LaunchContext& ctx) { forward(a, ctx); }
+void rmsnorm_forward(const NormForwardBf16& a, const LaunchContext& ctx) { forward(a, ctx); }
+void rmsnorm_backward(const NormBackward& a, const LaunchContext& ctx) { backward(a, ctx); }
+void rmsnorm_backward(const NormBackwardBf16& a, const LaunchContext& ctx) { backward(a, ctx); }
 
 }  // namespace transmamba::gpu::TM_BACKEND_NS

@@ -11,12 +11,17 @@
 // tensor may be strided (tensor.hpp), and d_w may be accumulated over the two calls (accumulate_d_w).
 //
 // Plain C++: shapes, the launch plan, and the argument checks that run before anything is launched.
+//
+// Storage (cuda/bf16.hpp): y, z, out, d_out, d_y, d_z are of type S (float, or Bf16 for the bf16 kernels: read
+// as fp32, every sum and the statistics r in fp32, each result rounded once when stored); the weight w, its
+// gradient d_w and the workspace are fp32. NormForward, NormBackward: fp32; NormForwardBf16, NormBackwardBf16.
 #pragma once
 
 #include <cstdint>
 #include <stdexcept>
 #include <string>
 
+#include "cuda/bf16.hpp"
 #include "cuda/device.hpp"
 #include "cuda/device_math.hpp"
 #include "cuda/launch_shape.hpp"
@@ -110,30 +115,39 @@ inline NormPlan norm_plan(const NormShape& s) {
 }
 
 // z: the gate. z.data == nullptr: ungated (g = y); otherwise g = y ⊙ SiLU(z).
-struct NormForward {
+template <class S>
+struct NormForwardT {
   NormShape shape;
-  View<const float> y;  // [Bt, T, E]
-  View<const float> z;  // [Bt, T, E] or empty (a column block of zxbcdt in the layer)
+  View<const S> y;      // [Bt, T, E]
+  View<const S> z;      // [Bt, T, E] or empty (a column block of zxbcdt in the layer)
   View<const float> w;  // [1, 1, E]
-  View<float> out;      // [Bt, T, E]
+  View<S> out;          // [Bt, T, E]
 };
+using NormForward = NormForwardT<float>;
+using NormForwardBf16 = NormForwardT<Bf16>;
 
 // With r per (row, group) and e = d_out ⊙ w:
 //   d_w = Σ_{b,t} d_out ⊙ g · r,   d_g = r·e - g·r³·mean(e ⊙ g),   d_y = d_g ⊙ SiLU(z),   d_z = d_g ⊙ y ⊙ SiLU'(z)
 // (d_y = d_g ungated). d_g is computed without cancellation (norm.cu).
-struct NormBackward {
+template <class S>
+struct NormBackwardT {
   NormShape shape;
-  View<const float> y, z, w;  // as in NormForward
-  View<const float> d_out;    // [Bt, T, E]
-  View<float> d_y;            // [Bt, T, E]
-  View<float> d_z;            // [Bt, T, E] when gated; must be empty (data == nullptr) when ungated
+  View<const S> y, z;         // as in NormForward
+  View<const float> w;        // as in NormForward
+  View<const S> d_out;        // [Bt, T, E]
+  View<S> d_y;                // [Bt, T, E]
+  View<S> d_z;                // [Bt, T, E] when gated; must be empty (data == nullptr) when ungated
   View<float> d_w;            // [1, 1, E]: the sum over every row of every sequence ...
   bool accumulate_d_w = false;  // ... added to what d_w holds (the layer's second call) instead of replacing it
   View<float> workspace;      // norm_plan(shape).workspace floats
 };
+using NormBackward = NormBackwardT<float>;
+using NormBackwardBf16 = NormBackwardT<Bf16>;
 
 // Check every argument (naming the first that does not fit), then run on the stream's device.
 void rmsnorm_forward(const Stream& stream, const NormForward& args);
+void rmsnorm_forward(const Stream& stream, const NormForwardBf16& args);
 void rmsnorm_backward(const Stream& stream, const NormBackward& args);
+void rmsnorm_backward(const Stream& stream, const NormBackwardBf16& args);
 
 }  // namespace transmamba::gpu

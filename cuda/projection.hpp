@@ -8,11 +8,16 @@
 // rows = Bt·T: the Bt sequences of a layer are one matrix (their rows back to back), so d_W, the sum over every
 // token of every sequence, is one GEMM: written (not accumulated), deterministic. Every matrix is row-major
 // and may be a column block of a wider one (a row stride larger than its columns); views are [1, rows, cols].
+//
+// Storage (cuda/bf16.hpp): in, W, out, d_out and d_in are of type S. LinearForward, LinearBackward: fp32 GEMMs.
+// LinearForwardBf16, LinearBackwardBf16: bf16 GEMMs (blas.hpp: bf16 operands, fp32 accumulation) on a bf16 copy of
+// the weight W, whose gradient d_W is written in fp32 (GemmBf16ToF32).
 #pragma once
 
 #include <stdexcept>
 #include <string>
 
+#include "cuda/bf16.hpp"
 #include "cuda/device.hpp"
 #include "cuda/tensor.hpp"
 
@@ -31,24 +36,32 @@ inline void check_linear_shape(const LinearShape& s) {
                                 ", m=" + std::to_string(s.m) + " (need rows >= 0, n >= 1, m >= 1)");
 }
 
-struct LinearForward {
+template <class S>
+struct LinearForwardT {
   LinearShape shape;
-  View<const float> in;  // [1, rows, n]
-  View<const float> W;   // [1, n, m]
-  View<float> out;       // [1, rows, m]
+  View<const S> in;  // [1, rows, n]
+  View<const S> W;   // [1, n, m]
+  View<S> out;       // [1, rows, m]
 };
+using LinearForward = LinearForwardT<float>;
+using LinearForwardBf16 = LinearForwardT<Bf16>;
 
-struct LinearBackward {
+template <class S>
+struct LinearBackwardT {
   LinearShape shape;
-  View<const float> in;     // [1, rows, n]
-  View<const float> W;      // [1, n, m]
-  View<const float> d_out;  // [1, rows, m]
-  View<float> d_in;         // [1, rows, n]
-  View<float> d_W;          // [1, n, m]: the sum over all rows (0 when rows = 0)
+  View<const S> in;         // [1, rows, n]
+  View<const S> W;          // [1, n, m]
+  View<const S> d_out;      // [1, rows, m]
+  View<S> d_in;             // [1, rows, n]
+  View<float> d_W;          // [1, n, m]: the sum over all rows (0 when rows = 0), fp32 for either S
 };
+using LinearBackward = LinearBackwardT<float>;
+using LinearBackwardBf16 = LinearBackwardT<Bf16>;
 
 // Check every argument (naming the first that does not fit), then run on the stream's device.
 void linear_forward(const Stream& stream, const LinearForward& args);
+void linear_forward(const Stream& stream, const LinearForwardBf16& args);
 void linear_backward(const Stream& stream, const LinearBackward& args);
+void linear_backward(const Stream& stream, const LinearBackwardBf16& args);
 
 }  // namespace transmamba::gpu

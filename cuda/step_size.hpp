@@ -4,10 +4,14 @@
 //   dt[b, t, h] = softplus(dt_raw[b, t, h] + dt_bias[h]),     A[h] = -exp(A_log[h])
 //
 // The decay a = exp(dt·A) itself is computed where it is used (device_math.hpp: decay()).
+//
+// Storage (cuda/bf16.hpp): dt_raw and d_dt_raw, column blocks of zxbcdt and d_zxbcdt, are of type S (float, or
+// Bf16 for the bf16 kernels); dt, A, their gradients d_dt, d_A, the parameters and their gradients are fp32.
 #pragma once
 
 #include <algorithm>
 
+#include "cuda/bf16.hpp"
 #include "cuda/device.hpp"
 #include "cuda/device_math.hpp"
 #include "cuda/launch_shape.hpp"
@@ -43,27 +47,36 @@ inline StepSizePlan step_size_plan(const StepSizeShape& s) {
   return p;
 }
 
-struct StepSizeForward {
+template <class S>
+struct StepSizeForwardT {
   StepSizeShape shape;
-  View<const float> dt_raw;   // [Bt, T, H] (a column block of zxbcdt in the layer)
+  View<const S> dt_raw;       // [Bt, T, H] (a column block of zxbcdt in the layer)
   View<const float> dt_bias;  // [1, 1, H]
   View<const float> A_log;    // [1, 1, H]
   View<float> dt;             // [Bt, T, H]
   View<float> A;              // [1, 1, H]
 };
+using StepSizeForward = StepSizeForwardT<float>;
+using StepSizeForwardBf16 = StepSizeForwardT<Bf16>;
 
-struct StepSizeBackward {
+template <class S>
+struct StepSizeBackwardT {
   StepSizeShape shape;
-  View<const float> dt_raw, dt_bias, A_log;  // as in StepSizeForward
+  View<const S> dt_raw;                      // as in StepSizeForward
+  View<const float> dt_bias, A_log;          // as in StepSizeForward
   View<const float> d_dt;                    // [Bt, T, H]
   View<const float> d_A;                     // [1, 1, H]
-  View<float> d_dt_raw;                      // [Bt, T, H]
+  View<S> d_dt_raw;                          // [Bt, T, H] (a column block of d_zxbcdt in the layer)
   View<float> d_dt_bias;                     // [1, 1, H]
   View<float> d_A_log;                       // [1, 1, H]
   View<float> workspace;                     // step_size_plan(shape).workspace floats
 };
+using StepSizeBackward = StepSizeBackwardT<float>;
+using StepSizeBackwardBf16 = StepSizeBackwardT<Bf16>;
 
 void step_size_forward(const Stream& stream, const StepSizeForward& args);
+void step_size_forward(const Stream& stream, const StepSizeForwardBf16& args);
 void step_size_backward(const Stream& stream, const StepSizeBackward& args);
+void step_size_backward(const Stream& stream, const StepSizeBackwardBf16& args);
 
 }  // namespace transmamba::gpu

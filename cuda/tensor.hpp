@@ -22,8 +22,10 @@ struct View {
   std::size_t size = 0;  // values the buffer holds from data on
   std::int64_t batch_stride = 0, row_stride = 0;
 
-  // A view of T converts to a view of const T (outputs may be passed where inputs are expected).
-  template <class U = T, class = std::enable_if_t<!std::is_const_v<U>>>
+  // A view of T converts to a view of const T (outputs may be passed where inputs are expected), and to nothing
+  // else: U = T only (a conversion template deduces U from the target, e.g. View<const Bf16> from View<float>,
+  // which made a braced argument ambiguous between the fp32 and bf16 overloads of a function).
+  template <class U = T, class = std::enable_if_t<std::is_same_v<U, T> && !std::is_const_v<U>>>
   operator View<const U>() const {
     return {data, size, batch_stride, row_stride};
   }

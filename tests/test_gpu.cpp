@@ -6,6 +6,8 @@
 #include <cmath>
 #include <initializer_list>
 #include <limits>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "cuda/attention.hpp"
@@ -401,9 +403,9 @@ TEST_CASE("norm host API: bad arguments fail before any launch, naming the argum
   const NormShape none{2, 0, 12, 3};
   DeviceBuffer<float> ws0(dev, norm_plan(none).workspace);
   d_w.upload(std::vector<float>(12, 7.0f));
-  rmsnorm_backward(stream, {none, {}, {}, w.view(), {}, {}, {}, d_w.view(), true, ws0.view()});
+  rmsnorm_backward(stream, NormBackward{none, {}, {}, w.view(), {}, {}, {}, d_w.view(), true, ws0.view()});
   CHECK(d_w.download() == std::vector<float>(12, 7.0f));
-  rmsnorm_backward(stream, {none, {}, {}, w.view(), {}, {}, {}, d_w.view(), false, ws0.view()});
+  rmsnorm_backward(stream, NormBackward{none, {}, {}, w.view(), {}, {}, {}, d_w.view(), false, ws0.view()});
   CHECK(d_w.download() == std::vector<float>(12, 0.0f));
 }
 
@@ -974,4 +976,113 @@ TEST_CASE("bf16: a kernel check's dtype and family come from its name", "[gpu][b
   CHECK(fp32.dtype() == "fp32");
   CHECK(fp32.family() == "attention");
   CHECK(Check{"ssm.forms_equal", "", 1, {}}.family() == "forms_equal");
+}
+
+// ---- the bf16 overloads of the element-wise families and the GEMM ----------------------------------------
+
+namespace {
+// Whether gpu::gemm takes a GEMM of these dtypes (blas.hpp: the others are deleted).
+template <class G, class = void>
+struct gemm_takes : std::false_type {};
+template <class G>
+struct gemm_takes<G, std::void_t<decltype(gemm(std::declval<const Stream&>(), std::declval<const G&>()))>> : std::true_type {};
+}  // namespace
+
+TEST_CASE("bf16 conv and step size host API: a null or too small bf16 buffer fails before any launch", "[gpu][errors][bf16]") {
+  const Device dev = Device::emulated(1);
+  Stream stream(dev);
+  const ConvShape s{2, 10, 6, 4};
+  DeviceBuffer<Bf16> v(dev, 120), out(dev, 120), small(dev, 119), window(dev, 36);
+  DeviceBuffer<float> w(dev, 24), b(dev, 6), d_w(dev, 24), d_b(dev, 6), ws(dev, conv_plan(s).workspace);
+  const ConvForwardBf16 good{s, v.view(), w.view(), b.view(), out.view()};
+  ConvForwardBf16 bad = good;
+  bad.out = small.view();
+  CHECK_THROWS_WITH(conv_silu_forward(stream, bad),
+                    "conv_silu_forward: out [2, 10, 6]: the buffer holds 119 values from this pointer, the shape needs 120");
+  bad = good;
+  bad.v = View<const Bf16>{};
+  CHECK_THROWS_WITH(conv_silu_forward(stream, bad), "conv_silu_forward: v [2, 10, 6]: null pointer");
+  bad = good;
+  bad.v = View<const Bf16>{reinterpret_cast<const Bf16*>(reinterpret_cast<const char*>(v.data()) + 1), 100, 0, 0};
+  CHECK_THROWS_WITH(conv_silu_forward(stream, bad), "conv_silu_forward: v [2, 10, 6]: pointer not aligned to 2 bytes");
+  bad = good;
+  bad.shape.W = 40;
+  CHECK_THROWS_WITH(conv_silu_forward(stream, bad), "conv: width W=40 is not supported (1 <= W <= 32)");
+  ConvBackwardBf16 back{s, v.view(), w.view(), b.view(), out.view(), small.view(), d_w.view(), d_b.view(), ws.view()};
+  CHECK_THROWS_WITH(conv_silu_backward(stream, back), Catch::Contains("conv_silu_backward: d_v [2, 10, 6]: the buffer holds 119"));
+  back.d_v = out.view();
+  back.d_out = View<const Bf16>{};
+  CHECK_THROWS_WITH(conv_silu_backward(stream, back), "conv_silu_backward: d_out [2, 10, 6]: null pointer");
+  const ConvShape one{2, 1, 6, 4};
+  ConvStepBf16 step{one, window.view(), v.view(), w.view(), b.view(), View<Bf16>{}};
+  CHECK_THROWS_WITH(conv_silu_step(stream, step), "conv_silu_step: out [2, 1, 6]: null pointer");
+  step.out = out.view();
+  step.window = View<Bf16>{window.data(), 35, 0, 0};
+  CHECK_THROWS_WITH(conv_silu_step(stream, step), Catch::Contains("conv_silu_step: window [2, 3, 6]: the buffer holds 35 values"));
+
+  DeviceBuffer<float> h(dev, 6), dt(dev, 120), step_ws(dev, step_size_plan({2, 10, 6}).workspace);
+  StepSizeForwardBf16 fwd{{2, 10, 6}, small.view(), h.view(), h.view(), dt.view(), h.view()};
+  CHECK_THROWS_WITH(step_size_forward(stream, fwd), "step_size_forward: dt_raw [2, 10, 6]: the buffer holds 119 values from this pointer, the shape needs 120");
+  fwd.dt_raw = View<const Bf16>{};
+  CHECK_THROWS_WITH(step_size_forward(stream, fwd), "step_size_forward: dt_raw [2, 10, 6]: null pointer");
+  StepSizeBackwardBf16 sb{{2, 10, 6}, v.view(), h.view(), h.view(), dt.view(), h.view(), small.view(), h.view(), h.view(), step_ws.view()};
+  CHECK_THROWS_WITH(step_size_backward(stream, sb), Catch::Contains("step_size_backward: d_dt_raw [2, 10, 6]: the buffer holds 119"));
+  sb.d_dt_raw = View<Bf16>{};
+  CHECK_THROWS_WITH(step_size_backward(stream, sb), "step_size_backward: d_dt_raw [2, 10, 6]: null pointer");
+  sb.d_dt_raw = out.view();
+  CHECK_NOTHROW(step_size_backward(stream, sb));
+}
+
+TEST_CASE("bf16 norm host API: a null or too small bf16 buffer fails before any launch", "[gpu][errors][bf16]") {
+  const Device dev = Device::emulated(1);
+  Stream stream(dev);
+  const NormShape s{2, 5, 12, 3};
+  DeviceBuffer<Bf16> y(dev, 120), z(dev, 120), out(dev, 120), small(dev, 119);
+  DeviceBuffer<float> w(dev, 12), d_w(dev, 12), ws(dev, norm_plan(s).workspace);
+  const NormForwardBf16 good{s, y.view(), z.view(), w.view(), out.view()};
+  NormForwardBf16 bad = good;
+  bad.z = small.view();
+  CHECK_THROWS_WITH(rmsnorm_forward(stream, bad), "rmsnorm_forward: z [2, 5, 12]: the buffer holds 119 values from this pointer, the shape needs 120");
+  bad = good;
+  bad.y = View<const Bf16>{};
+  CHECK_THROWS_WITH(rmsnorm_forward(stream, bad), "rmsnorm_forward: y [2, 5, 12]: null pointer");
+  bad = good;
+  bad.shape.G = 5;
+  CHECK_THROWS_WITH(rmsnorm_forward(stream, bad), Catch::Contains("12 channels do not split into 5 groups"));
+  NormBackwardBf16 back{s, y.view(), z.view(), w.view(), out.view(), out.view(), View<Bf16>{}, d_w.view(), false, ws.view()};
+  CHECK_THROWS_WITH(rmsnorm_backward(stream, back), "rmsnorm_backward: d_z [2, 5, 12]: null pointer");
+  back.d_z = small.view();
+  CHECK_THROWS_WITH(rmsnorm_backward(stream, back), Catch::Contains("rmsnorm_backward: d_z [2, 5, 12]: the buffer holds 119"));
+  back.d_z = View<Bf16>{};
+  back.z = View<const Bf16>{};
+  CHECK_NOTHROW(rmsnorm_backward(stream, back));  // ungated
+}
+
+TEST_CASE("bf16 projection and GEMM host API: bad buffers fail before the GEMM; unsupported dtypes do not compile", "[gpu][errors][bf16]") {
+  // The dtype combinations of cublasGemmEx with CUBLAS_COMPUTE_32F that the project uses (blas.hpp); fp32
+  // operands with a bf16 result, or any other combination, is refused at compile time.
+  static_assert(gemm_takes<Gemm>::value && gemm_takes<GemmBf16>::value && gemm_takes<GemmBf16ToF32>::value);
+  static_assert(!gemm_takes<GemmT<float, Bf16>>::value, "fp32 operands with a bf16 result: no such cublasGemmEx");
+  static_assert(!gemm_takes<GemmT<double, double>>::value);
+  const Device dev = Device::emulated(1);
+  Stream stream(dev);
+  DeviceBuffer<Bf16> in(dev, 24), W(dev, 20), out(dev, 30), small(dev, 19), d_out(dev, 30), d_in(dev, 24);
+  DeviceBuffer<float> d_W(dev, 20), d_W_small(dev, 19);
+  const LinearForwardBf16 good{{6, 4, 5}, in.view(), W.view(), out.view()};
+  LinearForwardBf16 bad = good;
+  bad.W = small.view();
+  CHECK_THROWS_WITH(linear_forward(stream, bad), "linear_forward: W [1, 4, 5]: the buffer holds 19 values from this pointer, the shape needs 20");
+  bad = good;
+  bad.in = View<const Bf16>{};
+  CHECK_THROWS_WITH(linear_forward(stream, bad), "linear_forward: in [1, 6, 4]: null pointer");
+  LinearBackwardBf16 back{{6, 4, 5}, in.view(), W.view(), d_out.view(), d_in.view(), d_W_small.view()};
+  CHECK_THROWS_WITH(linear_backward(stream, back), Catch::Contains("linear_backward: d_W [1, 4, 5]"));
+  back.d_W = d_W.view();
+  back.d_in = View<Bf16>{};
+  CHECK_THROWS_WITH(linear_backward(stream, back), "linear_backward: d_in [1, 6, 4]: null pointer");
+  // The GEMM itself: a bf16 C too small, a null bf16 B.
+  GemmBf16 g{Transpose::no, Transpose::no, 5, 6, 4, 1.0f, 0.0f, W.data(), 20, 5, in.data(), 24, 4, out.data(), 29, 5};
+  CHECK_THROWS_WITH(gemm(stream, g), "gemm: C (5 x 6, ld 5): the buffer holds 29 values, the matrix needs 30");
+  GemmBf16ToF32 gw{Transpose::no, Transpose::yes, 5, 4, 6, 1.0f, 0.0f, d_out.data(), 30, 5, nullptr, 24, 4, d_W.data(), 20, 5};
+  CHECK_THROWS_WITH(gemm(stream, gw), "gemm: B (4 x 6, ld 4): null pointer");
 }

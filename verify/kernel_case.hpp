@@ -6,11 +6,13 @@
 
 #include <cstdint>
 #include <limits>
+#include <string>
 #include <vector>
 
 #include "cuda/bf16.hpp"
 #include "cuda/device.hpp"
 #include "reference/tensor.hpp"
+#include "verify/compare.hpp"
 #include "verify/generators.hpp"
 
 namespace transmamba::kernel_case {
@@ -29,6 +31,17 @@ constexpr double kTiny = 1e-35;
 // (a product, a SiLU) on top of the sum; `magnitude` holds Σ|x_i| (or the propagated error) per element.
 inline double rounding_floor(const Eigen::MatrixXd& error_estimate) { return 2 * error_estimate.norm(); }
 
+// A tensor of a bf16 kernel against the truth: compare_to_baseline (DESIGN.md section 7's bf16 bound), with
+// fp32's range as the absolute floor (kTiny per value, as the fp32 checks' floors): where every value of the
+// truth lies below fp32's (and bf16's) range, e.g. out = SiLU(pre) ~ -1.7e-116 for pre ~ -264 (T = C = 1, inputs
+// ~1e3), the kernel and the float baseline both give 0, a relative error of 1 that the bound's ceiling (2e-2)
+// would fail on correct code. The floor is 2·kTiny·sqrt(values): far below any error of a value in range.
+inline Comparison compare_bf16(const std::string& name, const MatD& got, const MatD& truth, const MatD& baseline) {
+  Comparison c = compare_to_baseline(name, got, truth, baseline);
+  c.abs_floor = rounding_floor(MatD::Constant(truth.rows(), truth.cols(), kTiny));
+  return c;
+}
+
 inline gpu::Device device_for(gpu::Backend backend) {
   if (backend == gpu::Backend::cuda) return gpu::Device::cuda();
   return gpu::Device::emulated(draw("thread order seed", rc::gen::inRange<std::uint64_t>(0, 1000)));
@@ -40,6 +53,9 @@ inline MatD round_to_float(const MatD& m) { return m.cast<float>().cast<double>(
 inline MatD round_to_bf16(const MatD& m) {
   return m.unaryExpr([](double v) { return double(gpu::to_float(gpu::to_bf16(float(v)))); });
 }
+// An activation of a check that draws the same case for the fp32 and the bf16 kernels: rounded to bf16 for the
+// bf16 check, to fp32 for the fp32 one.
+inline MatD round_activation(const MatD& m, bool bf16) { return bf16 ? round_to_bf16(m) : round_to_float(m); }
 
 // Bt matrices [rows, cols] in one buffer of storage type S (float, or gpu::Bf16 for the bf16 kernels: the
 // values should be bf16 already, round_to_bf16), each row padded with NaN to row_stride (a column block of a
