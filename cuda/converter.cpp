@@ -4,8 +4,9 @@
 namespace transmamba::gpu {
 
 namespace {
-void check_inputs(const char* fn, const ScanShape& s, const View<const float>& x, const View<const float>& dt,
-                  const View<const float>& A, const View<const float>& B) {
+template <class S>
+void check_inputs(const char* fn, const ScanShape& s, const View<const S>& x, const View<const float>& dt,
+                  const View<const float>& A, const View<const S>& B) {
   scan_plan(s);  // the shape itself
   check_view(fn, "x", x, s.Bt, s.L, std::int64_t(s.H) * s.p);
   check_view(fn, "dt", dt, s.Bt, s.L, s.H);
@@ -25,19 +26,20 @@ struct Carve {
 
 // The scan forward over the prefix from a zero state, its final state into S0, its stages into the workspace's
 // first forward_workspace floats.
-void run_forward(const Stream& stream, const ScanShape& s, const ConverterPlan& plan, const View<const float>& x,
-                 const View<const float>& dt, const View<const float>& A, const View<const float>& B, const View<float>& S0,
+template <class S>
+void run_forward(const Stream& stream, const ScanShape& s, const ConverterPlan& plan, const View<const S>& x,
+                 const View<const float>& dt, const View<const float>& A, const View<const S>& B, const View<float>& S0,
                  Carve& ws, View<float>* start_states) {
-  ScanForward f{s, x, dt, A, B, {}, {}, {}, S0, {}, {}, {}};
+  ScanForwardT<S> f{s, x, dt, A, B, {}, {}, {}, S0, {}, {}, {}};
   f.chunk_states = ws.take(plan.scan.state_values);
   f.start_states = ws.take(plan.scan.state_values);
   f.chunk_decays = ws.take(plan.scan.chunk_decays);
   if (start_states) *start_states = f.start_states;
   ssm_chunked_forward(stream, f);
 }
-}  // namespace
 
-void memory_converter_forward(const Stream& stream, const ConverterForward& a) {
+template <class S>
+void forward(const Stream& stream, const ConverterForwardT<S>& a) {
   const char* fn = "memory_converter_forward";
   const ScanShape& s = a.shape;
   check_inputs(fn, s, a.x, a.dt, a.A, a.B);
@@ -48,7 +50,8 @@ void memory_converter_forward(const Stream& stream, const ConverterForward& a) {
   run_forward(stream, s, plan, a.x, a.dt, a.A, a.B, a.S0, ws, nullptr);
 }
 
-void memory_converter_backward(const Stream& stream, const ConverterBackward& a) {
+template <class S>
+void backward(const Stream& stream, const ConverterBackwardT<S>& a) {
   const char* fn = "memory_converter_backward";
   const ScanShape& s = a.shape;
   check_inputs(fn, s, a.x, a.dt, a.A, a.B);
@@ -63,7 +66,7 @@ void memory_converter_backward(const Stream& stream, const ConverterBackward& a)
   Carve ws{a.workspace.data};
   View<float> start_states;
   run_forward(stream, s, plan, a.x, a.dt, a.A, a.B, ws.take(std::size_t(s.Bt) * HP * s.N), ws, &start_states);
-  ScanBackward b{};
+  ScanBackwardT<S> b{};
   b.shape = s;
   b.x = a.x, b.dt = a.dt, b.A = a.A, b.B = a.B;
   b.start_states = start_states;
@@ -72,5 +75,19 @@ void memory_converter_backward(const Stream& stream, const ConverterBackward& a)
   b.workspace = ws.take(plan.scan.backward_workspace);
   ssm_chunked_backward(stream, b);
 }
+}  // namespace
+
+void memory_converter_forward(const Stream& stream, const ConverterForward& a) { forward(stream, a); }
+template <class S, IfBf16<S>>
+void memory_converter_forward(const Stream& stream, const ConverterForwardT<S>& a) {
+  forward(stream, a);
+}
+template void memory_converter_forward<Bf16>(const Stream&, const ConverterForwardBf16&);
+void memory_converter_backward(const Stream& stream, const ConverterBackward& a) { backward(stream, a); }
+template <class S, IfBf16<S>>
+void memory_converter_backward(const Stream& stream, const ConverterBackwardT<S>& a) {
+  backward(stream, a);
+}
+template void memory_converter_backward<Bf16>(const Stream&, const ConverterBackwardBf16&);
 
 }  // namespace transmamba::gpu

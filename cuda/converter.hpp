@@ -28,26 +28,42 @@ inline ConverterPlan converter_plan(const ScanShape& s) {
   return p;
 }
 
-struct ConverterForward {
+// S: the storage type of x, B and their gradients (float, or Bf16: the scan's bf16 kernels); dt, A, S0, d_S0,
+// d_dt, d_A and the workspace are fp32.
+template <class S>
+struct ConverterForwardT {
   ScanShape shape;             // L = P
-  View<const float> x, dt, A;  // [Bt, P, H·p], [Bt, P, H], [1, 1, H]
-  View<const float> B;         // [Bt, P, G·N]
+  View<const S> x;             // [Bt, P, H·p]
+  View<const float> dt, A;     // [Bt, P, H], [1, 1, H]
+  View<const S> B;             // [Bt, P, G·N]
   View<float> S0;              // [Bt, H·p, N]: written
   View<float> workspace;       // [1, 1, converter_plan(shape).forward_workspace]
 };
+using ConverterForward = ConverterForwardT<float>;
+using ConverterForwardBf16 = ConverterForwardT<Bf16>;
 
-struct ConverterBackward {
+template <class S>
+struct ConverterBackwardT {
   ScanShape shape;             // L = P
-  View<const float> x, dt, A, B;  // as ConverterForward
+  View<const S> x;             // as ConverterForward
+  View<const float> dt, A;
+  View<const S> B;
   View<const float> d_S0;      // [Bt, H·p, N]
-  View<float> d_x, d_dt;       // [Bt, P, H·p], [Bt, P, H]: written
-  View<float> d_B;             // [Bt, P, G·N]: written
+  View<S> d_x;                 // [Bt, P, H·p]: written
+  View<float> d_dt;            // [Bt, P, H]: written
+  View<S> d_B;                 // [Bt, P, G·N]: written
   View<float> d_A;             // [1, 1, H]: written, summed over sequences and tokens
   View<float> workspace;       // [1, 1, converter_plan(shape).backward_workspace]
 };
+using ConverterBackward = ConverterBackwardT<float>;
+using ConverterBackwardBf16 = ConverterBackwardT<Bf16>;
 
 // Check every argument (naming the first that does not fit), then run on the stream's device.
 void memory_converter_forward(const Stream& stream, const ConverterForward& args);
+template <class S, IfBf16<S> = 0>  // bf16 (a template: cuda/ssm.hpp's IfBf16)
+void memory_converter_forward(const Stream& stream, const ConverterForwardT<S>& args);
 void memory_converter_backward(const Stream& stream, const ConverterBackward& args);
+template <class S, IfBf16<S> = 0>
+void memory_converter_backward(const Stream& stream, const ConverterBackwardT<S>& args);
 
 }  // namespace transmamba::gpu

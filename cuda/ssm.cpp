@@ -1,5 +1,9 @@
-// The public API of cuda/ssm.hpp: every argument checked against the shape, then the stream's backend.
+// The public API of cuda/ssm.hpp: every argument checked against the shape, then the stream's backend. One
+// templated implementation behind the fp32 and the bf16 overloads.
 #include "cuda/ssm.hpp"
+
+#include <algorithm>
+#include <type_traits>
 
 #include "cuda/backends.hpp"
 
@@ -7,8 +11,9 @@ namespace transmamba::gpu {
 
 namespace {
 // The inputs both directions read; C only where it is read (y, d_y).
-void check_inputs(const char* fn, const ScanShape& s, const View<const float>& x, const View<const float>& dt,
-                  const View<const float>& A, const View<const float>& B, const View<const float>& C, bool reads_C,
+template <class S>
+void check_inputs(const char* fn, const ScanShape& s, const View<const S>& x, const View<const float>& dt,
+                  const View<const float>& A, const View<const S>& B, const View<const S>& C, bool reads_C,
                   const View<const float>& S_init) {
   const std::int64_t HP = std::int64_t(s.H) * s.p, GN = std::int64_t(s.G) * s.N;
   check_view(fn, "x", x, s.Bt, s.L, HP);
@@ -18,12 +23,20 @@ void check_inputs(const char* fn, const ScanShape& s, const View<const float>& x
   if (reads_C) check_view(fn, "C", C, s.Bt, s.L, GN);
   if (S_init.data) check_view(fn, "S_init", S_init, s.Bt, HP, s.N);
 }
-}  // namespace
 
-void ssm_chunked_forward(const Stream& stream, const ScanForward& a) {
+template <class S>
+void forward(const Stream& stream, const ScanForwardT<S>& a) {
   const char* fn = "ssm_chunked_forward";
   const ScanShape& s = a.shape;
   const ScanPlan plan = scan_plan(s);
+  if (std::is_same_v<S, Bf16>) {  // the tensor-core kernels hold their tiles in shared memory
+    const std::size_t bytes = a.y.data ? std::max(plan.bf16_output.dynamic_shared_bytes, plan.bf16_chunk_states.dynamic_shared_bytes)
+                                       : plan.bf16_chunk_states.dynamic_shared_bytes;
+    if (bytes > kMaxDynamicShared)
+      throw std::invalid_argument(std::string(fn) + ": bf16 tiles of Q=" + std::to_string(s.Q) + ", p=" + std::to_string(s.p) +
+                                  ", N=" + std::to_string(s.N) + " need " + std::to_string(bytes) +
+                                  " bytes of shared memory (at most " + std::to_string(kMaxDynamicShared) + ")");
+  }
   const std::int64_t HP = std::int64_t(s.H) * s.p;
   check_inputs(fn, s, a.x, a.dt, a.A, a.B, a.C, a.y.data != nullptr, a.S_init);
   if (a.y.data) check_view(fn, "y", a.y, s.Bt, s.L, HP);
@@ -34,7 +47,8 @@ void ssm_chunked_forward(const Stream& stream, const ScanForward& a) {
   TM_DISPATCH(stream, ssm_chunked_forward, a);
 }
 
-void ssm_chunked_backward(const Stream& stream, const ScanBackward& a) {
+template <class S>
+void backward(const Stream& stream, const ScanBackwardT<S>& a) {
   const char* fn = "ssm_chunked_backward";
   const ScanShape& s = a.shape;
   const ScanPlan plan = scan_plan(s);
@@ -53,5 +67,19 @@ void ssm_chunked_backward(const Stream& stream, const ScanBackward& a) {
   check_view(fn, "workspace", a.workspace, 1, 1, std::int64_t(plan.backward_workspace));
   TM_DISPATCH(stream, ssm_chunked_backward, a);
 }
+}  // namespace
+
+void ssm_chunked_forward(const Stream& stream, const ScanForward& a) { forward(stream, a); }
+template <class S, IfBf16<S>>
+void ssm_chunked_forward(const Stream& stream, const ScanForwardT<S>& a) {
+  forward(stream, a);
+}
+template void ssm_chunked_forward<Bf16>(const Stream&, const ScanForwardBf16&);
+void ssm_chunked_backward(const Stream& stream, const ScanBackward& a) { backward(stream, a); }
+template <class S, IfBf16<S>>
+void ssm_chunked_backward(const Stream& stream, const ScanBackwardT<S>& a) {
+  backward(stream, a);
+}
+template void ssm_chunked_backward<Bf16>(const Stream&, const ScanBackwardBf16&);
 
 }  // namespace transmamba::gpu

@@ -42,25 +42,28 @@
 #include "cuda/backends.hpp"
 #include "cuda/device_math.hpp"
 #include "cuda/launch.cuh"
+#include "cuda/mma.cuh"
 #include "cuda/reduce.cuh"
 
 namespace transmamba::gpu::TM_BACKEND_NS {
 
 namespace {
+// S: the storage type of x, B, C, y (float or Bf16); everything else is fp32.
+template <class S>
 struct ScanPointers {
   int L, H, p, G, N, Q, chunks;
-  const float* x;
+  const S* x;
   std::int64_t x_batch, x_row;
   const float* dt;
   std::int64_t dt_batch, dt_row;
   const float* A;
-  const float* B;
+  const S* B;
   std::int64_t B_batch, B_row;
-  const float* C;
+  const S* C;
   std::int64_t C_batch, C_row;
   const float* S_init;  // may be null: zero
   std::int64_t init_batch, init_row;
-  float* y;             // may be null: final state only
+  S* y;                 // may be null: final state only
   std::int64_t y_batch, y_row;
   float* final_state;
   std::int64_t final_batch, final_row;
@@ -74,7 +77,8 @@ struct ScanPointers {
 struct ChunkPlace {
   int b, c, h, g, c0, len;
 };
-__device__ ChunkPlace chunk_place(const ScanPointers& p) {
+template <class S>
+__device__ ChunkPlace chunk_place(const ScanPointers<S>& p) {
   ChunkPlace k;
   k.c = blockIdx.x, k.h = blockIdx.y, k.b = blockIdx.z;
   k.g = k.h / (p.H / p.G);
@@ -85,7 +89,8 @@ __device__ ChunkPlace chunk_place(const ScanPointers& p) {
 
 // Stage 1: chunk_state[c] = Σ_s w[s] · x[s] ⊗ B[s] with w[s] = exp(Σ_{r=s+1..end} dt[r]·A) · dt[s], and the chunk's
 // whole log-decay Σ_{r in c} dt[r]·A for stage 2.
-__global__ void __launch_bounds__(kScanThreads) ssm_chunk_state_kernel(ScanPointers p) {
+template <class S>
+__global__ void __launch_bounds__(kScanThreads) ssm_chunk_state_kernel(ScanPointers<S> p) {
   float* w = dynamic_shared<float>();  // [Q]
   const ChunkPlace k = chunk_place(p);
   const float A = p.A[k.h];
@@ -101,35 +106,37 @@ __global__ void __launch_bounds__(kScanThreads) ssm_chunk_state_kernel(ScanPoint
     p.chunk_decays[(std::int64_t(k.b) * p.chunks + k.c) * p.H + k.h] = total;
   }
   __syncthreads();
-  const float* x = p.x + k.b * p.x_batch + std::int64_t(k.c0) * p.x_row + k.h * p.p;
-  const float* B = p.B + k.b * p.B_batch + std::int64_t(k.c0) * p.B_row + k.g * p.N;
+  const S* x = p.x + k.b * p.x_batch + std::int64_t(k.c0) * p.x_row + k.h * p.p;
+  const S* B = p.B + k.b * p.B_batch + std::int64_t(k.c0) * p.B_row + k.g * p.N;
   float* state = p.chunk_states + (std::int64_t(k.b) * p.chunks + k.c) * p.chunk_batch + std::int64_t(k.h) * p.p * p.chunk_row;
   for (int e = threadIdx.x; e < p.p * p.N; e += blockDim.x) {
     const int i = e / p.N, n = e % p.N;
     float acc = 0.0f;
-    for (int s = 0; s < k.len; ++s) acc += w[s] * x[s * p.x_row + i] * B[s * p.B_row + n];
+    for (int s = 0; s < k.len; ++s) acc += w[s] * to_float(x[s * p.x_row + i]) * to_float(B[s * p.B_row + n]);
     state[i * p.chunk_row + n] = acc;
   }
 }
 
 // Stage 2: one thread per state entry (row h·p + i, column n) of one sequence, over the chunks in order.
-__global__ void __launch_bounds__(kScanThreads) ssm_state_passing_kernel(ScanPointers p) {
+template <class S>
+__global__ void __launch_bounds__(kScanThreads) ssm_state_passing_kernel(ScanPointers<S> p) {
   const std::int64_t e = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   const int b = blockIdx.y;
   if (e >= std::int64_t(p.H) * p.p * p.N) return;
   const int row = int(e / p.N), n = int(e % p.N), h = row / p.p;
-  float S = p.S_init ? p.S_init[b * p.init_batch + row * p.init_row + n] : 0.0f;
+  float state = p.S_init ? p.S_init[b * p.init_batch + row * p.init_row + n] : 0.0f;
   for (int c = 0; c < p.chunks; ++c) {
     const std::int64_t bc = std::int64_t(b) * p.chunks + c;
-    p.start_states[bc * p.start_batch + row * p.start_row + n] = S;
-    S = expf(p.chunk_decays[bc * p.H + h]) * S + p.chunk_states[bc * p.chunk_batch + row * p.chunk_row + n];
+    p.start_states[bc * p.start_batch + row * p.start_row + n] = state;
+    state = expf(p.chunk_decays[bc * p.H + h]) * state + p.chunk_states[bc * p.chunk_batch + row * p.chunk_row + n];
   }
-  p.final_state[b * p.final_batch + row * p.final_row + n] = S;
+  p.final_state[b * p.final_batch + row * p.final_row + n] = state;
 }
 
 // Stages 3 and 4: y[t] = Σ_{s<=t} M[t,s] · x[s] + exp(Σ_{r=c0..t} dt[r]·A) · start_state · C[t], with
 // M[t,s] = exp(Σ_{r=s+1..t} dt[r]·A) · dt[s] · (C[t]·B[s]) staged in shared memory (the chunk's Q x Q matrix).
-__global__ void __launch_bounds__(kScanThreads) ssm_output_kernel(ScanPointers p) {
+template <class S>
+__global__ void __launch_bounds__(kScanThreads) ssm_output_kernel(ScanPointers<S> p) {
   float* M = dynamic_shared<float>();  // [Q][Q], lower triangle
   float* decay_in = M + p.Q * p.Q;     // [Q]: exp(Σ_{r=c0..t} dt[r]·A)
   const ChunkPlace k = chunk_place(p);
@@ -147,38 +154,212 @@ __global__ void __launch_bounds__(kScanThreads) ssm_output_kernel(ScanPointers p
     decay_in[t] = expf(from_start);
   }
   __syncthreads();
-  const float* B = p.B + k.b * p.B_batch + std::int64_t(k.c0) * p.B_row + k.g * p.N;
-  const float* C = p.C + k.b * p.C_batch + std::int64_t(k.c0) * p.C_row + k.g * p.N;
+  const S* B = p.B + k.b * p.B_batch + std::int64_t(k.c0) * p.B_row + k.g * p.N;
+  const S* C = p.C + k.b * p.C_batch + std::int64_t(k.c0) * p.C_row + k.g * p.N;
   for (int e = threadIdx.x; e < k.len * k.len; e += blockDim.x) {
     const int t = e / k.len, s = e % k.len;
     if (s > t) continue;
     float cb = 0.0f;
-    for (int n = 0; n < p.N; ++n) cb += C[t * p.C_row + n] * B[s * p.B_row + n];
+    for (int n = 0; n < p.N; ++n) cb += to_float(C[t * p.C_row + n]) * to_float(B[s * p.B_row + n]);
     M[t * p.Q + s] *= cb;
   }
   __syncthreads();
-  const float* x = p.x + k.b * p.x_batch + std::int64_t(k.c0) * p.x_row + k.h * p.p;
+  const S* x = p.x + k.b * p.x_batch + std::int64_t(k.c0) * p.x_row + k.h * p.p;
   const float* start = p.start_states + (std::int64_t(k.b) * p.chunks + k.c) * p.start_batch + std::int64_t(k.h) * p.p * p.start_row;
-  float* y = p.y + k.b * p.y_batch + std::int64_t(k.c0) * p.y_row + k.h * p.p;
+  S* y = p.y + k.b * p.y_batch + std::int64_t(k.c0) * p.y_row + k.h * p.p;
   for (int e = threadIdx.x; e < k.len * p.p; e += blockDim.x) {
     const int t = e / p.p, i = e % p.p;
     float intra = 0.0f, inter = 0.0f;
-    for (int s = 0; s <= t; ++s) intra += M[t * p.Q + s] * x[s * p.x_row + i];
-    for (int n = 0; n < p.N; ++n) inter += start[i * p.start_row + n] * C[t * p.C_row + n];
-    y[t * p.y_row + i] = intra + decay_in[t] * inter;
+    for (int s = 0; s <= t; ++s) intra += M[t * p.Q + s] * to_float(x[s * p.x_row + i]);
+    for (int n = 0; n < p.N; ++n) inter += start[i * p.start_row + n] * to_float(C[t * p.C_row + n]);
+    y[t * p.y_row + i] = from_float<S>(intra + decay_in[t] * inter);
+  }
+}
+
+// ---- the bf16 forward's tensor-core kernels (stage 1, stages 3+4) -----------------------------------------
+// The chunk matmuls on tensor cores (cuda/mma.cuh: bf16 operands, fp32 accumulation), every operand staged in
+// shared memory as a tile padded with zeros to multiples of 16 (scan_tile: tokens of a partial chunk, p, N), so
+// that the padding adds exact zeros. x, B, C are bf16 already (exact operands). Every fp32 operand (stage 1's
+// w[s]·B[s], stages 3+4's weights L[t,s]·dt[s]·(C[t]·B[s]) and the start state) is split into two bf16,
+// hi = bf16(v) and lo = bf16(v - hi), and both are multiplied (X·hi + X·lo: v to 2^-16 relative): rounded once
+// to bf16 (2^-8 relative), they failed the bf16 rule (measured: y of one token, p = 2, rel 3.5e-3 against a
+// bound of 3e-3 from the float baseline's one rounding of y; the fp32 chunk states are held to the rule's floor
+// of 1e-3, which one rounding of every term would use up).
+__device__ inline bf16 as_bf16(Bf16 v) { return __ushort_as_bfloat16(v.bits); }
+__device__ inline void split_bf16(float v, bf16& hi, bf16& lo) {
+  hi = __float2bfloat16_rn(v);
+  lo = __float2bfloat16_rn(v - __bfloat162float(hi));
+}
+__device__ inline int warp_index() { return int(threadIdx.x) / 32; }
+constexpr int kScanWarps = int(kScanThreads) / 32;
+
+// Stage 1 in bf16: chunk_state[c][i, n] = Σ_s x[s, i]·v[s, n], v[s, n] = w[s]·B[s, n] as in ssm_chunk_state_kernel,
+// a [p', N'] = [p', Q'] x [Q', N'] product: warp tiles of 16 x 8 (i, n), over the chunk's tokens in steps of 16.
+__global__ void __launch_bounds__(kScanThreads) ssm_chunk_state_tc_kernel(ScanPointers<Bf16> p) {
+  const ChunkPlace k = chunk_place(p);
+  const int Qt = scan_tile(p.Q), Pt = scan_tile(p.p), Nt = scan_tile(p.N), len_t = scan_tile(k.len);
+  float* w = dynamic_shared<float>();             // [Qt]
+  bf16* xs = reinterpret_cast<bf16*>(w + Qt);    // [Qt][Pt]: x[s, i]
+  bf16* hi = xs + Qt * Pt;                        // [Qt][Nt]: bf16(v)
+  bf16* lo = hi + Qt * Nt;                        // [Qt][Nt]: bf16(v - hi)
+  const float A = p.A[k.h];
+  const float* dt = p.dt + k.b * p.dt_batch + std::int64_t(k.c0) * p.dt_row + k.h;
+  for (int s = threadIdx.x; s < len_t; s += blockDim.x) {
+    float segment = 0.0f;  // Σ_{r=s+1..len-1} dt[r]·A, from the chunk's end back to s+1
+    for (int r = k.len - 1; r > s; --r) segment += dt[r * p.dt_row] * A;
+    w[s] = s < k.len ? expf(segment) * dt[s * p.dt_row] : 0.0f;
+  }
+  if (threadIdx.x == 0) {
+    float total = 0.0f;
+    for (int r = k.len - 1; r >= 0; --r) total += dt[r * p.dt_row] * A;
+    p.chunk_decays[(std::int64_t(k.b) * p.chunks + k.c) * p.H + k.h] = total;
+  }
+  const Bf16* x = p.x + k.b * p.x_batch + std::int64_t(k.c0) * p.x_row + k.h * p.p;
+  const Bf16* B = p.B + k.b * p.B_batch + std::int64_t(k.c0) * p.B_row + k.g * p.N;
+  const bf16 zero = __float2bfloat16_rn(0.0f);
+  for (int e = threadIdx.x; e < len_t * Pt; e += blockDim.x) {
+    const int s = e / Pt, i = e % Pt;
+    xs[e] = s < k.len && i < p.p ? as_bf16(x[s * p.x_row + i]) : zero;
+  }
+  __syncthreads();
+  for (int e = threadIdx.x; e < len_t * Nt; e += blockDim.x) {
+    const int s = e / Nt, n = e % Nt;
+    split_bf16(s < k.len && n < p.N ? w[s] * to_float(B[s * p.B_row + n]) : 0.0f, hi[e], lo[e]);
+  }
+  __syncthreads();
+  float* state = p.chunk_states + (std::int64_t(k.b) * p.chunks + k.c) * p.chunk_batch + std::int64_t(k.h) * p.p * p.chunk_row;
+  const int col_tiles = Nt / 8;
+  for (int tile = warp_index(); tile < Pt / 16 * col_tiles; tile += kScanWarps) {
+    const int i0 = tile / col_tiles * 16, n0 = tile % col_tiles * 8;
+    MmaC acc{};
+    for (int s0 = 0; s0 < len_t; s0 += 16) {
+      MmaA a;  // A[i][s] = x[s0 + s, i0 + i]: the x tile read transposed
+      mma_load(a.reg, xs + s0 * Pt + i0, 1, Pt, mma_a_at);
+      MmaB b;  // B[s][n] = v[s0 + s, n0 + n]
+      mma_load(b.reg, hi + s0 * Nt + n0, Nt, 1, mma_b_at);
+      mma_m16n8k16(acc, a, b, acc);
+      mma_load(b.reg, lo + s0 * Nt + n0, Nt, 1, mma_b_at);
+      mma_m16n8k16(acc, a, b, acc);
+    }
+    for (int j = 0; j < 4; ++j) {
+      const MmaAt at = mma_c_at(mma_lane(), j);
+      const int i = i0 + at.row, n = n0 + at.col;
+      if (i < p.p && n < p.N) state[i * p.chunk_row + n] = acc.v[j];
+    }
+  }
+}
+
+// Stages 3+4 in bf16 for one chunk and the H/G heads of one group, which share C and B:
+//   scores[t, s] = C[t]·B[s]                                     (once per group: [Q', Q'] = [Q', N'] x [N', Q'])
+//   then per head h: W[t, s] = exp(Σ_{r=s+1..t} dt[r]·A)·dt[s]·scores[t, s] for s <= t (0 elsewhere), in fp32,
+//   split into hi + lo, and y[t, i] = Σ_s W[t, s]·x[s, i] + exp(Σ_{r=c0..t} dt[r]·A)·Σ_n C[t, n]·S_start[i, n]
+//   (two products over 16 x 8 tiles (t, i): W·X over the tokens s <= t, C·S_startᵀ over N, S_start split too).
+// B is needed only for the scores: the start state's two parts take its place (scan_bf16_output_bytes).
+__global__ void __launch_bounds__(kScanThreads) ssm_output_tc_kernel(ScanPointers<Bf16> p) {
+  const int c = blockIdx.x, g = blockIdx.y, b = blockIdx.z, c0 = c * p.Q, len = min(p.Q, p.L - c0);
+  const int Qt = scan_tile(p.Q), Pt = scan_tile(p.p), Nt = scan_tile(p.N), len_t = scan_tile(len);
+  float* scores = dynamic_shared<float>();          // [Qt][Qt]
+  float* decay_in = scores + Qt * Qt;               // [Qt]: exp(Σ_{r=c0..t} dt[r]·A)
+  float* dts = decay_in + Qt;                       // [Qt]: dt (0 past the chunk)
+  bf16* cs = reinterpret_cast<bf16*>(dts + Qt);    // [Qt][Nt]: C
+  bf16* bs = cs + Qt * Nt;                          // [Qt][Nt]: B, then the start state's parts:
+  bf16* ss_hi = bs;                                 //   [Pt][Nt]
+  bf16* ss_lo = bs + Pt * Nt;                       //   [Pt][Nt]
+  bf16* W_hi = bs + max(Qt * Nt, 2 * Pt * Nt);      // [Qt][Qt]: the weights' two parts
+  bf16* W_lo = W_hi + Qt * Qt;                      // [Qt][Qt]
+  bf16* xs = W_lo + Qt * Qt;                        // [Qt][Pt]: x of the head
+  const bf16 zero = __float2bfloat16_rn(0.0f);
+  const Bf16* B = p.B + b * p.B_batch + std::int64_t(c0) * p.B_row + g * p.N;
+  const Bf16* C = p.C + b * p.C_batch + std::int64_t(c0) * p.C_row + g * p.N;
+  for (int e = threadIdx.x; e < len_t * Nt; e += blockDim.x) {
+    const int t = e / Nt, n = e % Nt;
+    const bool in = t < len && n < p.N;
+    cs[e] = in ? as_bf16(C[t * p.C_row + n]) : zero;
+    bs[e] = in ? as_bf16(B[t * p.B_row + n]) : zero;
+  }
+  __syncthreads();
+  // scores: the tiles on and below the diagonal (t0 + 15 >= s0).
+  const int tok_tiles = len_t / 8;
+  for (int tile = warp_index(); tile < len_t / 16 * tok_tiles; tile += kScanWarps) {
+    const int t0 = tile / tok_tiles * 16, s0 = tile % tok_tiles * 8;
+    if (s0 > t0 + 15) continue;  // uniform over the warp
+    MmaC acc{};
+    for (int n0 = 0; n0 < Nt; n0 += 16)
+      mma_m16n8k16(acc, mma_load_a(cs + t0 * Nt + n0, Nt), mma_load_b(bs + s0 * Nt + n0, Nt), acc);
+    mma_store_c(acc, scores + t0 * Qt + s0, Qt);
+  }
+  const int per = p.H / p.G;
+  for (int h = g * per; h < (g + 1) * per; ++h) {
+    __syncthreads();  // scores are ready (B is free); the previous head is done with W, xs, ss
+    const float A = p.A[h];
+    const float* dt = p.dt + b * p.dt_batch + std::int64_t(c0) * p.dt_row + h;
+    for (int t = threadIdx.x; t < len_t; t += blockDim.x) dts[t] = t < len ? dt[t * p.dt_row] : 0.0f;
+    __syncthreads();
+    for (int t = threadIdx.x; t < len_t; t += blockDim.x) {
+      bf16 *hi = W_hi + t * Qt, *lo = W_lo + t * Qt;  // row t
+      for (int s = t + 1; s < len_t; ++s) hi[s] = lo[s] = zero;
+      if (t >= len) {
+        for (int s = 0; s <= t; ++s) hi[s] = lo[s] = zero;
+        decay_in[t] = 0.0f;
+        continue;
+      }
+      split_bf16(dts[t] * scores[t * Qt + t], hi[t], lo[t]);
+      float segment = 0.0f;  // Σ_{r=s+1..t} dt[r]·A, leftwards from the diagonal
+      for (int s = t - 1; s >= 0; --s) {
+        segment += dts[s + 1] * A;
+        split_bf16(expf(segment) * dts[s] * scores[t * Qt + s], hi[s], lo[s]);
+      }
+      float from_start = 0.0f;
+      for (int r = 0; r <= t; ++r) from_start += dts[r] * A;
+      decay_in[t] = expf(from_start);
+    }
+    const Bf16* x = p.x + b * p.x_batch + std::int64_t(c0) * p.x_row + h * p.p;
+    for (int e = threadIdx.x; e < len_t * Pt; e += blockDim.x) {
+      const int s = e / Pt, i = e % Pt;
+      xs[e] = s < len && i < p.p ? as_bf16(x[s * p.x_row + i]) : zero;
+    }
+    const float* start = p.start_states + (std::int64_t(b) * p.chunks + c) * p.start_batch + std::int64_t(h) * p.p * p.start_row;
+    for (int e = threadIdx.x; e < Pt * Nt; e += blockDim.x) {
+      const int i = e / Nt, n = e % Nt;
+      split_bf16(i < p.p && n < p.N ? start[i * p.start_row + n] : 0.0f, ss_hi[e], ss_lo[e]);
+    }
+    __syncthreads();
+    Bf16* y = p.y + b * p.y_batch + std::int64_t(c0) * p.y_row + h * p.p;
+    const int col_tiles = Pt / 8;
+    for (int tile = warp_index(); tile < len_t / 16 * col_tiles; tile += kScanWarps) {
+      const int t0 = tile / col_tiles * 16, i0 = tile % col_tiles * 8;
+      MmaC intra{}, inter{};
+      for (int s0 = 0; s0 <= t0; s0 += 16) {
+        MmaB xb;  // B[s][i] = x[s0 + s, i0 + i]
+        mma_load(xb.reg, xs + s0 * Pt + i0, Pt, 1, mma_b_at);
+        mma_m16n8k16(intra, mma_load_a(W_hi + t0 * Qt + s0, Qt), xb, intra);
+        mma_m16n8k16(intra, mma_load_a(W_lo + t0 * Qt + s0, Qt), xb, intra);
+      }
+      for (int n0 = 0; n0 < Nt; n0 += 16) {
+        const MmaA ca = mma_load_a(cs + t0 * Nt + n0, Nt);
+        mma_m16n8k16(inter, ca, mma_load_b(ss_hi + i0 * Nt + n0, Nt), inter);
+        mma_m16n8k16(inter, ca, mma_load_b(ss_lo + i0 * Nt + n0, Nt), inter);
+      }
+      for (int j = 0; j < 4; ++j) {
+        const MmaAt at = mma_c_at(mma_lane(), j);
+        const int t = t0 + at.row, i = i0 + at.col;
+        if (t < len && i < p.p) y[t * p.y_row + i] = to_bf16(intra.v[j] + decay_in[t] * inter.v[j]);
+      }
+    }
   }
 }
 
 // ---- backward (the header comment's steps 1-4) ------------------------------------------------------------
+template <class S>
 struct ScanGradPointers {
-  ScanPointers f;                 // the shape and the inputs x, dt, A, B, C (C null without d_y)
+  ScanPointers<S> f;                 // the shape and the inputs x, dt, A, B, C (C null without d_y)
   const float* start_states;      // [Bt·chunks, H·p, N]: S_c
   std::int64_t start_batch, start_row;
-  const float* d_y;               // may be null: zero
+  const S* d_y;                   // may be null: zero
   std::int64_t d_y_batch, d_y_row;
   const float* d_final;           // may be null: zero
   std::int64_t d_final_batch, d_final_row;
-  float* d_x;
+  S* d_x;
   std::int64_t d_x_batch, d_x_row;
   float* d_dt;
   std::int64_t d_dt_batch, d_dt_row;
@@ -213,8 +394,9 @@ __device__ float block_sum(float value) {
 
 // Step 1: Y_c[i, n] = Σ_t exp(seg(c0..t))·d_y[t, i]·C[t, n] into the chunk's slot of end_grads (0 without d_y),
 // and the chunk's seg(c0..end).
-__global__ void __launch_bounds__(kScanThreads) ssm_chunk_grad_kernel(ScanGradPointers g) {
-  const ScanPointers& p = g.f;
+template <class S>
+__global__ void __launch_bounds__(kScanThreads) ssm_chunk_grad_kernel(ScanGradPointers<S> g) {
+  const ScanPointers<S>& p = g.f;
   float* decay_in = dynamic_shared<float>();  // [Q]: exp(seg(c0..t))
   const ChunkPlace k = chunk_place(p);
   const float A = p.A[k.h];
@@ -228,20 +410,21 @@ __global__ void __launch_bounds__(kScanThreads) ssm_chunk_grad_kernel(ScanGradPo
   __syncthreads();
   const std::int64_t bc = std::int64_t(k.b) * p.chunks + k.c;
   float* Y = g.end_grads + (bc * p.H + k.h) * p.p * p.N;
-  const float* d_y = g.d_y ? g.d_y + k.b * g.d_y_batch + std::int64_t(k.c0) * g.d_y_row + k.h * p.p : nullptr;
-  const float* C = p.C ? p.C + k.b * p.C_batch + std::int64_t(k.c0) * p.C_row + k.g * p.N : nullptr;
+  const S* d_y = g.d_y ? g.d_y + k.b * g.d_y_batch + std::int64_t(k.c0) * g.d_y_row + k.h * p.p : nullptr;
+  const S* C = p.C ? p.C + k.b * p.C_batch + std::int64_t(k.c0) * p.C_row + k.g * p.N : nullptr;
   for (int e = threadIdx.x; e < p.p * p.N; e += blockDim.x) {
     const int i = e / p.N, n = e % p.N;
     float acc = 0.0f;
     if (d_y)
-      for (int t = 0; t < k.len; ++t) acc += decay_in[t] * d_y[t * g.d_y_row + i] * C[t * p.C_row + n];
+      for (int t = 0; t < k.len; ++t) acc += decay_in[t] * to_float(d_y[t * g.d_y_row + i]) * to_float(C[t * p.C_row + n]);
     Y[e] = acc;
   }
 }
 
 // Step 2: one thread per state entry (row h·p + i, column n) of one sequence, over the chunks in reverse.
-__global__ void __launch_bounds__(kScanThreads) ssm_state_grad_passing_kernel(ScanGradPointers g) {
-  const ScanPointers& p = g.f;
+template <class S>
+__global__ void __launch_bounds__(kScanThreads) ssm_state_grad_passing_kernel(ScanGradPointers<S> g) {
+  const ScanPointers<S>& p = g.f;
   const std::int64_t e = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x, entries = std::int64_t(p.H) * p.p * p.N;
   const int b = blockIdx.y;
   if (e >= entries) return;
@@ -259,18 +442,20 @@ __global__ void __launch_bounds__(kScanThreads) ssm_state_grad_passing_kernel(Sc
 
 // d_x[s, j] (M = K, V = d_y, W = B, G_{c+1}'s row j) and per-head d_B[s, j] (M = D, V = C, W = x, its column j):
 //   dt[s]·(Σ_{t>=s} M[t,s]·V[t, j] + exp(seg(s+1..end))·Σ_k G[k·stride]·W[s, k]),   V null: no first sum.
-__device__ float token_gradient(const float* M, int Q, int len, const float* V, std::int64_t v_row, const float* G, int stride,
-                                const float* W, std::int64_t w_row, int count, int s, int j, const float* dts, const float* decay_out) {
+template <class S>
+__device__ float token_gradient(const float* M, int Q, int len, const S* V, std::int64_t v_row, const float* G, int stride,
+                                const S* W, std::int64_t w_row, int count, int s, int j, const float* dts, const float* decay_out) {
   float intra = 0.0f, state = 0.0f;
   if (V)
-    for (int t = s; t < len; ++t) intra += M[t * Q + s] * V[t * v_row + j];
-  for (int k = 0; k < count; ++k) state += G[k * stride] * W[s * w_row + k];
+    for (int t = s; t < len; ++t) intra += M[t * Q + s] * to_float(V[t * v_row + j]);
+  for (int k = 0; k < count; ++k) state += G[k * stride] * to_float(W[s * w_row + k]);
   return dts[s] * (intra + decay_out[s] * state);
 }
 
 // Step 3: every gradient of one chunk and head (the header comment's formulas), in phases between barriers.
-__global__ void __launch_bounds__(kScanThreads) ssm_chunk_backward_kernel(ScanGradPointers g) {
-  const ScanPointers& p = g.f;
+template <class S>
+__global__ void __launch_bounds__(kScanThreads) ssm_chunk_backward_kernel(ScanGradPointers<S> g) {
+  const ScanPointers<S>& p = g.f;
   const int Q = p.Q;
   float* K = dynamic_shared<float>();  // [Q][Q]: L∘(C·B), then v[t,s]/dt[s]
   float* D = K + Q * Q;                // [Q][Q]: L∘(d_y·x), then the row prefixes Σ_{s<r} v[t,s]
@@ -285,11 +470,11 @@ __global__ void __launch_bounds__(kScanThreads) ssm_chunk_backward_kernel(ScanGr
   const float A = p.A[k.h];
   const std::int64_t bc = std::int64_t(k.b) * p.chunks + k.c;
   const float* dt = p.dt + k.b * p.dt_batch + std::int64_t(k.c0) * p.dt_row + k.h;
-  const float* x = p.x + k.b * p.x_batch + std::int64_t(k.c0) * p.x_row + k.h * p.p;
-  const float* B = p.B + k.b * p.B_batch + std::int64_t(k.c0) * p.B_row + k.g * p.N;
-  const float* C = p.C ? p.C + k.b * p.C_batch + std::int64_t(k.c0) * p.C_row + k.g * p.N : nullptr;
-  const float* d_y = g.d_y ? g.d_y + k.b * g.d_y_batch + std::int64_t(k.c0) * g.d_y_row + k.h * p.p : nullptr;
-  const float* S = g.start_states + bc * g.start_batch + std::int64_t(k.h) * p.p * g.start_row;  // S_c [p, N]
+  const S* x = p.x + k.b * p.x_batch + std::int64_t(k.c0) * p.x_row + k.h * p.p;
+  const S* B = p.B + k.b * p.B_batch + std::int64_t(k.c0) * p.B_row + k.g * p.N;
+  const S* C = p.C ? p.C + k.b * p.C_batch + std::int64_t(k.c0) * p.C_row + k.g * p.N : nullptr;
+  const S* d_y = g.d_y ? g.d_y + k.b * g.d_y_batch + std::int64_t(k.c0) * g.d_y_row + k.h * p.p : nullptr;
+  const float* S_c = g.start_states + bc * g.start_batch + std::int64_t(k.h) * p.p * g.start_row;  // S_c [p, N]
   const float* G = g.end_grads + (bc * p.H + k.h) * p.p * p.N;                                   // G_{c+1} [p, N]
 
   // Phase 0: the decays, each segment summed on its own; K = D = L. And <G_{c+1}, S_c>.
@@ -308,7 +493,7 @@ __global__ void __launch_bounds__(kScanThreads) ssm_chunk_backward_kernel(ScanGr
     decay_out[t] = expf(to_end);
   }
   float overlap = 0.0f;
-  for (int e = threadIdx.x; e < p.p * p.N; e += blockDim.x) overlap += G[e] * S[(e / p.N) * g.start_row + e % p.N];
+  for (int e = threadIdx.x; e < p.p * p.N; e += blockDim.x) overlap += G[e] * S_c[(e / p.N) * g.start_row + e % p.N];
   const float G_dot_S = block_sum<kScanThreads>(overlap);  // its barriers also end phase 0
 
   // Phase 1: K = L∘(C·B), D = L∘(d_y·x); both 0 without d_y (they only ever multiply it).
@@ -317,8 +502,8 @@ __global__ void __launch_bounds__(kScanThreads) ssm_chunk_backward_kernel(ScanGr
     if (s > t) continue;
     float cb = 0.0f, yx = 0.0f;
     if (d_y) {
-      for (int n = 0; n < p.N; ++n) cb += C[t * p.C_row + n] * B[s * p.B_row + n];
-      for (int i = 0; i < p.p; ++i) yx += d_y[t * g.d_y_row + i] * x[s * p.x_row + i];
+      for (int n = 0; n < p.N; ++n) cb += to_float(C[t * p.C_row + n]) * to_float(B[s * p.B_row + n]);
+      for (int i = 0; i < p.p; ++i) yx += to_float(d_y[t * g.d_y_row + i]) * to_float(x[s * p.x_row + i]);
     }
     K[t * Q + s] *= cb;
     D[t * Q + s] *= yx;
@@ -327,10 +512,11 @@ __global__ void __launch_bounds__(kScanThreads) ssm_chunk_backward_kernel(ScanGr
 
   // Phase 2: d_x, per-head d_B and d_C, u[t] and w[s]/dt[s].
   const std::int64_t token0 = std::int64_t(k.b) * p.L + k.c0;  // row of [Bt·L, ...] of the chunk's first token
-  float* d_x = g.d_x + k.b * g.d_x_batch + std::int64_t(k.c0) * g.d_x_row + k.h * p.p;
+  S* d_x = g.d_x + k.b * g.d_x_batch + std::int64_t(k.c0) * g.d_x_row + k.h * p.p;
   for (int e = threadIdx.x; e < len * p.p; e += blockDim.x) {
     const int s = e / p.p, i = e % p.p;
-    d_x[s * g.d_x_row + i] = token_gradient(K, Q, len, d_y, g.d_y_row, G + i * p.N, 1, B, p.B_row, p.N, s, i, dts, decay_out);
+    d_x[s * g.d_x_row + i] =
+        from_float<S>(token_gradient(K, Q, len, d_y, g.d_y_row, G + i * p.N, 1, B, p.B_row, p.N, s, i, dts, decay_out));
   }
   for (int e = threadIdx.x; e < len * p.N; e += blockDim.x) {
     const int s = e / p.N, n = e % p.N;
@@ -342,8 +528,8 @@ __global__ void __launch_bounds__(kScanThreads) ssm_chunk_backward_kernel(ScanGr
       const int t = e / p.N, n = e % p.N;
       float intra = 0.0f, state = 0.0f;
       if (d_y) {
-        for (int s = 0; s <= t; ++s) intra += D[t * Q + s] * dts[s] * B[s * p.B_row + n];
-        for (int i = 0; i < p.p; ++i) state += S[i * g.start_row + n] * d_y[t * g.d_y_row + i];
+        for (int s = 0; s <= t; ++s) intra += D[t * Q + s] * dts[s] * to_float(B[s * p.B_row + n]);
+        for (int i = 0; i < p.p; ++i) state += S_c[i * g.start_row + n] * to_float(d_y[t * g.d_y_row + i]);
       }
       g.head_d_C[((token0 + t) * p.H + k.h) * p.N + n] = intra + decay_in[t] * state;
     }
@@ -352,10 +538,10 @@ __global__ void __launch_bounds__(kScanThreads) ssm_chunk_backward_kernel(ScanGr
     for (int i = 0; i < p.p; ++i) {
       float sc = 0.0f, gb = 0.0f;
       if (d_y)
-        for (int n = 0; n < p.N; ++n) sc += S[i * g.start_row + n] * C[t * p.C_row + n];
-      for (int n = 0; n < p.N; ++n) gb += G[i * p.N + n] * B[t * p.B_row + n];
-      out += (d_y ? d_y[t * g.d_y_row + i] : 0.0f) * sc;
-      in += x[t * p.x_row + i] * gb;
+        for (int n = 0; n < p.N; ++n) sc += S_c[i * g.start_row + n] * to_float(C[t * p.C_row + n]);
+      for (int n = 0; n < p.N; ++n) gb += G[i * p.N + n] * to_float(B[t * p.B_row + n]);
+      out += (d_y ? to_float(d_y[t * g.d_y_row + i]) : 0.0f) * sc;
+      in += to_float(x[t * p.x_row + i]) * gb;
     }
     u[t] = decay_in[t] * out;
     w[t] = decay_out[t] * in;
@@ -368,7 +554,7 @@ __global__ void __launch_bounds__(kScanThreads) ssm_chunk_backward_kernel(ScanGr
       const int t = e / len, s = e % len;
       if (s > t) continue;
       float yx = 0.0f;
-      for (int i = 0; i < p.p; ++i) yx += d_y[t * g.d_y_row + i] * x[s * p.x_row + i];
+      for (int i = 0; i < p.p; ++i) yx += to_float(d_y[t * g.d_y_row + i]) * to_float(x[s * p.x_row + i]);
       K[t * Q + s] *= yx;
     }
   __syncthreads();
@@ -404,9 +590,11 @@ __global__ void __launch_bounds__(kScanThreads) ssm_chunk_backward_kernel(ScanGr
   if (threadIdx.x == 0) g.A_partials[bc * p.H + k.h] = total;
 }
 
-// Step 4: out[b, t, g·N + n] = Σ_{j < H/G} heads[b·L + t, g·(H/G) + j, n], one thread per output, heads in order.
+// Step 4: out[b, t, g·N + n] = Σ_{j < H/G} heads[b·L + t, g·(H/G) + j, n], one thread per output, heads in order,
+// stored as S.
+template <class S>
 __global__ void __launch_bounds__(kScanThreads) ssm_group_sum_kernel(const float* heads, int Bt, int L, int H, int G, int N,
-                                                                     float* out, std::int64_t out_batch, std::int64_t out_row) {
+                                                                     S* out, std::int64_t out_batch, std::int64_t out_row) {
   const std::int64_t e = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (e >= std::int64_t(Bt) * L * G * N) return;
   const int n = int(e % N), gr = int(e / N % G);
@@ -414,7 +602,7 @@ __global__ void __launch_bounds__(kScanThreads) ssm_group_sum_kernel(const float
   const int per = H / G;
   float sum = 0.0f;
   for (int j = 0; j < per; ++j) sum += heads[(token * H + gr * per + j) * N + n];
-  out[token / L * out_batch + token % L * out_row + gr * N + n] = sum;
+  out[token / L * out_batch + token % L * out_row + gr * N + n] = from_float<S>(sum);
 }
 
 // Resolves a view's strides for [*, rows, cols] into a kernel's pointer and strides.
@@ -425,10 +613,11 @@ void set(T*& ptr, std::int64_t& batch, std::int64_t& row, const View<U>& view, s
 }
 
 // The shape and the inputs both directions read.
-ScanPointers input_pointers(const ScanShape& s, const ScanPlan& plan, const View<const float>& x, const View<const float>& dt,
-                            const View<const float>& A, const View<const float>& B, const View<const float>& C) {
+template <class S>
+ScanPointers<S> input_pointers(const ScanShape& s, const ScanPlan& plan, const View<const S>& x, const View<const float>& dt,
+                               const View<const float>& A, const View<const S>& B, const View<const S>& C) {
   const std::int64_t HP = std::int64_t(s.H) * s.p, GN = std::int64_t(s.G) * s.N;
-  ScanPointers p{};
+  ScanPointers<S> p{};
   p.L = s.L, p.H = s.H, p.p = s.p, p.G = s.G, p.N = s.N, p.Q = s.Q, p.chunks = plan.chunks;
   set(p.x, p.x_batch, p.x_row, x, s.L, HP);
   set(p.dt, p.dt_batch, p.dt_row, dt, s.L, s.H);
@@ -437,31 +626,43 @@ ScanPointers input_pointers(const ScanShape& s, const ScanPlan& plan, const View
   set(p.C, p.C_batch, p.C_row, C, s.L, GN);
   return p;
 }
-}  // namespace
 
-void ssm_chunked_forward(const ScanForward& a, const LaunchContext& ctx) {
+template <class S>
+void forward(const ScanForwardT<S>& a, const LaunchContext& ctx) {
   const ScanShape& s = a.shape;
   if (s.Bt == 0) return;
   const ScanPlan plan = scan_plan(s);
   const std::int64_t HP = std::int64_t(s.H) * s.p;
-  ScanPointers p = input_pointers(s, plan, a.x, a.dt, a.A, a.B, a.C);
+  ScanPointers<S> p = input_pointers(s, plan, a.x, a.dt, a.A, a.B, a.C);
   set(p.S_init, p.init_batch, p.init_row, a.S_init, HP, s.N);
   set(p.y, p.y_batch, p.y_row, a.y, s.L, HP);
   set(p.final_state, p.final_batch, p.final_row, a.final_state, HP, s.N);
   set(p.chunk_states, p.chunk_batch, p.chunk_row, a.chunk_states, HP, s.N);
   set(p.start_states, p.start_batch, p.start_row, a.start_states, HP, s.N);
   p.chunk_decays = a.chunk_decays.data;
-  if (plan.chunks > 0) launch(TM_SITE("ssm_chunk_state"), ssm_chunk_state_kernel, plan.chunk_states, ctx, p);
-  launch(TM_SITE("ssm_state_passing"), ssm_state_passing_kernel, plan.state_passing, ctx, p);
-  if (plan.chunks > 0 && p.y) launch(TM_SITE("ssm_output"), ssm_output_kernel, plan.output, ctx, p);
+  constexpr bool tensor_cores = std::is_same_v<S, Bf16>;
+  if (plan.chunks > 0) {
+    if constexpr (tensor_cores)
+      launch(TM_SITE("ssm_chunk_state_tc"), ssm_chunk_state_tc_kernel, plan.bf16_chunk_states, ctx, p);
+    else
+      launch(TM_SITE("ssm_chunk_state"), ssm_chunk_state_kernel<S>, plan.chunk_states, ctx, p);
+  }
+  launch(TM_SITE("ssm_state_passing"), ssm_state_passing_kernel<S>, plan.state_passing, ctx, p);
+  if (plan.chunks > 0 && p.y) {
+    if constexpr (tensor_cores)
+      launch(TM_SITE("ssm_output_tc"), ssm_output_tc_kernel, plan.bf16_output, ctx, p);
+    else
+      launch(TM_SITE("ssm_output"), ssm_output_kernel<S>, plan.output, ctx, p);
+  }
 }
 
-void ssm_chunked_backward(const ScanBackward& a, const LaunchContext& ctx) {
+template <class S>
+void backward(const ScanBackwardT<S>& a, const LaunchContext& ctx) {
   const ScanShape& s = a.shape;
   const ScanPlan plan = scan_plan(s);
   const std::int64_t HP = std::int64_t(s.H) * s.p, GN = std::int64_t(s.G) * s.N;
   float* ws = a.workspace.data;
-  ScanGradPointers g{};
+  ScanGradPointers<S> g{};
   g.chunk_decays = ws;
   g.end_grads = g.chunk_decays + plan.chunk_decays;
   g.A_partials = g.end_grads + plan.state_values;
@@ -469,23 +670,23 @@ void ssm_chunked_backward(const ScanBackward& a, const LaunchContext& ctx) {
   g.head_d_C = a.d_C.data ? g.head_d_B + plan.head_values : nullptr;
   const int blocks = s.Bt * plan.chunks;  // (sequence, chunk) pairs, each one partial of d_A per head
   if (s.Bt > 0) {
-    g.f = input_pointers(s, plan, a.x, a.dt, a.A, a.B, a.d_y.data ? a.C : View<const float>{});
+    g.f = input_pointers(s, plan, a.x, a.dt, a.A, a.B, a.d_y.data ? a.C : View<const S>{});
     set(g.start_states, g.start_batch, g.start_row, a.start_states, HP, s.N);
     set(g.d_y, g.d_y_batch, g.d_y_row, a.d_y, s.L, HP);
     set(g.d_final, g.d_final_batch, g.d_final_row, a.d_final_state, HP, s.N);
     set(g.d_x, g.d_x_batch, g.d_x_row, a.d_x, s.L, HP);
     set(g.d_dt, g.d_dt_batch, g.d_dt_row, a.d_dt, s.L, s.H);
     set(g.d_S_init, g.d_init_batch, g.d_init_row, a.d_S_init, HP, s.N);
-    if (blocks > 0) launch(TM_SITE("ssm_chunk_grad"), ssm_chunk_grad_kernel, plan.chunk_states, ctx, g);
-    launch(TM_SITE("ssm_state_grad_passing"), ssm_state_grad_passing_kernel, plan.state_passing, ctx, g);
+    if (blocks > 0) launch(TM_SITE("ssm_chunk_grad"), ssm_chunk_grad_kernel<S>, plan.chunk_states, ctx, g);
+    launch(TM_SITE("ssm_state_grad_passing"), ssm_state_grad_passing_kernel<S>, plan.state_passing, ctx, g);
     if (blocks > 0) {
-      launch(TM_SITE("ssm_chunk_backward"), ssm_chunk_backward_kernel, plan.backward_chunk, ctx, g);
+      launch(TM_SITE("ssm_chunk_backward"), ssm_chunk_backward_kernel<S>, plan.backward_chunk, ctx, g);
       const Strides bs = resolved_strides(a.d_B, s.L, GN);
-      launch(TM_SITE("ssm_group_sum(d_B)"), ssm_group_sum_kernel, plan.group_sum, ctx, static_cast<const float*>(g.head_d_B),
+      launch(TM_SITE("ssm_group_sum(d_B)"), ssm_group_sum_kernel<S>, plan.group_sum, ctx, static_cast<const float*>(g.head_d_B),
              s.Bt, s.L, s.H, s.G, s.N, a.d_B.data, bs.batch, bs.row);
       if (g.head_d_C) {
         const Strides cs = resolved_strides(a.d_C, s.L, GN);
-        launch(TM_SITE("ssm_group_sum(d_C)"), ssm_group_sum_kernel, plan.group_sum, ctx, static_cast<const float*>(g.head_d_C),
+        launch(TM_SITE("ssm_group_sum(d_C)"), ssm_group_sum_kernel<S>, plan.group_sum, ctx, static_cast<const float*>(g.head_d_C),
                s.Bt, s.L, s.H, s.G, s.N, a.d_C.data, cs.batch, cs.row);
       }
     }
@@ -494,5 +695,11 @@ void ssm_chunked_backward(const ScanBackward& a, const LaunchContext& ctx) {
   launch(TM_SITE("ssm_sum_partials(d_A)"), sum_partials<float>, plan.reduce_A, ctx, static_cast<const float*>(g.A_partials),
          blocks, s.H, std::int64_t(s.H), a.d_A.data, s.H, std::int64_t(s.H));
 }
+}  // namespace
+
+void ssm_chunked_forward(const ScanForward& a, const LaunchContext& ctx) { forward(a, ctx); }
+void ssm_chunked_forward(const ScanForwardBf16& a, const LaunchContext& ctx) { forward(a, ctx); }
+void ssm_chunked_backward(const ScanBackward& a, const LaunchContext& ctx) { backward(a, ctx); }
+void ssm_chunked_backward(const ScanBackwardBf16& a, const LaunchContext& ctx) { backward(a, ctx); }
 
 }  // namespace transmamba::gpu::TM_BACKEND_NS

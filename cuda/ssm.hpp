@@ -13,6 +13,9 @@
 // API is cuda/converter.hpp. The backward (ScanBackward) is derived in cuda/ssm.cu's header comment.
 #pragma once
 
+#include <type_traits>
+
+#include "cuda/bf16.hpp"
 #include "cuda/device.hpp"
 #include "cuda/device_math.hpp"
 #include "cuda/launch_shape.hpp"
@@ -45,7 +48,24 @@ struct ScanPlan {
   LaunchShape reduce_A;           // grid (ceil(H / 256)): d_A, the (sequence, chunk) partials summed in order
   std::size_t head_values = 0;    // Bt · L · H·N: per-head d_B (and d_C) before the group sum
   std::size_t backward_workspace = 0;  // floats: chunk_decays + state_values + chunk_decays + 2·head_values
+  // The bf16 forward's tensor-core kernels (cuda/ssm.cu) in place of stage 1's and stages 3+4's:
+  LaunchShape bf16_chunk_states;  // grid (chunks, H, Bt); shared memory scan_bf16_chunk_state_bytes
+  LaunchShape bf16_output;        // grid (chunks, G, Bt): a group's heads share C·Bᵀ; scan_bf16_output_bytes
 };
+
+// The tensor-core kernels' tiles pad the chunk's tokens, p and N to multiples of 16 with zeros.
+constexpr int scan_tile(int n) { return (n + 15) / 16 * 16; }
+// Stage 1 (bf16): w [Q'] fp32; x [Q'][p'], (w·B)'s high and low bf16 parts [Q'][N'] bf16 (Q' = scan_tile(Q), ...).
+inline std::size_t scan_bf16_chunk_state_bytes(const ScanShape& s) {
+  const std::size_t Q = scan_tile(s.Q), P = scan_tile(s.p), N = scan_tile(s.N);
+  return 4 * Q + 2 * (Q * P + 2 * Q * N);
+}
+// Stages 3+4 (bf16): C·Bᵀ [Q'][Q'], dt and the decays from the chunk's start [Q'] fp32; C [Q'][N'], B [Q'][N'] (later
+// the start state's two bf16 parts, [p'][N'] each, in its place), the weights' two parts [Q'][Q'] and x [Q'][p'] bf16.
+inline std::size_t scan_bf16_output_bytes(const ScanShape& s) {
+  const std::size_t Q = scan_tile(s.Q), P = scan_tile(s.p), N = scan_tile(s.N);
+  return 4 * (Q * Q + 2 * Q) + 2 * (Q * N + std::max(Q * N, 2 * P * N) + 2 * Q * Q + Q * P);
+}
 
 // The backward's chunk kernel holds K, D [Q][Q] and six vectors [Q] in dynamic shared memory.
 inline std::size_t scan_backward_shared_floats(int Q) { return std::size_t(2) * Q * Q + std::size_t(6) * Q; }
@@ -74,43 +94,66 @@ inline ScanPlan scan_plan(const ScanShape& s) {
   p.reduce_A = {{unsigned(ceil_div(s.H, int(kScanThreads))), 1, 1}, {kScanThreads, 1, 1}, 0};
   p.head_values = std::size_t(s.Bt) * s.L * s.H * s.N;
   p.backward_workspace = 2 * p.chunk_decays + p.state_values + 2 * p.head_values;
+  p.bf16_chunk_states = {p.chunk_states.grid, {kScanThreads, 1, 1}, scan_bf16_chunk_state_bytes(s)};
+  p.bf16_output = {{chunks, unsigned(s.G), unsigned(std::max(s.Bt, 1))}, {kScanThreads, 1, 1}, scan_bf16_output_bytes(s)};
   return p;
 }
 
-struct ScanForward {
+// S: the storage type of the per-token activations x, B, C, y (float, or Bf16: cuda/bf16.hpp); dt, A and every
+// state stay fp32. The bf16 forward runs its chunk matmuls on tensor cores (cuda/ssm.cu).
+template <class S>
+struct ScanForwardT {
   ScanShape shape;
-  View<const float> x;        // [Bt, L, H·p]
+  View<const S> x;            // [Bt, L, H·p]
   View<const float> dt;       // [Bt, L, H]
   View<const float> A;        // [1, 1, H]
-  View<const float> B, C;     // [Bt, L, G·N]; C is read only for y (may be null when y is)
+  View<const S> B, C;         // [Bt, L, G·N]; C is read only for y (may be null when y is)
   View<const float> S_init;   // [Bt, H·p, N]; data == nullptr: a zero state
-  View<float> y;              // [Bt, L, H·p]; data == nullptr: the final state only (the Memory Converter)
+  View<S> y;                  // [Bt, L, H·p]; data == nullptr: the final state only (the Memory Converter)
   View<float> final_state;    // [Bt, H·p, N]
   View<float> chunk_states;   // [Bt·chunks, H·p, N]: stage 1
   View<float> start_states;   // [Bt·chunks, H·p, N]: stage 2, the state entering each chunk
   View<float> chunk_decays;   // [1, 1, Bt·chunks·H]: workspace
 };
+using ScanForward = ScanForwardT<float>;
+using ScanForwardBf16 = ScanForwardT<Bf16>;
 
 void ssm_chunked_forward(const Stream& stream, const ScanForward& args);
+// The bf16 overloads of this API (and cuda/converter.hpp's) are templates taking S = Bf16 only: a call with a
+// braced list, ssm_chunked_forward(stream, {...}), deduces no template argument and so still means the fp32
+// overload (two plain overloads would make it ambiguous).
+template <class S>
+using IfBf16 = std::enable_if_t<std::is_same_v<S, Bf16>, int>;
+template <class S, IfBf16<S> = 0>
+void ssm_chunked_forward(const Stream& stream, const ScanForwardT<S>& args);
 
 // The gradients of the scan's y and final state (d_y, d_final_state) with respect to every input. Needs the
 // forward's start states (stage 2); recomputes the rest chunk by chunk. Deterministic: no atomics, every sum in a
 // fixed order.
-struct ScanBackward {
+// S as in ScanForwardT: x, B, C, d_y, d_x, d_B, d_C in S; everything else fp32.
+template <class S>
+struct ScanBackwardT {
   ScanShape shape;
-  View<const float> x, dt, A, B, C;   // as ScanForward; C is read only with d_y (may be null without it)
+  View<const S> x;                    // as ScanForward
+  View<const float> dt, A;
+  View<const S> B, C;                 // C is read only with d_y (may be null without it)
   View<const float> S_init;           // [Bt, H·p, N]; data == nullptr: a zero state. Checked, not read: the
                                       // kernels read start_states, whose first chunk is S_init
   View<const float> start_states;     // [Bt·chunks, H·p, N]: the forward's stage 2 (ScanForward::start_states)
-  View<const float> d_y;              // [Bt, L, H·p]; data == nullptr: zero (the Memory Converter's backward)
+  View<const S> d_y;                  // [Bt, L, H·p]; data == nullptr: zero (the Memory Converter's backward)
   View<const float> d_final_state;    // [Bt, H·p, N]; data == nullptr: zero
-  View<float> d_x, d_dt;              // [Bt, L, H·p], [Bt, L, H]: written (not accumulated)
-  View<float> d_B, d_C;               // [Bt, L, G·N]: written; d_C may be null when d_y is null
+  View<S> d_x;                        // [Bt, L, H·p]: written (not accumulated)
+  View<float> d_dt;                   // [Bt, L, H]: written
+  View<S> d_B, d_C;                   // [Bt, L, G·N]: written; d_C may be null when d_y is null
   View<float> d_A;                    // [1, 1, H]: written, summed over sequences and tokens
   View<float> d_S_init;               // [Bt, H·p, N]: written; data == nullptr: not wanted
   View<float> workspace;              // [1, 1, ScanPlan::backward_workspace] floats
 };
+using ScanBackward = ScanBackwardT<float>;
+using ScanBackwardBf16 = ScanBackwardT<Bf16>;
 
 void ssm_chunked_backward(const Stream& stream, const ScanBackward& args);
+template <class S, IfBf16<S> = 0>
+void ssm_chunked_backward(const Stream& stream, const ScanBackwardT<S>& args);
 
 }  // namespace transmamba::gpu

@@ -453,6 +453,15 @@ TEST_CASE("scan plan: the backward's grids, shared memory and workspace", "[gpu]
       CHECK(c.backward_workspace == c.forward_workspace + std::size_t(3) * 24 * 5 + p.backward_workspace);
     }
   CHECK(scan_plan({1, 8, 48, 64, 8, 128, 128}).backward_chunk.dynamic_shared_bytes <= kMaxDynamicShared);
+  // The bf16 forward's tensor-core kernels at the paper's size: a (chunk, group) block for stages 3+4, tiles of 16.
+  const ScanPlan paper = scan_plan({1, 8192, 48, 64, 8, 128, 128});
+  CHECK(paper.bf16_output.dynamic_shared_bytes <= kMaxDynamicShared);
+  CHECK(paper.bf16_chunk_states.dynamic_shared_bytes <= kMaxDynamicShared);
+  CHECK(paper.bf16_output.grid.x == 64);
+  CHECK(paper.bf16_output.grid.y == 8);
+  CHECK(scan_tile(1) == 16);
+  CHECK(scan_tile(16) == 16);
+  CHECK(scan_tile(17) == 32);
   CHECK_THROWS_WITH(scan_plan({1, 8, 4, 2, 1, 4, 129}), "scan: chunk size Q=129 is not supported (1 <= Q <= 128)");
   CHECK_THROWS_WITH(scan_plan({1, 8, 4, 2, 3, 4, 8}), Catch::Contains("H % G == 0"));
 }
@@ -647,6 +656,74 @@ TEST_CASE("scan backward and converter host API: bad arguments fail before any l
   cb_bad = cb;
   cb_bad.d_S0 = View<const float>{};
   CHECK_THROWS_WITH(memory_converter_backward(stream, cb_bad), "memory_converter_backward: d_S0 [2, 8, 3]: null pointer");
+}
+
+TEST_CASE("scan and converter bf16 host API: null or undersized bf16 buffers and shapes the bf16 kernels do not take fail before any launch",
+          "[gpu][errors][bf16]") {
+  const Device dev = Device::emulated(1);
+  Stream stream(dev);
+  ScanFixture f(dev, {2, 5, 4, 2, 2, 3, 2});  // x, y, d_x [2, 5, 8]; B, C [2, 5, 6]; 3 chunks; the fp32 tensors from here
+  auto bf16s = [&](std::size_t n) { return DeviceBuffer<Bf16>(dev, std::vector<Bf16>(n, to_bf16(0.25f))); };
+  const DeviceBuffer<Bf16> x = bf16s(80), B = bf16s(60), C = bf16s(60), y = bf16s(80), d_y = bf16s(80), d_x = bf16s(80), d_B = bf16s(60),
+                           d_C = bf16s(60);
+  const ScanForwardBf16 fw{f.s, x.view(), f.dt.view(), f.A.view(), B.view(), C.view(), f.S_init.view(), y.view(),
+                           f.final_state.view(), f.chunk_states.view(), f.start_states.view(), f.decays.view()};
+  CHECK_NOTHROW(ssm_chunked_forward(stream, fw));
+  ScanForwardBf16 fw_bad = fw;
+  fw_bad.x = View<const Bf16>{};
+  CHECK_THROWS_WITH(ssm_chunked_forward(stream, fw_bad), "ssm_chunked_forward: x [2, 5, 8]: null pointer");
+  fw_bad = fw;
+  fw_bad.y.size = 79;
+  CHECK_THROWS_WITH(ssm_chunked_forward(stream, fw_bad),
+                    "ssm_chunked_forward: y [2, 5, 8]: the buffer holds 79 values from this pointer, the shape needs 80");
+  fw_bad = fw;
+  fw_bad.C = View<const Bf16>{};  // y is wanted: C is read
+  CHECK_THROWS_WITH(ssm_chunked_forward(stream, fw_bad), "ssm_chunked_forward: C [2, 5, 6]: null pointer");
+  fw_bad = fw;
+  fw_bad.shape.N = 256, fw_bad.shape.p = 64, fw_bad.shape.Q = 128;  // the tensor-core tiles would not fit shared memory
+  CHECK_THROWS_WITH(ssm_chunked_forward(stream, fw_bad), Catch::Contains("ssm_chunked_forward: bf16 tiles of Q=128, p=64, N=256 need"));
+  fw_bad.y = View<Bf16>{};  // stage 1's tiles alone fit
+  CHECK_THROWS_WITH(ssm_chunked_forward(stream, fw_bad), "ssm_chunked_forward: x [2, 5, 256]: the buffer holds 80 values from this pointer, the shape needs 2560");
+
+  ScanBackwardBf16 bw{};
+  bw.shape = f.s;
+  bw.x = x.view(), bw.dt = f.dt.view(), bw.A = f.A.view(), bw.B = B.view(), bw.C = C.view(), bw.S_init = f.S_init.view();
+  bw.start_states = f.start_states.view(), bw.d_y = d_y.view(), bw.d_final_state = f.d_final.view();
+  bw.d_x = d_x.view(), bw.d_dt = f.d_dt.view(), bw.d_B = d_B.view(), bw.d_C = d_C.view(), bw.d_A = f.d_A.view();
+  bw.d_S_init = f.d_S_init.view(), bw.workspace = f.workspace.view();
+  CHECK_NOTHROW(ssm_chunked_backward(stream, bw));
+  ScanBackwardBf16 bw_bad = bw;
+  bw_bad.d_x = View<Bf16>{};
+  CHECK_THROWS_WITH(ssm_chunked_backward(stream, bw_bad), "ssm_chunked_backward: d_x [2, 5, 8]: null pointer");
+  bw_bad = bw;
+  bw_bad.d_B.size = 59;
+  CHECK_THROWS_WITH(ssm_chunked_backward(stream, bw_bad), Catch::Contains("ssm_chunked_backward: d_B [2, 5, 6]: the buffer holds 59"));
+  bw_bad = bw;
+  bw_bad.d_y.size = 40;
+  CHECK_THROWS_WITH(ssm_chunked_backward(stream, bw_bad), Catch::Contains("ssm_chunked_backward: d_y [2, 5, 8]: the buffer holds 40"));
+  bw_bad = bw;
+  bw_bad.shape.G = 3;
+  CHECK_THROWS_WITH(ssm_chunked_backward(stream, bw_bad), Catch::Contains("H % G == 0"));
+
+  const ConverterPlan cp = converter_plan(f.s);
+  DeviceBuffer<float> S0(dev, std::size_t(2) * 8 * 3), fws(dev, cp.forward_workspace), bws(dev, cp.backward_workspace);
+  const ConverterForwardBf16 cf{f.s, x.view(), f.dt.view(), f.A.view(), B.view(), S0.view(), fws.view()};
+  CHECK_NOTHROW(memory_converter_forward(stream, cf));
+  ConverterForwardBf16 cf_bad = cf;
+  cf_bad.B = View<const Bf16>{};
+  CHECK_THROWS_WITH(memory_converter_forward(stream, cf_bad), "memory_converter_forward: B [2, 5, 6]: null pointer");
+  cf_bad = cf;
+  cf_bad.x.size = 79;
+  CHECK_THROWS_WITH(memory_converter_forward(stream, cf_bad), Catch::Contains("memory_converter_forward: x [2, 5, 8]: the buffer holds 79"));
+  const ConverterBackwardBf16 cb{f.s, x.view(), f.dt.view(), f.A.view(), B.view(), S0.view(), d_x.view(), f.d_dt.view(),
+                                 d_B.view(), f.d_A.view(), bws.view()};
+  CHECK_NOTHROW(memory_converter_backward(stream, cb));
+  ConverterBackwardBf16 cb_bad = cb;
+  cb_bad.d_x = View<Bf16>{};
+  CHECK_THROWS_WITH(memory_converter_backward(stream, cb_bad), "memory_converter_backward: d_x [2, 5, 8]: null pointer");
+  cb_bad = cb;
+  cb_bad.d_B.size = 30;
+  CHECK_THROWS_WITH(memory_converter_backward(stream, cb_bad), Catch::Contains("memory_converter_backward: d_B [2, 5, 6]: the buffer holds 30"));
 }
 
 TEST_CASE("scan backward: bitwise the same gradients on every call and in every thread order", "[gpu][determinism]") {

@@ -17,6 +17,9 @@ TEST_CASE("emulated.step_size", "[kernels][emulated]") { require_check("emulated
 TEST_CASE("emulated.ssm", "[kernels][emulated]") { require_check("emulated.ssm", emulated()); }
 TEST_CASE("emulated.ssm_backward", "[kernels][emulated]") { require_check("emulated.ssm_backward", emulated()); }
 TEST_CASE("emulated.converter", "[kernels][emulated]") { require_check("emulated.converter", emulated()); }
+TEST_CASE("emulated.ssm.bf16", "[kernels][emulated][bf16]") { require_check("emulated.ssm.bf16", emulated()); }
+TEST_CASE("emulated.ssm_backward.bf16", "[kernels][emulated][bf16]") { require_check("emulated.ssm_backward.bf16", emulated()); }
+TEST_CASE("emulated.converter.bf16", "[kernels][emulated][bf16]") { require_check("emulated.converter.bf16", emulated()); }
 TEST_CASE("emulated.attention", "[kernels][emulated]") { require_check("emulated.attention", emulated()); }
 TEST_CASE("emulated.norm", "[kernels][emulated]") { require_check("emulated.norm", emulated()); }
 TEST_CASE("emulated.projection", "[kernels][emulated]") { require_check("emulated.projection", emulated()); }

@@ -26,7 +26,14 @@
 //               lets d_S_init and d_A be compared when every decay in them underflows in fp32 but not in double
 //               (mixed steps: one token of dt = 500 at A = -0.4 leaves e^-200 = 1e-87 in double, 0 in fp32).
 // Scale 1e3 is drawn: it scales x and S_init (and with them every output linearly), which fp32's range holds.
+//
+// The bf16 checks (".bf16": the kernels with x, B, C, y, d_y, d_x, d_B, d_C stored in bf16) draw the same cases,
+// with those tensors rounded to bf16; every output is judged by DESIGN.md section 7's bf16 rule
+// (compare_to_baseline): the truth is the double reference on the rounded inputs, the baseline the float
+// reference on them, its bf16 tensors (y, d_x, d_B, d_C) rounded to bf16; the fp32 states and gradients (chunk,
+// start and final states, d_dt, d_A, d_S_init, S0) are held to the same rule, unrounded.
 #include <cmath>
+#include <type_traits>
 
 #include "cuda/converter.hpp"
 #include "cuda/ssm.hpp"
@@ -41,6 +48,33 @@ namespace transmamba {
 namespace {
 using namespace kernel_case;
 using gpu::DeviceBuffer;
+
+template <class S>
+constexpr bool kBf16 = std::is_same_v<S, gpu::Bf16>;
+// A storage-type S tensor of the kernels' inputs: rounded to S (to float first, as every input).
+template <class S>
+MatD round_to(const MatD& m) {
+  return kBf16<S> ? round_to_bf16(round_to_float(m)) : round_to_float(m);
+}
+// The float reference's copy of an input (exact: every input is a float).
+Mat<float> f32(const MatD& m) { return m.cast<float>(); }
+// A float reference result as the kernel stores it: rounded to bf16 where S is (bf16 storage points).
+template <class S>
+MatD stored(const Mat<float>& m) {
+  return kBf16<S> ? round_to_bf16(m.cast<double>()) : MatD(m.cast<double>());
+}
+
+// One tensor's comparison: an fp32 kernel's against the truth within bound or the floor; a bf16 kernel's by the
+// bf16 rule against the float baseline (header comment), with the fp32 floor for values below fp32's range
+// (kernel_case.hpp: compare_bf16).
+template <class S>
+Comparison judge(const std::string& name, const MatD& got, const MatD& truth, double bound, double floor, const MatD& baseline) {
+  if constexpr (kBf16<S>) {
+    return compare_bf16(name, got, truth, baseline, floor);
+  } else {
+    return compare(name, got, truth, bound, floor);
+  }
+}
 
 // One case's draws and fp32-rounded inputs, per sequence: x [L, H·p], dt [L, H], B, C [L, G·N], S_init [H·p, N].
 struct ScanInputs {
@@ -60,6 +94,8 @@ struct ScanInputs {
   }
 };
 
+// S: the kernels' storage type; x, B, C are rounded to it.
+template <class S>
 ScanInputs draw_scan_inputs(bool with_init) {
   ScanInputs in;
   in.d = draw_shape();  // its "input scale" is not used: the regime's scale is
@@ -71,9 +107,9 @@ ScanInputs draw_scan_inputs(bool with_init) {
   RandomTensors& rnd = in.rnd;
   for (int b = 0; b < in.d.Bt; ++b) {
     in.dt.push_back(round_to_float(rnd.step_sizes<double>(in.L, in.cfg.H, in.regime)));
-    in.x.push_back(round_to_float(rnd.values<double>(in.L, in.cfg, in.dt.back(), in.regime)));
-    in.B.push_back(round_to_float(rnd.mat<double>(in.L, in.GN())));
-    in.C.push_back(round_to_float(rnd.mat<double>(in.L, in.GN())));
+    in.x.push_back(round_to<S>(rnd.values<double>(in.L, in.cfg, in.dt.back(), in.regime)));
+    in.B.push_back(round_to<S>(rnd.mat<double>(in.L, in.GN())));
+    in.C.push_back(round_to<S>(rnd.mat<double>(in.L, in.GN())));
     in.S_init.push_back(with_init ? round_to_float(rnd.mat<double>(in.HP(), in.cfg.N, -in.regime.scale, in.regime.scale))
                                   : MatD::Zero(in.HP(), in.cfg.N));
   }
@@ -87,36 +123,41 @@ std::vector<MatD> abs_all(const std::vector<MatD>& m) {
   return out;
 }
 
-// The inputs on the device (x and B as column blocks of wider matrices when the case pads rows).
+// The inputs on the device (x and B as column blocks of wider matrices when the case pads rows); x, B, C as S.
+template <class S>
 struct ScanDevice {
   gpu::Device dev;
   gpu::Stream stream;
-  Packed x_packed, B_packed;
-  DeviceBuffer<float> x, dt, A, B, C, S_init;
+  PackedAs<S> x_packed, B_packed;
+  DeviceBuffer<S> x;
+  DeviceBuffer<float> dt, A;
+  DeviceBuffer<S> B, C;
+  DeviceBuffer<float> S_init;
   ScanDevice(gpu::Backend backend, const ScanInputs& in)
       : dev(device_for(backend)),
         stream(dev),
-        x_packed(pack(in.x, in.d.pad)),
-        B_packed(pack(in.B, in.d.pad)),
+        x_packed(pack<S>(in.x, in.d.pad)),
+        B_packed(pack<S>(in.B, in.d.pad)),
         x(dev, x_packed.values),
         dt(dev, pack(in.dt, 0).values),
         A(dev, floats(in.A)),
         B(dev, B_packed.values),
-        C(dev, pack(in.C, 0).values),
+        C(dev, pack<S>(in.C, 0).values),
         S_init(dev, pack(in.S_init, 0).values) {}
-  gpu::View<float> x_view() { return x.view(x_packed.batch_stride, x_packed.row_stride); }
-  gpu::View<float> B_view() { return B.view(B_packed.batch_stride, B_packed.row_stride); }
+  gpu::View<S> x_view() { return x.view(x_packed.batch_stride, x_packed.row_stride); }
+  gpu::View<S> B_view() { return B.view(B_packed.batch_stride, B_packed.row_stride); }
 };
 
 // A device output [Bt, rows, cols] whose rows are padded to cols + pad (NaN-filled, as a column block of a wider
 // matrix would be): the view to write it and the values read back.
+template <class S = float>
 struct PaddedOut {
   int Bt, rows, cols, pad;
-  DeviceBuffer<float> buf;
+  DeviceBuffer<S> buf;
   PaddedOut(const gpu::Device& dev, int Bt_, int rows_, int cols_, int pad_)
       : Bt(Bt_), rows(rows_), cols(cols_), pad(pad_),
-        buf(dev, std::vector<float>(std::size_t(Bt_) * rows_ * (cols_ + pad_), std::nanf(""))) {}
-  gpu::View<float> view() { return buf.view(std::int64_t(rows) * (cols + pad), cols + pad); }
+        buf(dev, std::vector<S>(std::size_t(Bt_) * rows_ * (cols_ + pad_), gpu::from_float<S>(std::nanf("")))) {}
+  gpu::View<S> view() { return buf.view(std::int64_t(rows) * (cols + pad), cols + pad); }
   MatD got() const { return stacked(buf.download(), Bt, rows, cols, cols + pad); }
 };
 
@@ -125,26 +166,29 @@ double scan_floor(double terms, const MatD& magnitude, const MatD& free) {
   return rounding_floor(terms * kUnit * magnitude + kTiny * free);
 }
 
+template <class S>
 std::vector<Comparison> ssm_case(gpu::Backend backend) {
-  ScanInputs in = draw_scan_inputs(draw("with S_init", rc::gen::arbitrary<bool>()));
+  ScanInputs in = draw_scan_inputs<S>(draw("with S_init", rc::gen::arbitrary<bool>()));
   const bool final_only = draw("final state only (converter)", rc::gen::element(false, false, true));
   const MixerConfig& cfg = in.cfg;
   const int L = in.L, Q = in.Q, Bt = in.d.Bt, HP = in.HP();
-  ScanDevice dev(backend, in);
+  ScanDevice<S> dev(backend, in);
   const gpu::ScanShape shape = in.shape();
   const gpu::ScanPlan plan = gpu::scan_plan(shape);
-  PaddedOut y_dev(dev.dev, Bt, L, HP, in.d.pad);
+  PaddedOut<S> y_dev(dev.dev, Bt, L, HP, in.d.pad);
   DeviceBuffer<float> final_dev(dev.dev, std::size_t(Bt) * HP * cfg.N), chunk_dev(dev.dev, plan.state_values),
       start_dev(dev.dev, plan.state_values), decay_dev(dev.dev, plan.chunk_decays);
-  gpu::ssm_chunked_forward(dev.stream, {shape, dev.x_view(), dev.dt.view(), dev.A.view(), dev.B_view(),
-                                        final_only ? gpu::View<float>{} : dev.C.view(), dev.S_init.view(),
-                                        final_only ? gpu::View<float>{} : y_dev.view(), final_dev.view(), chunk_dev.view(),
-                                        start_dev.view(), decay_dev.view()});
+  gpu::ssm_chunked_forward(dev.stream, gpu::ScanForwardT<S>{shape, dev.x_view(), dev.dt.view(), dev.A.view(), dev.B_view(),
+                                                            final_only ? gpu::View<S>{} : dev.C.view(), dev.S_init.view(),
+                                                            final_only ? gpu::View<S>{} : y_dev.view(), final_dev.view(),
+                                                            chunk_dev.view(), start_dev.view(), decay_dev.view()});
   dev.stream.synchronize();
 
-  // The truth per sequence; its magnitudes (the same scan on |x|, |B|, |C|, |S_init|) and without decay (A = 0).
+  // The truth per sequence; its magnitudes (the same scan on |x|, |B|, |C|, |S_init|) and without decay (A = 0);
+  // the float baseline (bf16 only).
   const Vec<double> no_decay = Vec<double>::Zero(cfg.H);
-  std::vector<MatD> y, fin, chunks, starts, y_mag, fin_mag, chunks_mag, starts_mag, y_free, fin_free, chunks_free, starts_free;
+  std::vector<MatD> y, fin, chunks, starts, y_mag, fin_mag, chunks_mag, starts_mag, y_free, fin_free, chunks_free, starts_free,
+      y_base, fin_base, chunks_base, starts_base;
   for (int b = 0; b < Bt; ++b) {
     const auto r = ssm_chunked<double>(cfg, in.x[b], in.dt[b], in.A, in.B[b], in.C[b], in.S_init[b], Q);
     const MatD ax = in.x[b].cwiseAbs(), aB = in.B[b].cwiseAbs(), aC = in.C[b].cwiseAbs(), aS = in.S_init[b].cwiseAbs();
@@ -158,27 +202,37 @@ std::vector<Comparison> ssm_case(gpu::Backend backend) {
     starts_mag.insert(starts_mag.end(), m.start_states.begin(), m.start_states.end());
     chunks_free.insert(chunks_free.end(), f.chunk_states.begin(), f.chunk_states.end());
     starts_free.insert(starts_free.end(), f.start_states.begin(), f.start_states.end());
+    if (kBf16<S>) {
+      const auto base = ssm_chunked<float>(cfg, f32(in.x[b]), f32(in.dt[b]), in.A.cast<float>(), f32(in.B[b]), f32(in.C[b]),
+                                           f32(in.S_init[b]), Q);
+      y_base.push_back(stored<S>(base.y)), fin_base.push_back(base.final_state.cast<double>());
+      for (const Mat<float>& c : base.chunk_states) chunks_base.push_back(c.cast<double>());
+      for (const Mat<float>& c : base.start_states) starts_base.push_back(c.cast<double>());
+    }
   }
   const double terms = in.terms();
   auto floor = [&](const std::vector<MatD>& mag, const std::vector<MatD>& free) {
     return mag.empty() ? 0.0 : scan_floor(terms, stack(mag), stack(free));
   };
+  auto baseline = [](const std::vector<MatD>& base) { return base.empty() ? MatD() : stack(base); };
   auto got = [&](const DeviceBuffer<float>& buf, int count, int rows, int cols) { return stacked(buf.download(), count, rows, cols, cols); };
+  const double bound = bounds::kCudaFp32Forward;
   std::vector<Comparison> out;
   if (plan.chunks > 0) {
-    out.push_back(compare("stage 1: chunk states", got(chunk_dev, Bt * plan.chunks, HP, cfg.N), stack(chunks),
-                          bounds::kCudaFp32Forward, floor(chunks_mag, chunks_free)));
-    out.push_back(compare("stage 2: start states", got(start_dev, Bt * plan.chunks, HP, cfg.N), stack(starts),
-                          bounds::kCudaFp32Forward, floor(starts_mag, starts_free)));
+    out.push_back(judge<S>("stage 1: chunk states", got(chunk_dev, Bt * plan.chunks, HP, cfg.N), stack(chunks), bound,
+                           floor(chunks_mag, chunks_free), baseline(chunks_base)));
+    out.push_back(judge<S>("stage 2: start states", got(start_dev, Bt * plan.chunks, HP, cfg.N), stack(starts), bound,
+                           floor(starts_mag, starts_free), baseline(starts_base)));
   }
   if (!final_only && L > 0)
-    out.push_back(compare("y", y_dev.got(), stack(y), bounds::kCudaFp32Forward, floor(y_mag, y_free)));
-  out.push_back(compare("final state", got(final_dev, Bt, HP, cfg.N), stack(fin), bounds::kCudaFp32Forward, floor(fin_mag, fin_free)));
+    out.push_back(judge<S>("y", y_dev.got(), stack(y), bound, floor(y_mag, y_free), baseline(y_base)));
+  out.push_back(judge<S>("final state", got(final_dev, Bt, HP, cfg.N), stack(fin), bound, floor(fin_mag, fin_free), baseline(fin_base)));
   return out;
 }
 
+template <class S>
 std::vector<Comparison> ssm_backward_case(gpu::Backend backend) {
-  ScanInputs in = draw_scan_inputs(draw("with S_init", rc::gen::arbitrary<bool>()));
+  ScanInputs in = draw_scan_inputs<S>(draw("with S_init", rc::gen::arbitrary<bool>()));
   const bool with_d_y = draw("with d_y", rc::gen::element(true, true, false));
   const bool with_d_final = draw("with d_final_state", rc::gen::arbitrary<bool>());
   const bool want_d_init = draw("d_S_init wanted", rc::gen::element(true, true, false));
@@ -186,23 +240,25 @@ std::vector<Comparison> ssm_backward_case(gpu::Backend backend) {
   const int L = in.L, Q = in.Q, Bt = in.d.Bt, HP = in.HP(), GN = in.GN();
   std::vector<MatD> d_y, d_final;
   for (int b = 0; b < Bt; ++b) {
-    d_y.push_back(with_d_y ? round_to_float(in.rnd.mat<double>(L, HP)) : MatD::Zero(L, HP));
+    d_y.push_back(with_d_y ? round_to<S>(in.rnd.mat<double>(L, HP)) : MatD::Zero(L, HP));
     d_final.push_back(with_d_final ? round_to_float(in.rnd.mat<double>(HP, cfg.N)) : MatD::Zero(HP, cfg.N));
   }
 
-  ScanDevice dev(backend, in);
+  ScanDevice<S> dev(backend, in);
   const gpu::ScanShape shape = in.shape();
   const gpu::ScanPlan plan = gpu::scan_plan(shape);
-  const Packed d_y_packed = pack(d_y, in.d.pad);
+  const PackedAs<S> d_y_packed = pack<S>(d_y, in.d.pad);
   DeviceBuffer<float> final_dev(dev.dev, std::size_t(Bt) * HP * cfg.N), chunk_dev(dev.dev, plan.state_values),
-      start_dev(dev.dev, plan.state_values), decay_dev(dev.dev, plan.chunk_decays), d_y_dev(dev.dev, d_y_packed.values),
+      start_dev(dev.dev, plan.state_values), decay_dev(dev.dev, plan.chunk_decays),
       d_final_dev(dev.dev, pack(d_final, 0).values), d_A_dev(dev.dev, cfg.H), d_init_dev(dev.dev, std::size_t(Bt) * HP * cfg.N),
       ws_dev(dev.dev, plan.backward_workspace);
-  PaddedOut d_x_dev(dev.dev, Bt, L, HP, in.d.pad), d_dt_dev(dev.dev, Bt, L, cfg.H, 0), d_B_dev(dev.dev, Bt, L, GN, in.d.pad),
-      d_C_dev(dev.dev, Bt, L, GN, 0);
-  gpu::ssm_chunked_forward(dev.stream, {shape, dev.x_view(), dev.dt.view(), dev.A.view(), dev.B_view(), dev.C.view(),
-                                        dev.S_init.view(), {}, final_dev.view(), chunk_dev.view(), start_dev.view(), decay_dev.view()});
-  gpu::ScanBackward args{};
+  DeviceBuffer<S> d_y_dev(dev.dev, d_y_packed.values);
+  PaddedOut<S> d_x_dev(dev.dev, Bt, L, HP, in.d.pad), d_B_dev(dev.dev, Bt, L, GN, in.d.pad), d_C_dev(dev.dev, Bt, L, GN, 0);
+  PaddedOut<float> d_dt_dev(dev.dev, Bt, L, cfg.H, 0);
+  gpu::ssm_chunked_forward(dev.stream, gpu::ScanForwardT<S>{shape, dev.x_view(), dev.dt.view(), dev.A.view(), dev.B_view(),
+                                                            dev.C.view(), dev.S_init.view(), {}, final_dev.view(),
+                                                            chunk_dev.view(), start_dev.view(), decay_dev.view()});
+  gpu::ScanBackwardT<S> args{};
   args.shape = shape;
   args.x = dev.x_view(), args.dt = dev.dt.view(), args.A = dev.A.view(), args.B = dev.B_view(), args.C = dev.C.view();
   args.S_init = dev.S_init.view();
@@ -217,10 +273,13 @@ std::vector<Comparison> ssm_backward_case(gpu::Backend backend) {
   gpu::ssm_chunked_backward(dev.stream, args);
   dev.stream.synchronize();
 
-  // The truth, its magnitudes on |inputs| and its decay-free magnitudes (A = 0), per sequence.
+  // The truth, its magnitudes on |inputs| and its decay-free magnitudes (A = 0), per sequence; the float
+  // baseline (bf16 only).
   const Vec<double> no_decay = Vec<double>::Zero(cfg.H);
-  std::vector<MatD> t_dx, t_ddt, t_dB, t_dC, t_dinit, m_dx, m_ddt, m_dB, m_dC, m_dinit, f_dx, f_ddt, f_dB, f_dC, f_dinit;
+  std::vector<MatD> t_dx, t_ddt, t_dB, t_dC, t_dinit, m_dx, m_ddt, m_dB, m_dC, m_dinit, f_dx, f_ddt, f_dB, f_dC, f_dinit, b_dx,
+      b_ddt, b_dB, b_dC, b_dinit;
   Vec<double> t_dA = Vec<double>::Zero(cfg.H), m_dA = t_dA, f_dA = t_dA;
+  Vec<float> b_dA = Vec<float>::Zero(cfg.H);
   for (int b = 0; b < Bt; ++b) {
     const auto r = ssm_backward<double>(cfg, in.x[b], in.dt[b], in.A, in.B[b], in.C[b], in.S_init[b], d_y[b], d_final[b]);
     const MatD ax = in.x[b].cwiseAbs(), aB = in.B[b].cwiseAbs(), aC = in.C[b].cwiseAbs(), aS = in.S_init[b].cwiseAbs(),
@@ -232,45 +291,60 @@ std::vector<Comparison> ssm_backward_case(gpu::Backend backend) {
     m_dC.push_back(m.d_C), m_dinit.push_back(m.d_S_init);
     f_dx.push_back(f.d_x), f_ddt.push_back(f.d_dt), f_dB.push_back(f.d_B), f_dC.push_back(f.d_C), f_dinit.push_back(f.d_S_init);
     t_dA += r.d_A, m_dA += m.d_A, f_dA += f.d_A;
+    if (kBf16<S>) {
+      const auto base = ssm_backward<float>(cfg, f32(in.x[b]), f32(in.dt[b]), in.A.cast<float>(), f32(in.B[b]), f32(in.C[b]),
+                                            f32(in.S_init[b]), f32(d_y[b]), f32(d_final[b]));
+      b_dx.push_back(stored<S>(base.d_x)), b_ddt.push_back(base.d_dt.cast<double>()), b_dB.push_back(stored<S>(base.d_B));
+      b_dC.push_back(stored<S>(base.d_C)), b_dinit.push_back(base.d_S_init.cast<double>());
+      b_dA += base.d_A;
+    }
   }
+  auto baseline = [](const std::vector<MatD>& base) { return base.empty() ? MatD() : stack(base); };
   const double terms = in.terms();
   std::vector<Comparison> out;
   const auto grad = bounds::kCudaFp32Gradient;
   if (L > 0) {
-    out.push_back(compare("d_x", d_x_dev.got(), stack(t_dx), grad, scan_floor(terms, stack(m_dx), stack(f_dx))));
-    out.push_back(compare("d_dt", d_dt_dev.got(), stack(t_ddt), grad, scan_floor(terms, stack(m_ddt), stack(f_ddt))));
-    out.push_back(compare("d_B", d_B_dev.got(), stack(t_dB), grad, scan_floor(terms * cfg.H / cfg.G, stack(m_dB), stack(f_dB))));
+    out.push_back(judge<S>("d_x", d_x_dev.got(), stack(t_dx), grad, scan_floor(terms, stack(m_dx), stack(f_dx)), baseline(b_dx)));
+    out.push_back(judge<S>("d_dt", d_dt_dev.got(), stack(t_ddt), grad, scan_floor(terms, stack(m_ddt), stack(f_ddt)), baseline(b_ddt)));
+    out.push_back(judge<S>("d_B", d_B_dev.got(), stack(t_dB), grad, scan_floor(terms * cfg.H / cfg.G, stack(m_dB), stack(f_dB)),
+                           baseline(b_dB)));
     if (with_d_y)
-      out.push_back(compare("d_C", d_C_dev.got(), stack(t_dC), grad, scan_floor(terms * cfg.H / cfg.G, stack(m_dC), stack(f_dC))));
+      out.push_back(judge<S>("d_C", d_C_dev.got(), stack(t_dC), grad, scan_floor(terms * cfg.H / cfg.G, stack(m_dC), stack(f_dC)),
+                             baseline(b_dC)));
   }
-  out.push_back(compare("d_A", as_matrix(d_A_dev.download(), cfg.H, 1), t_dA, grad,
-                        scan_floor(in.terms(Bt * plan.chunks), m_dA, f_dA)));
+  out.push_back(judge<S>("d_A", as_matrix(d_A_dev.download(), cfg.H, 1), t_dA, grad,
+                         scan_floor(in.terms(Bt * plan.chunks), m_dA, f_dA), b_dA.cast<double>()));
   if (want_d_init)
-    out.push_back(compare("d_S_init", stacked(d_init_dev.download(), Bt, HP, cfg.N, cfg.N), stack(t_dinit), grad,
-                          scan_floor(terms, stack(m_dinit), stack(f_dinit))));
+    out.push_back(judge<S>("d_S_init", stacked(d_init_dev.download(), Bt, HP, cfg.N, cfg.N), stack(t_dinit), grad,
+                           scan_floor(terms, stack(m_dinit), stack(f_dinit)), baseline(b_dinit)));
   return out;
 }
 
+template <class S>
 std::vector<Comparison> converter_case(gpu::Backend backend) {
-  ScanInputs in = draw_scan_inputs(false);
+  ScanInputs in = draw_scan_inputs<S>(false);
   const MixerConfig& cfg = in.cfg;
   const int P = in.L, Bt = in.d.Bt, HP = in.HP(), GN = in.GN();
   std::vector<MatD> d_S0;
   for (int b = 0; b < Bt; ++b) d_S0.push_back(round_to_float(in.rnd.mat<double>(HP, cfg.N)));
-  ScanDevice dev(backend, in);
+  ScanDevice<S> dev(backend, in);
   const gpu::ScanShape shape = in.shape();
   const gpu::ConverterPlan plan = gpu::converter_plan(shape);
   DeviceBuffer<float> S0_dev(dev.dev, std::size_t(Bt) * HP * cfg.N), d_S0_dev(dev.dev, pack(d_S0, 0).values),
       d_A_dev(dev.dev, cfg.H), fw_ws(dev.dev, plan.forward_workspace), bw_ws(dev.dev, plan.backward_workspace);
-  PaddedOut d_x_dev(dev.dev, Bt, P, HP, in.d.pad), d_dt_dev(dev.dev, Bt, P, cfg.H, 0), d_B_dev(dev.dev, Bt, P, GN, in.d.pad);
-  gpu::memory_converter_forward(dev.stream, {shape, dev.x_view(), dev.dt.view(), dev.A.view(), dev.B_view(), S0_dev.view(), fw_ws.view()});
-  gpu::memory_converter_backward(dev.stream, {shape, dev.x_view(), dev.dt.view(), dev.A.view(), dev.B_view(), d_S0_dev.view(),
-                                              d_x_dev.view(), d_dt_dev.view(), d_B_dev.view(), d_A_dev.view(), bw_ws.view()});
+  PaddedOut<S> d_x_dev(dev.dev, Bt, P, HP, in.d.pad), d_B_dev(dev.dev, Bt, P, GN, in.d.pad);
+  PaddedOut<float> d_dt_dev(dev.dev, Bt, P, cfg.H, 0);
+  gpu::memory_converter_forward(dev.stream, gpu::ConverterForwardT<S>{shape, dev.x_view(), dev.dt.view(), dev.A.view(), dev.B_view(),
+                                                                      S0_dev.view(), fw_ws.view()});
+  gpu::memory_converter_backward(dev.stream, gpu::ConverterBackwardT<S>{shape, dev.x_view(), dev.dt.view(), dev.A.view(),
+                                                                        dev.B_view(), d_S0_dev.view(), d_x_dev.view(),
+                                                                        d_dt_dev.view(), d_B_dev.view(), d_A_dev.view(), bw_ws.view()});
   dev.stream.synchronize();
 
   const Vec<double> no_decay = Vec<double>::Zero(cfg.H);
-  std::vector<MatD> t_S0, t_dx, t_ddt, t_dB, m_S0, m_dx, m_ddt, m_dB, f_S0, f_dx, f_ddt, f_dB;
+  std::vector<MatD> t_S0, t_dx, t_ddt, t_dB, m_S0, m_dx, m_ddt, m_dB, f_S0, f_dx, f_ddt, f_dB, b_S0, b_dx, b_ddt, b_dB;
   Vec<double> t_dA = Vec<double>::Zero(cfg.H), m_dA = t_dA, f_dA = t_dA;
+  Vec<float> b_dA = Vec<float>::Zero(cfg.H);
   for (int b = 0; b < Bt; ++b) {
     const MatD ax = in.x[b].cwiseAbs(), aB = in.B[b].cwiseAbs(), adS = d_S0[b].cwiseAbs();
     t_S0.push_back(memory_converter<double>(cfg, in.x[b], in.B[b], in.dt[b], in.A));
@@ -283,18 +357,28 @@ std::vector<Comparison> converter_case(gpu::Backend backend) {
     m_dx.push_back(m.d_x), m_ddt.push_back(d_dt_magnitude(cfg, ax, in.dt[b], m.d_x, m.d_dt)), m_dB.push_back(m.d_B);
     f_dx.push_back(f.d_x), f_ddt.push_back(f.d_dt), f_dB.push_back(f.d_B);
     t_dA += r.d_A, m_dA += m.d_A, f_dA += f.d_A;
+    if (kBf16<S>) {
+      const Mat<float> x = f32(in.x[b]), B = f32(in.B[b]), dt = f32(in.dt[b]);
+      const Vec<float> A = in.A.cast<float>();
+      b_S0.push_back(memory_converter<float>(cfg, x, B, dt, A).cast<double>());
+      const auto base = memory_converter_backward<float>(cfg, x, B, dt, A, f32(d_S0[b]));
+      b_dx.push_back(stored<S>(base.d_x)), b_ddt.push_back(base.d_dt.cast<double>()), b_dB.push_back(stored<S>(base.d_B));
+      b_dA += base.d_A;
+    }
   }
+  auto baseline = [](const std::vector<MatD>& base) { return base.empty() ? MatD() : stack(base); };
   const double terms = in.terms();
   const auto grad = bounds::kCudaFp32Gradient;
-  std::vector<Comparison> out{compare("S0", stacked(S0_dev.download(), Bt, HP, cfg.N, cfg.N), stack(t_S0), bounds::kCudaFp32Forward,
-                                      scan_floor(terms, stack(m_S0), stack(f_S0)))};
+  std::vector<Comparison> out{judge<S>("S0", stacked(S0_dev.download(), Bt, HP, cfg.N, cfg.N), stack(t_S0), bounds::kCudaFp32Forward,
+                                       scan_floor(terms, stack(m_S0), stack(f_S0)), baseline(b_S0))};
   if (P > 0) {
-    out.push_back(compare("d_x", d_x_dev.got(), stack(t_dx), grad, scan_floor(terms, stack(m_dx), stack(f_dx))));
-    out.push_back(compare("d_dt", d_dt_dev.got(), stack(t_ddt), grad, scan_floor(terms, stack(m_ddt), stack(f_ddt))));
-    out.push_back(compare("d_B", d_B_dev.got(), stack(t_dB), grad, scan_floor(terms * cfg.H / cfg.G, stack(m_dB), stack(f_dB))));
+    out.push_back(judge<S>("d_x", d_x_dev.got(), stack(t_dx), grad, scan_floor(terms, stack(m_dx), stack(f_dx)), baseline(b_dx)));
+    out.push_back(judge<S>("d_dt", d_dt_dev.got(), stack(t_ddt), grad, scan_floor(terms, stack(m_ddt), stack(f_ddt)), baseline(b_ddt)));
+    out.push_back(judge<S>("d_B", d_B_dev.got(), stack(t_dB), grad, scan_floor(terms * cfg.H / cfg.G, stack(m_dB), stack(f_dB)),
+                           baseline(b_dB)));
   }
-  out.push_back(compare("d_A", as_matrix(d_A_dev.download(), cfg.H, 1), t_dA, grad,
-                        scan_floor(in.terms(Bt * gpu::scan_plan(shape).chunks), m_dA, f_dA)));
+  out.push_back(judge<S>("d_A", as_matrix(d_A_dev.download(), cfg.H, 1), t_dA, grad,
+                         scan_floor(in.terms(Bt * gpu::scan_plan(shape).chunks), m_dA, f_dA), b_dA.cast<double>()));
   return out;
 }
 }  // namespace
@@ -302,18 +386,25 @@ std::vector<Comparison> converter_case(gpu::Backend backend) {
 std::vector<Check> ssm_kernel_checks(gpu::Backend backend) {
   const std::string where = backend == gpu::Backend::cuda ? " on the GPU" : " under the CPU emulation";
   const std::string name = gpu::to_string(backend);
+  const std::string bf16 = " (x, B, C, y, d_y, d_x, d_B, d_C in bf16; the bf16 rule against the float reference)";
   return {{name + ".ssm",
            "chunked scan forward kernels (stages 1-2, y, final state; final state only = converter)" + where +
                " = double reference (fp32 bounds)",
-           60, [backend] { return ssm_case(backend); }},
+           60, [backend] { return ssm_case<float>(backend); }},
           {name + ".ssm_backward",
            "chunked scan backward kernels (d_x, d_dt, d_B, d_C, d_A, d_S_init; d_y and d_final_state zero or not)" + where +
                " = reference ssm_backward in double (fp32 bounds)",
-           60, [backend] { return ssm_backward_case(backend); }},
+           60, [backend] { return ssm_backward_case<float>(backend); }},
           {name + ".converter",
            "Memory Converter (E5) forward S0 and backward (d_x, d_dt, d_B, d_A) over the scan kernels" + where +
                " = reference/converter.hpp in double (fp32 bounds)",
-           40, [backend] { return converter_case(backend); }}};
+           40, [backend] { return converter_case<float>(backend); }},
+          {name + ".ssm.bf16", "bf16 chunked scan forward (tensor cores: stages 1, 3+4)" + where + bf16, 40,
+           [backend] { return ssm_case<gpu::Bf16>(backend); }},
+          {name + ".ssm_backward.bf16", "bf16 chunked scan backward" + where + bf16, 40,
+           [backend] { return ssm_backward_case<gpu::Bf16>(backend); }},
+          {name + ".converter.bf16", "bf16 Memory Converter (E5) forward S0 and backward" + where + bf16, 30,
+           [backend] { return converter_case<gpu::Bf16>(backend); }}};
 }
 
 }  // namespace transmamba
