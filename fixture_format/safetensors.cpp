@@ -18,6 +18,12 @@
 
 namespace transmamba {
 
+std::string shape_str(const std::vector<int64_t>& shape) {
+  std::string s = "[";
+  for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
 namespace {
 
 using nlohmann::json;
@@ -30,12 +36,6 @@ constexpr int kMaxJsonDepth = 16;                  // a valid header nests 3 dee
 }
 [[noreturn]] void fail_tensor(const std::string& source, const std::string& name, const std::string& what) {
   throw SafetensorsError(source + ": tensor '" + name + "': " + what);
-}
-
-std::string shape_str(const std::vector<int64_t>& shape) {
-  std::string s = "[";
-  for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + "]";
 }
 
 // Number of elements of shape, or false when a dim is negative or the element count times elem_size

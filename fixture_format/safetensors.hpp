@@ -31,6 +31,9 @@ class SafetensorsError : public std::runtime_error {
 
 using SafetensorsMatrix = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
+// A shape (or an index) as text: "[2, 3, 4]", "[]".
+std::string shape_str(const std::vector<int64_t>& shape);
+
 // Bytes per element of "F64", "F32", "BF16", "I64" or "I32"; 0 for any other string.
 std::size_t safetensors_dtype_size(const std::string& dtype);
 

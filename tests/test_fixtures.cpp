@@ -1,7 +1,7 @@
-// The golden fixtures (verify/fixtures.hpp): every committed file recomputes from its stored inputs within
-// 1e-12, the generator reproduces them (inputs byte for byte, values within 1e-12), and a truncated, corrupt
-// or mismatched file is reported by file name and field.
-#include "verify/fixtures.hpp"
+// The golden fixtures (fixture_format/fixtures.hpp, checked by verify/fixture_checks.hpp): every committed file
+// recomputes from its stored inputs within 1e-12, the generator reproduces them (inputs byte for byte, values
+// within 1e-12), and a truncated, corrupt or mismatched file is reported by file name and field.
+#include "verify/fixture_checks.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -17,6 +17,8 @@
 #include <sys/wait.h>
 #include <tuple>
 
+#include "fixture_format/fixtures.hpp"
+#include "fixture_format/safetensors.hpp"
 #include "verify/bounds.hpp"
 #include "tests/temp_dir.hpp"
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Python interop of the golden fixtures (DESIGN.md section 9; layout: verify/fixtures.hpp).
+"""Python interop of the golden fixtures (DESIGN.md section 9; layout: fixture_format/fixtures.hpp).
 
 Opens every fixtures/*.safetensors with the `safetensors` package (safe_open, framework "numpy"), checks
 each tensor's dtype (float64; token ids int64) and shape against the config in its __metadata__ and the tables

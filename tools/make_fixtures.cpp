@@ -15,7 +15,7 @@
 #include <sstream>
 
 #include "common/cli.hpp"
-#include "verify/fixtures.hpp"
+#include "fixture_format/fixtures.hpp"
 
 using namespace transmamba;
 namespace fs = std::filesystem;

@@ -1,5 +1,5 @@
 // tm-verify: runs the checks of the catalogue (verify/harness.hpp) and the golden fixtures
-// (verify/fixtures.hpp), and prints what a person reads to trust the numbers: one row per check or fixture
+// (verify/fixture_checks.hpp), and prints what a person reads to trust the numbers: one row per check or fixture
 // file (name, cases, worst error, bound, status), a replay command for any failure, and a summary line.
 // DESIGN.md section 10.
 //
@@ -21,7 +21,7 @@
 #include "common/cli.hpp"
 #include "cuda/device.hpp"
 #include "verify/checks_kernels.hpp"
-#include "verify/fixtures.hpp"
+#include "verify/fixture_checks.hpp"
 #include "verify/harness.hpp"
 
 using namespace transmamba;

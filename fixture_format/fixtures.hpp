@@ -1,22 +1,22 @@
-// Golden fixtures (DESIGN.md section 9): small cases of the double reference, stored in fixtures/ as
-// safetensors files, for other implementations (the CUDA kernels, Python) to test against, and to hold the
-// reference itself to its past results.
+// Golden fixtures (DESIGN.md section 9): small cases of the double reference, stored as safetensors files
+// (fixture_format/safetensors.hpp), for other implementations (the CUDA kernels, PyTorch, JAX, Python) to test
+// against, and to hold the reference itself to its past results. The committed ones are in fixtures/.
 //
-// This file and fixtures.cpp are the one place that says which fixtures exist (fixture_specs()) and what a
-// fixture of each kind draws, computes and stores (one function per kind in fixtures.cpp). The same
-// function writes a fixture (tm-fixtures, from the seed) and checks one (from the stored inputs):
-// tests/test_fixtures.cpp and tm-verify --fixtures call check_fixture_dir(); tests/test_fixtures.py reads
-// the files from Python.
+// This file and fixtures.cpp are the one place that says what a fixture is: which kinds exist, what a fixture
+// of each kind draws, computes and stores (one function per kind in fixtures.cpp), its config and metadata,
+// and which fixtures the catalogue holds (fixture_specs()). The same function of a kind writes a fixture
+// (build_fixture(), from the seed: tm-fixtures) and recomputes one from a stored file's own inputs and
+// parameters (recompute_fixture(), recompute_by_schema()): verify/fixture_checks.hpp compares the stored
+// outputs, stages and gradients with that recomputation (tm-verify --fixtures, --check; tests/test_fixtures.cpp),
+// and tests/test_fixtures.py reads the files from Python.
 //
 // What a file holds, kind by kind (every tensor name with its role, shape in config terms, dtype and whether it
 // is required), and the metadata (format_version, fixture, kind, config, seed, description, generator): the
 // schema, fixtures/SCHEMA.md, which `tm-fixtures schema` prints from fixture_schema() below: the kinds' own
 // functions in fixtures.cpp are the one table, and a test holds SCHEMA.md to them.
 //
-// Two ways to check a file: check_fixture() holds a file of the catalogue (fixture_specs()) to its definition
-// (metadata, every tensor, F64 only); check_fixture_path() takes any file that follows the schema, whatever its
-// name: kind and config from its metadata, and every output, stage and gradient it holds compared with the bound
-// of its dtype (F64: bounds::kExact; F32: the CUDA fp32 bounds; BF16: bounds::kBf16Ceiling).
+// Depends on reference/ (the double reference), fixture_format/safetensors.hpp and common/ (the seeded draws),
+// never on verify/ or tools/, which include it.
 //
 // To add a fixture of an existing kind: one line in fixture_specs(). To add a kind: one function in
 // fixtures.cpp that takes its inputs with FixtureData::input() and stores its results with
@@ -31,10 +31,9 @@
 #include <string>
 #include <vector>
 
+#include "fixture_format/safetensors.hpp"
 #include "reference/config.hpp"
 #include "reference/model.hpp"
-#include "verify/compare.hpp"
-#include "fixture_format/safetensors.hpp"
 
 namespace transmamba {
 
@@ -91,45 +90,41 @@ const FixtureSpec& find_fixture(const std::string& name);
 // The whole file of a fixture: inputs drawn from spec.seed, everything computed from them, metadata.
 SafetensorsFile build_fixture(const FixtureSpec& spec);
 
-// Checks a stored fixture against its definition: recomputes it from the stored inputs and parameters and
-// compares every stored output, stage output and gradient (one Comparison each, bound bounds::kExact, in the
-// order the computation produces them).
-// Throws SafetensorsError, naming stored.source and the field, when the file does not fit the definition:
-// metadata that differs, a missing or unexpected tensor, a tensor of the wrong dtype or shape.
-std::vector<Comparison> check_fixture(const SafetensorsFile& stored, const FixtureSpec& spec);
-
-struct FixtureReport {
-  std::string file;                     // file name, e.g. "layer_p0_g1.safetensors"
-  std::string kind, config;             // from the metadata (config: JSON), once read
-  std::vector<Comparison> comparisons;  // one per stored output, stage output and gradient
-  std::map<std::string, std::string> dtypes;  // of each compared tensor
-  std::vector<std::string> absent;      // outputs, stages and gradients of the schema the file does not hold
-  std::vector<std::string> ignored;     // tensors of the file that are not in its kind's schema (not compared)
-  std::string error;                    // why the file could not be checked: missing, corrupt, not its definition
-  double seconds = 0;
-
-  bool passed() const;
-  Comparison worst() const;  // the comparison closest to (or furthest over) its bound
-  // The worst element of a comparison as an index of the stored tensor, e.g. "[3, 1, 2]" of a [T, H, p] tensor.
-  std::string element(const Comparison& c) const;
-  // "output.y: rel 2.1e-03 > 1e-12, max abs 4.0e-03 at [3, 1, 2] (file 0.51, reference 0.514) FAIL"
-  std::string describe(const Comparison& c) const;
-
-  std::map<std::string, std::pair<std::vector<int64_t>, int64_t>> views;  // name -> stored shape, matrix cols
+// How a tensor of a fixture is stored (its shape, and the shape in config terms, e.g. {"T", "H", "p"}) and how
+// the reference sees it: a row-major [rows, cols] matrix (a [T, H, p] tensor as [T, H·p]).
+struct FixtureLayout {
+  std::vector<int64_t> shape;
+  std::vector<std::string> dims;
+  int64_t rows = 0, cols = 0;
 };
 
-// Reads and checks dir/<spec.file_name()>.
-FixtureReport check_fixture_file(const std::string& dir, const FixtureSpec& spec);
-// Reads and checks any file that follows the schema: kind and config from its metadata (an old file without a
-// "kind" key: the kind its name begins with), the double reference recomputed from its own inputs and
-// parameters. error names the problem: unreadable or corrupt file, unknown kind, bad config, a missing input,
-// a tensor whose shape contradicts the config or whose dtype is not a float; nothing to compare.
-FixtureReport check_fixture_path(const std::string& path);
-// One report per *.safetensors file in dir, sorted by file name: a file named as a fixture of the catalogue is
-// held to its definition (check_fixture_file), any other by its metadata (check_fixture_path). With
-// require_catalogue, a fixture of the catalogue missing from dir is an error too. Throws SafetensorsError
-// when dir cannot be listed.
-std::vector<FixtureReport> check_fixture_dir(const std::string& dir, bool require_catalogue = true);
+// A fixture recomputed by the double reference from a stored file's own inputs and parameters (each read with
+// its dtype and shape checked against the config).
+struct RecomputedFixture {
+  FixtureSpec spec;     // the definition of the catalogue, or the one the file's metadata gives
+  bool strict = true;   // held to a definition of the catalogue: every result stored, all F64
+  SafetensorsFile file;  // every tensor of the kind: the inputs as read (F64), the results as recomputed
+  std::map<std::string, FixtureLayout> layouts;  // of every tensor of file
+  std::vector<std::string> results;  // the outputs, stages and gradients, in the order the computation
+                                     // produces them (the first that differs is nearest the bug)
+
+  // The recomputed result `name` as a [rows, cols] matrix.
+  Mat<double> reference(const std::string& name) const;
+  // The stored result `name` as the reference sees it, its dtype and shape checked (F64 when strict, else any
+  // float): throws SafetensorsError naming stored.source and the tensor, also when it is not stored.
+  Mat<double> read(const SafetensorsFile& stored, const std::string& name) const;
+};
+
+// Recomputes a stored fixture of the catalogue, held to its definition. Throws SafetensorsError, naming
+// stored.source and the field, when the file does not fit the definition: metadata that differs, a missing or
+// unexpected tensor, an input of the wrong dtype or shape.
+RecomputedFixture recompute_fixture(const SafetensorsFile& stored, const FixtureSpec& spec);
+// Recomputes any file that follows the schema, named `name` (its file name without .safetensors): kind and
+// config from its metadata (an old file without a "kind" key: the kind its name begins with). Throws
+// SafetensorsError naming the problem: an unknown kind, a format_version this build does not read, a bad
+// config, a missing input, an input whose shape contradicts the config or whose dtype is not a float. An
+// upstream gradient may be absent from a file that holds no gradient (taken as zero).
+RecomputedFixture recompute_by_schema(const SafetensorsFile& stored, const std::string& name);
 
 // The repository's fixtures/ (compiled in) when it exists, else fixtures/ next to the running binary when
 // that exists, else "".

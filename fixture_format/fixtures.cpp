@@ -1,9 +1,6 @@
-#include "verify/fixtures.hpp"
+#include "fixture_format/fixtures.hpp"
 
 #include <algorithm>
-#include <chrono>
-#include <cmath>
-#include <cstdio>
 #include <filesystem>
 #include <functional>
 #include <map>
@@ -12,13 +9,12 @@
 #include <stdexcept>
 #include <type_traits>
 
+#include "common/random_tensors.hpp"
 #include "reference/converter.hpp"
 #include "reference/inference.hpp"
 #include "reference/mixer.hpp"
 #include "reference/model.hpp"
 #include "reference/ssm.hpp"
-#include "verify/bounds.hpp"
-#include "verify/generators.hpp"
 
 namespace fs = std::filesystem;
 
@@ -97,25 +93,13 @@ namespace {
 }
 std::string source_of(const SafetensorsFile& f) { return f.source.empty() ? "<memory>" : f.source; }
 
-std::string shape_str(const std::vector<int64_t>& shape) {
-  std::string s = "[";
-  for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + "]";
-}
-
 // A dimension: its size and its name in the schema (a config letter, or a derived size such as "chunks").
 struct Dim {
   int64_t n;
   std::string sym;
 };
 
-// How a tensor is stored (its shape, and the shape in config terms) and how the reference sees it (a row-major
-// [rows, cols] matrix).
-struct Layout {
-  std::vector<int64_t> shape;
-  std::vector<std::string> dims;
-  int64_t rows, cols;
-};
+using Layout = FixtureLayout;
 Layout matrix(const Dim& r, const Dim& c) { return {{r.n, c.n}, {r.sym, c.sym}, r.n, c.n}; }
 Layout vector(const Dim& n) { return {{n.n}, {n.sym}, n.n, 1}; }
 Layout heads(const Dim& T, const MixerConfig& c) { return {{T.n, c.H, c.p()}, {T.sym, "H", "p"}, T.n, c.E}; }  // [T, H, p]
@@ -158,7 +142,7 @@ bool is_float(const std::string& dtype) { return dtype == "F64" || dtype == "F32
 
 // The tensor `name` of a stored file as the reference sees it, its dtype and shape checked: F64 only when
 // strict (a fixture of the catalogue), any float dtype otherwise.
-Mat<double> read(const SafetensorsFile& stored, const std::string& name, const Layout& l, bool strict) {
+Mat<double> read_tensor(const SafetensorsFile& stored, const std::string& name, const Layout& l, bool strict) {
   const SafetensorsTensor& t = stored.at(name);  // "<file>: no tensor 'name'"
   if (strict && t.dtype != "F64") fail_tensor(source_of(stored), name, "dtype " + t.dtype + ", but fixtures store F64");
   if (!is_float(t.dtype)) fail_tensor(source_of(stored), name, "dtype " + t.dtype + ", but a float (F64, F32, BF16) is needed");
@@ -172,8 +156,8 @@ bool holds_gradients(const SafetensorsFile& f) {
   return std::any_of(f.tensors.begin(), f.tensors.end(), [](const auto& kv) { return kv.first.rfind("grad.", 0) == 0; });
 }
 
-// A fixture being written (its inputs drawn from the seed) or checked (its inputs read from the stored file:
-// strictly, a fixture of the catalogue; or any file that follows the schema). A kind's function takes every
+// A fixture being written (its inputs drawn from the seed) or recomputed from a stored file (its inputs read
+// from it: strictly, a fixture of the catalogue; or any file that follows the schema). A kind's function takes every
 // input with input() and stores every result with output(); the same code then serves all three, and lists
 // the schema (fixture_schema()).
 class FixtureData {
@@ -216,7 +200,7 @@ class FixtureData {
       fail_tensor(source_of(*stored_), name, std::string("missing: a required ") +
                       (name.rfind("param.", 0) == 0 ? "parameter" : name.rfind("input.", 0) == 0 ? "input" : "upstream gradient (the file holds gradients)") +
                       " of kind '" + spec.kind + "' (fixtures/SCHEMA.md)");
-    else m = read(*stored_, name, l, strict());
+    else m = read_tensor(*stored_, name, l, strict());
     output(name, m, l);
     inputs.insert(name);
     return m;
@@ -531,56 +515,19 @@ void check_metadata(const SafetensorsFile& stored, const FixtureSpec& spec) {
 }
 
 // How close a comparison is to failing (> 1: failed); infinite when not finite or the shapes differ.
-double severity(const Comparison& c) {
-  if (!c.finite || !c.shape_matches) return INFINITY;
-  return c.bound > 0 ? c.rel_norm / c.bound : c.rel_norm;
-}
-
-// The bound for a stored tensor of this dtype (DESIGN.md section 7): F64 is held to the double bound, F32 to
-// the CUDA fp32 bounds (forward, gradients), BF16 to the bf16 ceiling.
-double bound_for(const std::string& dtype, const std::string& name) {
-  if (dtype == "F64") return bounds::kExact;
-  if (dtype == "F32") return name.rfind("grad.", 0) == 0 ? bounds::kCudaFp32Gradient : bounds::kCudaFp32Forward;
-  return bounds::kBf16Ceiling;
-}
-
-// Compares every output, stage and gradient of the recomputation f with the stored file: got = the file,
-// ref = the double reference. Strict (a fixture of the catalogue): every one must be there, in F64; else
-// the absent ones are listed and each is held to the bound of its dtype.
-void compare_stored(const FixtureData& f, const SafetensorsFile& stored, bool strict, FixtureReport& r) {
-  for (const std::string& name : f.order) {  // pipeline order: the first stage that differs is nearest the bug
-    if (f.inputs.count(name)) continue;
-    if (!strict && !stored.has(name)) {
-      r.absent.push_back(name);
-      continue;
-    }
-    const Layout& l = f.layouts.at(name);
-    const Mat<double> got = read(stored, name, l, strict);
-    const std::string& dtype = stored.at(name).dtype;
-    r.comparisons.push_back(compare(name, got, f.file.matrix(name, l.rows, l.cols), bound_for(dtype, name)));
-    r.dtypes[name] = dtype;
-    r.views[name] = {l.shape, l.cols};
-  }
-}
-
-// Checks a fixture of the catalogue against its definition (check_fixture()).
-FixtureReport check_against_definition(const SafetensorsFile& stored, const FixtureSpec& spec) {
-  const std::string src = source_of(stored);
-  check_metadata(stored, spec);
-  FixtureData f(spec, &stored, FixtureData::Mode::strict);
+// Recomputes r.spec from the stored file's inputs and parameters (read in `mode`): r's tensors, layouts and results.
+void recompute(const SafetensorsFile& stored, FixtureData::Mode mode, RecomputedFixture& r) {
+  FixtureData f(r.spec, &stored, mode);
   try {
-    run_kind(f);  // reads every input, checking its dtype and shape
+    run_kind(f);  // reads every input and parameter, checking its dtype and shape
   } catch (const std::invalid_argument& e) {
-    fail(src, std::string("recomputing from the stored inputs: ") + e.what());
+    fail(source_of(stored), std::string("recomputing from the stored inputs: ") + e.what());
   }
-  for (const auto& kv : stored.tensors)
-    if (!f.file.has(kv.first))
-      fail_tensor(src, kv.first, "unexpected: a '" + spec.kind + "' fixture does not store it");
-  FixtureReport r;
-  r.kind = spec.kind;
-  r.config = spec.config_json().dump();
-  compare_stored(f, stored, /*strict=*/true, r);
-  return r;
+  r.strict = f.strict();
+  for (const std::string& name : f.order)
+    if (!f.inputs.count(name)) r.results.push_back(name);
+  r.file = std::move(f.file);
+  r.layouts = std::move(f.layouts);
 }
 
 // The kind of a file: its metadata's "kind", or for a file without one, the kind its name begins with.
@@ -753,7 +700,7 @@ std::string fixture_schema_markdown() {
   return md;
 }
 
-// ---- writing and checking -------------------------------------------------------------------------------
+// ---- writing and recomputing ----------------------------------------------------------------------------
 
 SafetensorsFile build_fixture(const FixtureSpec& spec) {
   FixtureData f(spec, nullptr);
@@ -762,126 +709,44 @@ SafetensorsFile build_fixture(const FixtureSpec& spec) {
   return f.file;
 }
 
-std::vector<Comparison> check_fixture(const SafetensorsFile& stored, const FixtureSpec& spec) {
-  return check_against_definition(stored, spec).comparisons;
-}
-
-bool FixtureReport::passed() const {
-  return error.empty() && !comparisons.empty() &&
-         std::all_of(comparisons.begin(), comparisons.end(), [](const Comparison& c) { return c.passed(); });
-}
-
-Comparison FixtureReport::worst() const {
-  Comparison w;
-  w.bound = bounds::kExact;
-  for (const Comparison& c : comparisons)
-    if (w.name.empty() || severity(c) > severity(w)) w = c;
-  return w;
-}
-
-std::string FixtureReport::element(const Comparison& c) const {
-  const auto it = views.find(c.name);
-  if (it == views.end()) return "[" + std::to_string(c.worst_row) + ", " + std::to_string(c.worst_col) + "]";
-  const std::vector<int64_t>& shape = it->second.first;
-  int64_t flat = int64_t(c.worst_row) * it->second.second + int64_t(c.worst_col);
-  std::vector<int64_t> index(shape.size());
-  for (std::size_t i = shape.size(); i-- > 0;) {
-    index[i] = shape[i] > 0 ? flat % shape[i] : 0;
-    flat = shape[i] > 0 ? flat / shape[i] : 0;
-  }
-  return shape_str(index);
-}
-
-std::string FixtureReport::describe(const Comparison& c) const {
-  const auto dt = dtypes.find(c.name);
-  const std::string dtype = dt == dtypes.end() ? "" : " " + dt->second;
-  char buf[512];
-  if (!c.finite)
-    std::snprintf(buf, sizeof buf, "%s%s: NaN or Inf at %s (file %.9g, reference %.9g) FAIL", c.name.c_str(),
-                  dtype.c_str(), element(c).c_str(), c.worst_got, c.worst_ref);
-  else
-    std::snprintf(buf, sizeof buf, "%s%s: rel %.2e %s %.0e, max abs %.2e at %s (file %.9g, reference %.9g) %s",
-                  c.name.c_str(), dtype.c_str(), c.rel_norm, c.rel_norm <= c.bound ? "<=" : ">", c.bound, c.max_abs,
-                  element(c).c_str(), c.worst_got, c.worst_ref, c.passed() ? "ok" : "FAIL");
-  return buf;
-}
-
-FixtureReport check_fixture_file(const std::string& dir, const FixtureSpec& spec) {
-  const auto start = std::chrono::steady_clock::now();
-  FixtureReport r;
-  const std::string path = (fs::path(dir) / spec.file_name()).string();
-  std::error_code ec;
-  if (!fs::exists(path, ec)) {
-    r.file = spec.file_name();
-    r.error = path + ": missing (tm-fixtures --out " + dir + " writes it)";
-    return r;
-  }
-  try {
-    r = check_against_definition(read_safetensors(path), spec);
-  } catch (const SafetensorsError& e) {
-    r.error = e.what();
-  }
-  r.file = spec.file_name();
-  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+RecomputedFixture recompute_fixture(const SafetensorsFile& stored, const FixtureSpec& spec) {
+  const std::string src = source_of(stored);
+  check_metadata(stored, spec);
+  RecomputedFixture r;
+  r.spec = spec;
+  recompute(stored, FixtureData::Mode::strict, r);
+  for (const auto& kv : stored.tensors)
+    if (!r.file.has(kv.first))
+      fail_tensor(src, kv.first, "unexpected: a '" + spec.kind + "' fixture does not store it");
   return r;
 }
 
-FixtureReport check_fixture_path(const std::string& path) {
-  const auto start = std::chrono::steady_clock::now();
-  FixtureReport r;
+RecomputedFixture recompute_by_schema(const SafetensorsFile& stored, const std::string& name) {
+  const std::string src = source_of(stored);
+  const std::string kind = kind_of(stored, name);
+  if (stored.metadata.count("format_version") && stored.metadata.at("format_version") != std::to_string(kFixtureFormatVersion))
+    fail(src, "__metadata__ 'format_version' is '" + stored.metadata.at("format_version") + "', this build reads '" +
+                  std::to_string(kFixtureFormatVersion) + "'");
+  const nlohmann::json config = nlohmann::json::parse(stored.meta("config"), nullptr, /*allow_exceptions=*/false);
+  RecomputedFixture r;
   try {
-    const SafetensorsFile stored = read_safetensors(path);
-    const std::string src = source_of(stored);
-    const std::string kind = kind_of(stored, fs::path(path).stem().string());
-    if (stored.metadata.count("format_version") && stored.metadata.at("format_version") != std::to_string(kFixtureFormatVersion))
-      fail(src, "__metadata__ 'format_version' is '" + stored.metadata.at("format_version") + "', this build reads '" +
-                    std::to_string(kFixtureFormatVersion) + "'");
-    const nlohmann::json config = nlohmann::json::parse(stored.meta("config"), nullptr, /*allow_exceptions=*/false);
-    FixtureSpec spec;
-    try {
-      spec = fixture_spec(kind, config, fs::path(path).stem().string());
-    } catch (const std::invalid_argument& e) {
-      fail(src, std::string("__metadata__: ") + e.what());
-    }
-    FixtureData f(spec, &stored, FixtureData::Mode::schema);
-    try {
-      run_kind(f);  // reads every input and parameter, checking its dtype and shape
-    } catch (const std::invalid_argument& e) {
-      fail(src, std::string("recomputing from the stored inputs: ") + e.what());
-    }
-    r.kind = kind;
-    r.config = spec.config_json().dump();
-    compare_stored(f, stored, /*strict=*/false, r);
-    for (const auto& kv : stored.tensors)
-      if (!f.file.has(kv.first)) r.ignored.push_back(kv.first);
-    if (r.comparisons.empty())
-      fail(src, "nothing to compare: the file holds no output, stage or gradient of kind '" + kind + "' (fixtures/SCHEMA.md)");
-  } catch (const SafetensorsError& e) {
-    r.comparisons.clear();
-    r.error = e.what();
+    r.spec = fixture_spec(kind, config, name);
+  } catch (const std::invalid_argument& e) {
+    fail(src, std::string("__metadata__: ") + e.what());
   }
-  r.file = fs::path(path).filename().string();
-  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  recompute(stored, FixtureData::Mode::schema, r);
   return r;
 }
 
-std::vector<FixtureReport> check_fixture_dir(const std::string& dir, bool require_catalogue) {
-  std::error_code ec;
-  fs::directory_iterator it(dir, ec);
-  if (ec) throw SafetensorsError(dir + ": cannot read the fixtures directory: " + ec.message());
-  std::set<std::string> files;
-  for (; it != fs::directory_iterator(); it.increment(ec)) {
-    if (ec) throw SafetensorsError(dir + ": cannot read the fixtures directory: " + ec.message());
-    if (it->path().extension() == ".safetensors") files.insert(it->path().filename().string());
-  }
-  std::vector<FixtureReport> reports;
-  for (const FixtureSpec& spec : fixture_specs()) {
-    if (files.erase(spec.file_name()) || require_catalogue) reports.push_back(check_fixture_file(dir, spec));
-  }
-  for (const std::string& file : files) reports.push_back(check_fixture_path((fs::path(dir) / file).string()));
-  std::sort(reports.begin(), reports.end(), [](const FixtureReport& a, const FixtureReport& b) { return a.file < b.file; });
-  return reports;
+Mat<double> RecomputedFixture::reference(const std::string& name) const {
+  const FixtureLayout& l = layouts.at(name);
+  return file.matrix(name, l.rows, l.cols);
 }
+
+Mat<double> RecomputedFixture::read(const SafetensorsFile& stored, const std::string& name) const {
+  return read_tensor(stored, name, layouts.at(name), strict);
+}
+
 
 std::string default_fixtures_dir() {
   std::error_code ec;
