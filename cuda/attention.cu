@@ -8,19 +8,28 @@
 // (one warp per row, the 32 keys of a tile on its lanes), and updates the output accumulator of all R·p value
 // columns from the same weights. It writes y = O / sum and lse = max + log(sum).
 // Backward (the flash backward: weights recomputed as w = exp(score - lse)):
-//   D[t]        = Σ_{h in g} Σ_i d_y[t, h, i]·y[t, h, i]   (the softmax is shared by the group's heads)
-//   d_w[t, s]   = Σ_{h in g} d_y[t, h]·x[s, h]
-//   d_score     = w ∘ (d_w - D) / sqrt(N)
+//   d_w[t, s]   = Σ_{h in g} d_y[t, h]·x[s, h]   (the softmax is shared by the group's heads)
+//   c[t]        = d_w[t, m] of the row's heaviest key m,   D[t] = Σ_s w[t, s]·(d_w[t, s] - c[t])
+//   d_score     = w ∘ ((d_w - c) - D) / sqrt(N)
 //   d_C[t, g]   = Σ_s d_score[t, s]·B[s, g],   d_B[s, g] = Σ_t d_score[t, s]·C[t, g],   d_x[s, h] = Σ_t w[t, s]·d_y[t, h]
-// Three kernels: the rowsum D (a warp per query), d_C over query tiles (looping over key tiles), and d_B, d_x
-// over key tiles (looping over query tiles from the diagonal down). Every output value is accumulated by one
-// thread in a fixed order: no atomics, bitwise the same result in every thread order.
+// (= w ∘ (d_w - Σ_s w·d_w), centered on the heaviest key as in reference/attention.hpp: at a nearly one-hot row,
+// w[m] = 1 - δ, the true d_score[t, m] is O(δ·d_w), and the plain rowsum (Σ d_y·y, or Σ w·d_w) loses it in the
+// rounding of w[m] and of the sum; centered, key m's term is exactly 0. Seen: d_C, d_B 50% off in
+// emulated.attention.bf16, C, B scale 30; the bf16 y, off by 2^-9·|y|, made Σ d_y·y worse still.)
+// Three kernels: the row statistics c, D (the d_C kernel in its kRowsum mode), d_C over query tiles (looping
+// over key tiles), and d_B, d_x over key tiles (looping over query tiles from the diagonal down). Every output
+// value is accumulated by one thread in a fixed order: no atomics, bitwise the same result in every thread order.
+// y is not read (it was, for D = Σ d_y·y; the API keeps it for its callers).
+// Storage: the backward kernels are templated on the storage type S of C, B, x, y, d_y and the gradients (float
+// or Bf16: read with to_float, written with from_float<S>; computed in fp32 in shared memory either way), lse and
+// D are fp32. The bf16 forward is its own kernel on tensor cores (attention_forward_bf16_kernel below).
 #include "cuda/portable.cuh"
 
 #include "cuda/attention.hpp"
 #include "cuda/backends.hpp"
 #include "cuda/device_math.hpp"
 #include "cuda/launch.cuh"
+#include "cuda/mma.cuh"
 
 namespace transmamba::gpu::TM_BACKEND_NS {
 
@@ -33,18 +42,23 @@ struct Strided {
   std::int64_t batch, row;
 };
 
-struct AttnPointers {
+template <class S>
+struct AttnPointersT {
   int P, G, cols;  // cols = R·p, the value columns of one group
   int first_query; // the forward's queries are tokens first_query .. P-1 (rows 0 .. of C, y, lse)
   int rows;        // the tile with the R·p-wide accumulator: forward query tile, backward key tile
+  int column_blocks;  // the bf16 forward: blocks of kAttnBf16Columns value columns per group
   float inv_sqrt_n;
-  Strided<const float> C, B, x, y, d_y;
-  Strided<float> y_out, d_C, d_B, d_x;
+  Strided<const S> C, B, x, y, d_y;
+  Strided<S> y_out, d_C, d_B, d_x;
   const float* lse;  // [Bt, G, P]
   float* lse_out;
-  const float* D;    // [Bt, G, P]
+  const float* D;    // [Bt, G, P] the backward's row statistics D and c (workspace), index (b·G + g)·P + t
+  const float* center;
   float* D_out;
+  float* center_out;
 };
+using AttnPointers = AttnPointersT<float>;
 
 __device__ inline float warp_max(float v) {
   for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
@@ -66,11 +80,12 @@ __device__ inline float score(const float* q, const float* k, float inv_sqrt_n) 
 
 // tile[r·ld + c] = src[(first + r)·row + c] for r < tile_rows, c < tile_cols; 0 where r >= valid or c >= width
 // (rows past P are never read: the tiles' last rows may lie beyond the sequence).
-__device__ inline void stage(float* tile, int ld, int tile_rows, int tile_cols, const float* src, std::int64_t row,
+template <class S>
+__device__ inline void stage(float* tile, int ld, int tile_rows, int tile_cols, const S* src, std::int64_t row,
                              int first, int valid, int width) {
   for (int i = threadIdx.x; i < tile_rows * tile_cols; i += kAttnThreads) {
     const int r = i / tile_cols, c = i % tile_cols;
-    tile[r * ld + c] = r < valid && c < width ? src[(first + r) * row + c] : 0.0f;
+    tile[r * ld + c] = r < valid && c < width ? to_float(src[(first + r) * row + c]) : 0.0f;
   }
 }
 
@@ -140,21 +155,133 @@ __global__ void __launch_bounds__(kAttnThreads) attention_forward_kernel(AttnPoi
   for (int r = threadIdx.x; r < valid; r += kAttnThreads) lse[row0 + r] = row_max[r] + logf(row_sum[r]);
 }
 
-// ---- backward -------------------------------------------------------------------------------------------
-// D[b, g, t] = Σ_{c < R·p} d_y[t, g·R·p + c]·y[t, g·R·p + c]: warp threadIdx.y takes query t, lanes stride the
-// columns, then a butterfly sum.
-__global__ void __launch_bounds__(32 * kAttnRowsumWarps) attention_rowsum_kernel(AttnPointers p) {
-  const int b = blockIdx.z, g = blockIdx.y, t = blockIdx.x * kAttnRowsumWarps + threadIdx.y;
-  float acc = 0.0f;
-  if (t < p.P) {
-    const float* dy = p.d_y.data + b * p.d_y.batch + t * p.d_y.row + g * p.cols;
-    const float* y = p.y.data + b * p.y.batch + t * p.y.row + g * p.cols;
-    for (int c = threadIdx.x; c < p.cols; c += 32) acc += dy[c] * y[c];
+// ---- bf16 forward on tensor cores -------------------------------------------------------------------------
+// The same E4 as the fp32 forward, flash style, with the two products on mma.sync m16n8k16 (cuda/mma.cuh):
+//   S = Q·Kᵀ / sqrt(N)   (Q = C, K = B in bf16; fp32 accumulation over N in k-steps of 16, keys in n8 tiles)
+//   O = Σ_tiles rescale·O + bf16(exp(S - m))·V   (V = the block's kAttnBf16Columns of x, fp32 accumulation)
+//   y = bf16(O / l),   lse = m + log(l)   (m, l: the row's running max and Σ exp(S - m) in fp32, unrounded)
+// Block: (query tile of kAttnBf16Rows, group g and value column block, sequence); warp w owns query rows
+// 16w .. 16w + 15 and keeps them in registers: its Q fragments, the score fragments of one key tile and the
+// output fragments of the column block (kAttnBf16Columns / 8 n8 tiles). The warps share the key tile and its
+// values, staged in shared memory by the whole block. Lane (gr, tq) = (lane / 4, lane % 4) holds rows gr and
+// gr + 8 of every C fragment (mma_c_at), so a row's max and sum are reduced over the 4 lanes of a quad.
+// Work past a warp's diagonal (n8 key tiles and k16 steps after its last query, or past P) is skipped,
+// warp-uniformly. Every value is computed by one lane in a fixed order: bitwise the same in every thread order.
+
+// tile[r·ld + c] = src[(first + r)·row + c] as bf16 bits, 0 where r >= valid or c >= width.
+__device__ inline void stage_bf16(bf16* tile, int ld, int tile_rows, int tile_cols, const Bf16* src, std::int64_t row,
+                                  int first, int valid, int width) {
+  for (int i = threadIdx.x; i < tile_rows * tile_cols; i += 32 * kAttnBf16Warps) {
+    const int r = i / tile_cols, c = i % tile_cols;
+    tile[r * ld + c] = __ushort_as_bfloat16(r < valid && c < width ? src[(first + r) * row + c].bits : 0);
   }
-  acc = warp_sum(acc);
-  if (threadIdx.x == 0 && t < p.P) p.D_out[(std::int64_t(b) * p.G + g) * p.P + t] = acc;
 }
 
+// The A operand (16 rows x 16 keys) of O += P·V from the C fragments of the score tiles of keys 0..7 (lo) and
+// 8..15 (hi), rounded to bf16: by mma.cuh's tables a lane's a0,a1 = lo c0,c1; a2,a3 = lo c2,c3; a4,a5 = hi c0,c1;
+// a6,a7 = hi c2,c3 (the same rows, columns 2t, 2t+1 and 8 + 2t, 8 + 2t+1).
+__device__ inline MmaA mma_a_from_c(const MmaC& lo, const MmaC& hi) {
+  auto pack = [](float a, float b) {
+    return mma_pack(__ushort_as_bfloat16(to_bf16(a).bits), __ushort_as_bfloat16(to_bf16(b).bits));
+  };
+  return MmaA{{pack(lo.v[0], lo.v[1]), pack(lo.v[2], lo.v[3]), pack(hi.v[0], hi.v[1]), pack(hi.v[2], hi.v[3])}};
+}
+
+__device__ inline float quad_max(float v) {
+  v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
+  return fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));
+}
+__device__ inline float quad_sum(float v) {  // a butterfly: the 4 lanes get the same sum
+  v += __shfl_xor_sync(0xffffffffu, v, 1);
+  return v + __shfl_xor_sync(0xffffffffu, v, 2);
+}
+
+template <int N>
+__global__ void __launch_bounds__(32 * kAttnBf16Warps) attention_forward_bf16_kernel(AttnPointersT<Bf16> p) {
+  constexpr int ldk = N + kAttnBf16Pad, ldv = kAttnBf16Columns + kAttnBf16Pad;
+  constexpr int kKeyTiles = kAttnBf16Keys / 8, kColTiles = kAttnBf16Columns / 8;
+  const int b = blockIdx.z, g = blockIdx.y / p.column_blocks, c0 = blockIdx.y % p.column_blocks * kAttnBf16Columns;
+  const int col_tiles = min(kAttnBf16Columns, p.cols - c0) / 8;  // R·p is a multiple of 16
+  const int q0 = p.first_query + blockIdx.x * kAttnBf16Rows;    // the tile's first query as a token position
+  const int valid = min(kAttnBf16Rows, p.P - q0), row0 = q0 - p.first_query;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gr = lane / 4, tq = lane % 4;
+  const int wq0 = q0 + 16 * warp;                 // the warp's first query
+  const int w_last = min(wq0 + 15, p.P - 1);      // the last key its queries see (< wq0: the warp has none)
+  const AttnBf16ForwardLayout L(N);
+  bf16* sh = dynamic_shared<bf16>();
+  bf16 *Qs = sh + L.q, *Ks = sh + L.k, *Vs = sh + L.v;
+  const Bf16* C = p.C.data + b * p.C.batch + g * N;
+  const Bf16* B = p.B.data + b * p.B.batch + g * N;
+  const Bf16* X = p.x.data + b * p.x.batch + g * p.cols + c0;
+
+  stage_bf16(Qs, ldk, kAttnBf16Rows, N, C, p.C.row, row0, valid, N);
+  __syncthreads();
+  MmaA q[N / 16];
+  for (int k = 0; k < N / 16; ++k) q[k] = mma_load_a(Qs + 16 * warp * ldk + 16 * k, ldk);
+  MmaC o[kColTiles] = {};
+  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};  // rows gr, gr + 8: running max; this lane's Σ exp
+
+  const int last_key = q0 + valid - 1;
+  for (int s0 = 0; s0 <= last_key; s0 += kAttnBf16Keys) {
+    const int valid_k = min(kAttnBf16Keys, p.P - s0);
+    __syncthreads();  // every warp is done with the previous tile
+    stage_bf16(Ks, ldk, kAttnBf16Keys, N, B, p.B.row, s0, valid_k, N);
+    stage_bf16(Vs, ldv, kAttnBf16Keys, kAttnBf16Columns, X, p.x.row, s0, valid_k, col_tiles * 8);
+    __syncthreads();
+    if (s0 > w_last) continue;  // warp-uniform: none of the warp's queries sees these keys
+    MmaC s[kKeyTiles];
+    float tile_max[2] = {-INFINITY, -INFINITY};
+    for (int j = 0; j < kKeyTiles; ++j) {
+      const bool needed = s0 + 8 * j <= w_last;
+      s[j] = MmaC{};
+      if (needed)
+        for (int k = 0; k < N / 16; ++k) mma_m16n8k16(s[j], q[k], mma_load_b(Ks + 8 * j * ldk + 16 * k, ldk), s[j]);
+      for (int i = 0; i < 4; ++i) {  // causal mask (keys past P lie after every query)
+        const int query = wq0 + gr + 8 * (i / 2), key = s0 + 8 * j + 2 * tq + i % 2;
+        s[j].v[i] = needed && key <= query ? s[j].v[i] * p.inv_sqrt_n : -INFINITY;
+        tile_max[i / 2] = fmaxf(tile_max[i / 2], s[j].v[i]);
+      }
+    }
+    float rescale[2];
+    for (int h = 0; h < 2; ++h) {
+      const float m_new = fmaxf(m[h], quad_max(tile_max[h]));
+      rescale[h] = m_new == -INFINITY ? 1.0f : expf(m[h] - m_new);  // exp(-inf) = 0 before the first key
+      m[h] = m_new;
+      l[h] *= rescale[h];
+    }
+    for (int j = 0; j < kKeyTiles; ++j)
+      for (int i = 0; i < 4; ++i) {
+        const float w = s[j].v[i] == -INFINITY ? 0.0f : expf(s[j].v[i] - m[i / 2]);
+        s[j].v[i] = w;
+        l[i / 2] += w;
+      }
+    for (int c = 0; c < kColTiles; ++c)
+      for (int i = 0; i < 4; ++i) o[c].v[i] *= rescale[i / 2];
+    for (int kk = 0; kk < kKeyTiles / 2; ++kk) {
+      if (s0 + 16 * kk > w_last) break;
+      const MmaA a = mma_a_from_c(s[2 * kk], s[2 * kk + 1]);
+      for (int c = 0; c < col_tiles; ++c) {  // B[k][n] = V[16kk + k][8c + n]
+        MmaB v;
+        mma_load(v.reg, Vs + 16 * kk * ldv + 8 * c, ldv, 1, mma_b_at);
+        mma_m16n8k16(o[c], a, v, o[c]);
+      }
+    }
+  }
+  for (int h = 0; h < 2; ++h) l[h] = quad_sum(l[h]);
+  Bf16* Y = p.y_out.data + b * p.y_out.batch + g * p.cols + c0;
+  for (int i = 0; i < 4; ++i) {
+    const int query = wq0 + gr + 8 * (i / 2);
+    if (query >= p.P) continue;
+    for (int c = 0; c < col_tiles; ++c)
+      Y[(query - p.first_query) * p.y_out.row + 8 * c + 2 * tq + i % 2] = to_bf16(o[c].v[i] / l[i / 2]);
+  }
+  float* lse = p.lse_out + (std::int64_t(b) * p.G + g) * (p.P - p.first_query);
+  if (blockIdx.y % p.column_blocks == 0 && tq == 0)  // the first column block writes lse (all compute the same)
+    for (int h = 0; h < 2; ++h)
+      if (wq0 + gr + 8 * h < p.P) lse[wq0 + gr + 8 * h - p.first_query] = m[h] + logf(l[h]);
+}
+
+// ---- backward -------------------------------------------------------------------------------------------
 // d_w[i, j] += Σ_c d_y[i, c]·x[j, c] over one staged chunk of value columns (rows x keys, either layout).
 __device__ inline void accumulate_d_w(float* dW, const float* dYs, const float* Vs, int queries, int keys, int width) {
   for (int i = threadIdx.x; i < queries * keys; i += kAttnThreads) {
@@ -179,40 +306,50 @@ __device__ inline void tile_weights(float* W, float* dW, const float* Qs, const 
 
 // The slices of sequence b, group g that the backward kernels read: C and B at column g·N, x and d_y at the
 // group's first value column g·R·p, and the start of the (b, g) row of lse and D.
+template <class S>
 struct GroupSlices {
-  const float *C, *B, *X, *dY;
+  const S *C, *B, *X, *dY;
   std::int64_t stats;
 };
-template <int N>
-__device__ inline GroupSlices group_slices(const AttnPointers& p, int b, int g) {
+template <int N, class S>
+__device__ inline GroupSlices<S> group_slices(const AttnPointersT<S>& p, int b, int g) {
   return {p.C.data + b * p.C.batch + g * N, p.B.data + b * p.B.batch + g * N, p.x.data + b * p.x.batch + g * p.cols,
           p.d_y.data + b * p.d_y.batch + g * p.cols, (std::int64_t(b) * p.G + g) * p.P};
 }
 
-// lse and the rowsum D of queries q0 .. q0 + kAttnTile - 1 into shared memory (0 past the valid ones).
-__device__ inline void stage_stats(float* lse, float* D, const AttnPointers& p, std::int64_t stats, int q0, int valid) {
+// lse and the row statistics D, c of queries q0 .. q0 + kAttnTile - 1 into shared memory (0 past the valid
+// ones, and D, c when the kernel computes them).
+template <class S>
+__device__ inline void stage_stats(float* lse, float* D, float* center, const AttnPointersT<S>& p, std::int64_t stats,
+                                   int q0, int valid, bool read_d = true) {
   for (int r = threadIdx.x; r < kAttnTile; r += kAttnThreads) {
     lse[r] = r < valid ? p.lse[stats + q0 + r] : 0.0f;
-    D[r] = r < valid ? p.D[stats + q0 + r] : 0.0f;
+    D[r] = r < valid && read_d ? p.D[stats + q0 + r] : 0.0f;
+    center[r] = r < valid && read_d ? p.center[stats + q0 + r] : 0.0f;
   }
 }
 
 // d_C over query tiles of kAttnTile: for each key tile up to the diagonal, w and d_w of the tile, then
-// d_score = w ∘ (d_w - D) / sqrt(N) and d_C[i] += Σ_j d_score[i, j]·B[j].
-template <int N>
-__global__ void __launch_bounds__(kAttnThreads) attention_backward_query_kernel(AttnPointers p) {
+// d_score = w ∘ ((d_w - c) - D) / sqrt(N) and d_C[i] += Σ_j d_score[i, j]·B[j].
+// kRowsum: instead, the row statistics from the same tiles, written to the workspace: thread i walks row i's
+// keys in order, keeps c = d_w of the heaviest key so far (the first of equal weights) and D = Σ w·(d_w - c)
+// over the keys so far; when a heavier key m' comes, D += (c - d_w[m'])·Σ w so far (the earlier keys' weights,
+// small at the rows where D is small), c = d_w[m'].
+template <int N, class S, bool kRowsum = false>
+__global__ void __launch_bounds__(kAttnThreads) attention_backward_query_kernel(AttnPointersT<S> p) {
   const int cols = p.cols, b = blockIdx.z, g = blockIdx.y, q0 = blockIdx.x * kAttnTile;
   const int valid = min(kAttnTile, p.P - q0);
   const AttnQueryBackwardLayout L(N);
   float* sh = dynamic_shared<float>();
   float *Qs = sh + L.q, *Ks = sh + L.k, *W = sh + L.w, *dS = sh + L.ds, *dYs = sh + L.dy, *Vs = sh + L.v,
-        *dQ = sh + L.dq, *lse = sh + L.lse, *D = sh + L.d;
-  const GroupSlices in = group_slices<N>(p, b, g);
-  const float *C = in.C, *B = in.B, *X = in.X, *dY = in.dY;
+        *dQ = sh + L.dq, *lse = sh + L.lse, *D = sh + L.d, *center = sh + L.c;
+  const GroupSlices<S> in = group_slices<N>(p, b, g);
+  const S *C = in.C, *B = in.B, *X = in.X, *dY = in.dY;
 
   stage(Qs, N + 1, kAttnTile, N, C, p.C.row, q0, valid, N);
   for (int i = threadIdx.x; i < kAttnTile * N; i += kAttnThreads) dQ[i] = 0.0f;
-  stage_stats(lse, D, p, in.stats, q0, valid);
+  stage_stats(lse, D, center, p, in.stats, q0, valid, !kRowsum);
+  float heaviest = 0.0f, weight_sum = 0.0f;  // kRowsum: row threadIdx.x's heaviest weight so far, Σ w so far
   const int key_tiles = (q0 + valid - 1) / kAttnKeyTile + 1;
   for (int kt = 0; kt < key_tiles; ++kt) {
     const int s0 = kt * kAttnKeyTile, valid_k = min(kAttnKeyTile, p.P - s0);
@@ -227,33 +364,52 @@ __global__ void __launch_bounds__(kAttnThreads) attention_backward_query_kernel(
       accumulate_d_w(dS, dYs, Vs, kAttnTile, kAttnKeyTile, width);
       __syncthreads();
     }
-    for (int i = threadIdx.x; i < kAttnTile * kAttnKeyTile; i += kAttnThreads)
-      dS[i] = W[i] * (dS[i] - D[i / kAttnKeyTile]) * p.inv_sqrt_n;
-    __syncthreads();
-    for (int i = threadIdx.x; i < kAttnTile * N; i += kAttnThreads) {
-      const int r = i / N, k = i % N;
-      float acc = dQ[i];
-      for (int j = 0; j < kAttnKeyTile; ++j) acc += dS[r * kAttnKeyTile + j] * Ks[j * (N + 1) + k];
-      dQ[i] = acc;
+    if constexpr (kRowsum) {
+      static_assert(kAttnTile <= kAttnThreads, "a thread per row");
+      if (const int r = threadIdx.x; r < kAttnTile) {
+        float acc = D[r], c = center[r];
+        for (int j = 0; j < kAttnKeyTile; ++j) {
+          const float w = W[r * kAttnKeyTile + j], d_w = dS[r * kAttnKeyTile + j];
+          if (w > heaviest) acc += (c - d_w) * weight_sum, c = d_w, heaviest = w;
+          acc += w * (d_w - c);
+          weight_sum += w;
+        }
+        D[r] = acc, center[r] = c;
+      }
+    } else {
+      for (int i = threadIdx.x; i < kAttnTile * kAttnKeyTile; i += kAttnThreads)
+        dS[i] = W[i] * ((dS[i] - center[i / kAttnKeyTile]) - D[i / kAttnKeyTile]) * p.inv_sqrt_n;
+      __syncthreads();
+      for (int i = threadIdx.x; i < kAttnTile * N; i += kAttnThreads) {
+        const int r = i / N, k = i % N;
+        float acc = dQ[i];
+        for (int j = 0; j < kAttnKeyTile; ++j) acc += dS[r * kAttnKeyTile + j] * Ks[j * (N + 1) + k];
+        dQ[i] = acc;
+      }
     }
     __syncthreads();
   }
-  float* dC = p.d_C.data + b * p.d_C.batch + g * N;
-  for (int i = threadIdx.x; i < valid * N; i += kAttnThreads) dC[(q0 + i / N) * p.d_C.row + i % N] = dQ[i];
+  if constexpr (kRowsum) {
+    for (int r = threadIdx.x; r < valid; r += kAttnThreads)
+      p.D_out[in.stats + q0 + r] = D[r], p.center_out[in.stats + q0 + r] = center[r];
+    return;
+  }
+  S* dC = p.d_C.data + b * p.d_C.batch + g * N;
+  for (int i = threadIdx.x; i < valid * N; i += kAttnThreads) dC[(q0 + i / N) * p.d_C.row + i % N] = from_float<S>(dQ[i]);
 }
 
 // d_B and d_x over key tiles of p.rows keys: for each query tile of kAttnTile from the diagonal on, w and d_w,
 // d_x[j] += Σ_i w[i, j]·d_y[i] (chunk by chunk with d_w), then d_B[j] += Σ_i d_score[i, j]·C[i].
-template <int N>
-__global__ void __launch_bounds__(kAttnThreads) attention_backward_key_kernel(AttnPointers p) {
+template <int N, class S>
+__global__ void __launch_bounds__(kAttnThreads) attention_backward_key_kernel(AttnPointersT<S> p) {
   const int rows = p.rows, cols = p.cols, b = blockIdx.z, g = blockIdx.y, s0 = blockIdx.x * rows;
   const int valid_k = min(rows, p.P - s0);
   const AttnKeyBackwardLayout L(rows, N, cols);
   float* sh = dynamic_shared<float>();
   float *Ks = sh + L.k, *Qs = sh + L.q, *W = sh + L.w, *dS = sh + L.ds, *dYs = sh + L.dy, *Vs = sh + L.v,
-        *dK = sh + L.dk, *dV = sh + L.dv, *lse = sh + L.lse, *D = sh + L.d;
-  const GroupSlices in = group_slices<N>(p, b, g);
-  const float *C = in.C, *B = in.B, *X = in.X, *dY = in.dY;
+        *dK = sh + L.dk, *dV = sh + L.dv, *lse = sh + L.lse, *D = sh + L.d, *center = sh + L.c;
+  const GroupSlices<S> in = group_slices<N>(p, b, g);
+  const S *C = in.C, *B = in.B, *X = in.X, *dY = in.dY;
 
   stage(Ks, N + 1, rows, N, B, p.B.row, s0, valid_k, N);
   for (int i = threadIdx.x; i < rows * N; i += kAttnThreads) dK[i] = 0.0f;
@@ -261,7 +417,7 @@ __global__ void __launch_bounds__(kAttnThreads) attention_backward_key_kernel(At
   for (int qt = s0 / kAttnTile; qt * kAttnTile < p.P; ++qt) {  // queries before s0 see none of these keys
     const int q0 = qt * kAttnTile, valid = min(kAttnTile, p.P - q0);
     stage(Qs, N + 1, kAttnTile, N, C, p.C.row, q0, valid, N);
-    stage_stats(lse, D, p, in.stats, q0, valid);
+    stage_stats(lse, D, center, p, in.stats, q0, valid);
     __syncthreads();
     tile_weights<N>(W, dS, Qs, Ks, lse, kAttnTile, rows, q0, valid, s0, p.inv_sqrt_n);
     for (int c0 = 0; c0 < cols; c0 += kAttnColumns) {
@@ -279,7 +435,8 @@ __global__ void __launch_bounds__(kAttnThreads) attention_backward_key_kernel(At
       }
       __syncthreads();
     }
-    for (int i = threadIdx.x; i < kAttnTile * rows; i += kAttnThreads) dS[i] = W[i] * (dS[i] - D[i / rows]) * p.inv_sqrt_n;
+    for (int i = threadIdx.x; i < kAttnTile * rows; i += kAttnThreads)
+      dS[i] = W[i] * ((dS[i] - center[i / rows]) - D[i / rows]) * p.inv_sqrt_n;
     __syncthreads();
     for (int i = threadIdx.x; i < rows * N; i += kAttnThreads) {
       const int j = i / N, k = i % N;
@@ -289,10 +446,11 @@ __global__ void __launch_bounds__(kAttnThreads) attention_backward_key_kernel(At
     }
     __syncthreads();
   }
-  float* dB = p.d_B.data + b * p.d_B.batch + g * N;
-  for (int i = threadIdx.x; i < valid_k * N; i += kAttnThreads) dB[(s0 + i / N) * p.d_B.row + i % N] = dK[i];
-  float* dX = p.d_x.data + b * p.d_x.batch + g * cols;
-  for (int i = threadIdx.x; i < valid_k * cols; i += kAttnThreads) dX[(s0 + i / cols) * p.d_x.row + i % cols] = dV[i];
+  S* dB = p.d_B.data + b * p.d_B.batch + g * N;
+  for (int i = threadIdx.x; i < valid_k * N; i += kAttnThreads) dB[(s0 + i / N) * p.d_B.row + i % N] = from_float<S>(dK[i]);
+  S* dX = p.d_x.data + b * p.d_x.batch + g * cols;
+  for (int i = threadIdx.x; i < valid_k * cols; i += kAttnThreads)
+    dX[(s0 + i / cols) * p.d_x.row + i % cols] = from_float<S>(dV[i]);
 }
 
 template <class T>
@@ -301,9 +459,9 @@ Strided<T> strided(const View<T>& v, std::int64_t rows, std::int64_t cols) {
   return {v.data, s.batch, s.row};
 }
 
-AttnPointers pointers(const AttentionShape& s, const View<const float>& C, const View<const float>& B,
-                      const View<const float>& x) {
-  AttnPointers p{};
+template <class S>
+AttnPointersT<S> pointers(const AttentionShape& s, const View<const S>& C, const View<const S>& B, const View<const S>& x) {
+  AttnPointersT<S> p{};
   p.P = s.P, p.G = s.G, p.cols = s.group_columns(), p.first_query = s.first_query;
   p.inv_sqrt_n = 1.0f / sqrtf(float(s.N));
   p.C = strided(C, s.queries(), std::int64_t(s.G) * s.N);
@@ -312,47 +470,53 @@ AttnPointers pointers(const AttentionShape& s, const View<const float>& C, const
   return p;
 }
 
-// The kernel of a family for the shape's N (attention_plan has rejected every other N).
-template <template <int> class Kernel>
+// The kernel of a family for the shape's N (attention_plan has rejected every other N): F::get<N>().
+template <class F>
 auto for_n(int N) {
   switch (N) {
-    case 16: return Kernel<16>::get();
-    case 32: return Kernel<32>::get();
-    case 64: return Kernel<64>::get();
-    default: return Kernel<128>::get();
+    case 16: return F::template get<16>();
+    case 32: return F::template get<32>();
+    case 64: return F::template get<64>();
+    default: return F::template get<128>();
   }
 }
-template <int N>
 struct ForwardKernel {
+  template <int N>
   static auto get() { return &attention_forward_kernel<N>; }
 };
-template <int N>
+struct ForwardBf16Kernel {
+  template <int N>
+  static auto get() { return &attention_forward_bf16_kernel<N>; }
+};
+template <class S, bool kRowsum = false>
 struct QueryBackwardKernel {
-  static auto get() { return &attention_backward_query_kernel<N>; }
+  template <int N>
+  static auto get() { return &attention_backward_query_kernel<N, S, kRowsum>; }
 };
-template <int N>
+template <class S>
 struct KeyBackwardKernel {
-  static auto get() { return &attention_backward_key_kernel<N>; }
+  template <int N>
+  static auto get() { return &attention_backward_key_kernel<N, S>; }
 };
 
-}  // namespace
-
-void attention_forward(const AttentionForward& a, const LaunchContext& ctx) {
+// The forward's pointers and plan (fp32: attention_plan; bf16: attention_plan_bf16).
+template <class S>
+AttnPointersT<S> forward_pointers(const AttentionForwardT<S>& a, const AttentionPlan& plan) {
   const AttentionShape& s = a.shape;
-  if (s.Bt == 0 || s.P == 0) return;
-  const AttentionPlan plan = attention_plan(s);
-  AttnPointers p = pointers(s, a.C, a.B, a.x);
+  AttnPointersT<S> p = pointers(s, a.C, a.B, a.x);
   p.rows = plan.forward_rows;
+  p.column_blocks = plan.forward_column_blocks;
   p.y_out = strided(a.y, s.queries(), std::int64_t(s.H) * s.p);
   p.lse_out = a.lse.data;
-  launch(TM_SITE("attention_forward"), for_n<ForwardKernel>(s.N), plan.forward, ctx, p);
+  return p;
 }
 
-void attention_backward(const AttentionBackward& a, const LaunchContext& ctx) {
+template <class S>
+void backward(const AttentionBackwardT<S>& a, const LaunchContext& ctx) {
   const AttentionShape& s = a.shape;
   if (s.Bt == 0 || s.P == 0) return;
   const AttentionPlan plan = attention_plan(s);
-  AttnPointers p = pointers(s, a.C, a.B, a.x);
+  AttnPointersT<S> p = pointers(s, a.C, a.B, a.x);
   const std::int64_t E = std::int64_t(s.H) * s.p, GN = std::int64_t(s.G) * s.N;
   p.y = strided(a.y, s.P, E);
   p.d_y = strided(a.d_y, s.P, E);
@@ -361,11 +525,30 @@ void attention_backward(const AttentionBackward& a, const LaunchContext& ctx) {
   p.d_x = strided(a.d_x, s.P, E);
   p.lse = a.lse.data;
   p.D = p.D_out = a.workspace.data;
-  launch(TM_SITE("attention_rowsum"), attention_rowsum_kernel, plan.rowsum, ctx, p);
+  p.center = p.center_out = a.workspace.data + plan.workspace / 2;
   p.rows = kAttnTile;
-  launch(TM_SITE("attention_backward_query"), for_n<QueryBackwardKernel>(s.N), plan.backward_query, ctx, p);
+  launch(TM_SITE("attention_rowsum"), for_n<QueryBackwardKernel<S, true>>(s.N), plan.backward_query, ctx, p);
+  launch(TM_SITE("attention_backward_query"), for_n<QueryBackwardKernel<S>>(s.N), plan.backward_query, ctx, p);
   p.rows = plan.backward_rows;
-  launch(TM_SITE("attention_backward_key"), for_n<KeyBackwardKernel>(s.N), plan.backward_key, ctx, p);
+  launch(TM_SITE("attention_backward_key"), for_n<KeyBackwardKernel<S>>(s.N), plan.backward_key, ctx, p);
 }
+
+}  // namespace
+
+void attention_forward(const AttentionForward& a, const LaunchContext& ctx) {
+  if (a.shape.Bt == 0 || a.shape.P == 0) return;
+  const AttentionPlan plan = attention_plan(a.shape);
+  launch(TM_SITE("attention_forward"), for_n<ForwardKernel>(a.shape.N), plan.forward, ctx, forward_pointers(a, plan));
+}
+
+void attention_forward(const AttentionForwardBf16& a, const LaunchContext& ctx) {
+  if (a.shape.Bt == 0 || a.shape.P == 0) return;
+  const AttentionPlan plan = attention_plan_bf16(a.shape);
+  launch(TM_SITE("attention_forward_bf16"), for_n<ForwardBf16Kernel>(a.shape.N), plan.forward, ctx,
+         forward_pointers(a, plan));
+}
+
+void attention_backward(const AttentionBackward& a, const LaunchContext& ctx) { backward(a, ctx); }
+void attention_backward(const AttentionBackwardBf16& a, const LaunchContext& ctx) { backward(a, ctx); }
 
 }  // namespace transmamba::gpu::TM_BACKEND_NS

@@ -17,6 +17,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "cuda/bf16.hpp"
 #include "cuda/device.hpp"
 #include "cuda/device_math.hpp"
 #include "cuda/launch_shape.hpp"
@@ -44,7 +45,6 @@ struct AttentionShape {
 // query tile: the output rows; the backward's key tile: d_x) has `rows` in {32, 16, 8, 4, 2, 1}, the largest
 // whose shared memory fits kMaxDynamicShared; the other tile is kAttnTile. All kernels run kAttnThreads threads.
 constexpr int kAttnTile = 32, kAttnKeyTile = 32, kAttnColumns = 128, kAttnThreads = 256;
-constexpr int kAttnRowsumWarps = 8;  // the rowsum kernel: one warp per (query, group), 8 per block
 
 // Where each array of a kernel lives in its dynamic shared memory (offsets in floats), the same arithmetic
 // on the host (the plan's byte count) and in the kernel. Rows of Q and K are padded to N + 1 floats and rows of
@@ -64,7 +64,7 @@ struct AttnForwardLayout {  // query tile of `rows` x key tile kAttnKeyTile
   }
 };
 struct AttnQueryBackwardLayout {  // d_C: query tile kAttnTile x key tile kAttnKeyTile
-  int q, k, w, ds, dy, v, dq, lse, d, total;
+  int q, k, w, ds, dy, v, dq, lse, d, c, total;
   TM_HD explicit AttnQueryBackwardLayout(int N) {
     q = 0;                                           // Q tile  [kAttnTile][N + 1]
     k = q + kAttnTile * (N + 1);                     // K tile  [kAttnKeyTile][N + 1]
@@ -74,12 +74,13 @@ struct AttnQueryBackwardLayout {  // d_C: query tile kAttnTile x key tile kAttnK
     v = dy + kAttnTile * (kAttnColumns + 1);         // x chunk  [kAttnKeyTile][kAttnColumns + 1]
     dq = v + kAttnKeyTile * (kAttnColumns + 1);      // d_C accumulator [kAttnTile][N]
     lse = dq + kAttnTile * N;                        // [kAttnTile]
-    d = lse + kAttnTile;                             // rowsum D [kAttnTile]
-    total = d + kAttnTile;
+    d = lse + kAttnTile;                             // row statistics D, c [kAttnTile] each
+    c = d + kAttnTile;
+    total = c + kAttnTile;
   }
 };
 struct AttnKeyBackwardLayout {  // d_B, d_x: key tile of `rows` x query tile kAttnTile
-  int k, q, w, ds, dy, v, dk, dv, lse, d, total;
+  int k, q, w, ds, dy, v, dk, dv, lse, d, c, total;
   TM_HD AttnKeyBackwardLayout(int rows, int N, int cols) {
     k = 0;                                           // K tile  [rows][N + 1]
     q = k + rows * (N + 1);                          // Q tile  [kAttnTile][N + 1]
@@ -90,20 +91,43 @@ struct AttnKeyBackwardLayout {  // d_B, d_x: key tile of `rows` x query tile kAt
     dk = v + rows * (kAttnColumns + 1);              // d_B accumulator [rows][N]
     dv = dk + rows * N;                              // d_x accumulator [rows][cols]
     lse = dv + rows * cols;                          // [kAttnTile]
-    d = lse + kAttnTile;                             // [kAttnTile]
-    total = d + kAttnTile;
+    d = lse + kAttnTile;                             // D, c [kAttnTile] each
+    c = d + kAttnTile;
+    total = c + kAttnTile;
+  }
+};
+
+// The bf16 forward on tensor cores (mma.sync m16n8k16, cuda/mma.cuh): kAttnBf16Warps warps a block, each owning
+// 16 query rows (the block's query tile kAttnBf16Rows), sharing key/value tiles of kAttnBf16Keys keys staged in
+// shared memory; a block takes one column block of kAttnBf16Columns of its group's R·p value columns (a grid
+// dimension: each column block recomputes the scores Q·Kᵀ). Rows of the bf16 tiles are padded by kAttnBf16Pad.
+// Cost of the recomputation: per (query, key) pair the useful FLOPs are 2N (scores) + 2R·p (values); with
+// ceil(R·p / 128) column blocks the scores are computed that many times. At the paper's size (N = 128,
+// R·p = 6·64 = 384: 3 blocks) that is 3·256 + 768 = 1536 FLOPs executed for 1024 useful (1.5x). 128 columns
+// keep a warp's fp32 output fragments at 64 registers a lane (16 rows x 128 / 32 lanes). Key tiles of 32 (not
+// 64) so that the emulated checks' short sequences (P <= 70) cross several key tiles: the online softmax's
+// rescaling is exercised.
+constexpr int kAttnBf16Warps = 4, kAttnBf16Rows = 16 * kAttnBf16Warps, kAttnBf16Keys = 32, kAttnBf16Columns = 128,
+              kAttnBf16Pad = 8;
+struct AttnBf16ForwardLayout {  // offsets in bf16 elements
+  int q, k, v, total;
+  TM_HD explicit AttnBf16ForwardLayout(int N) {
+    q = 0;                                              // Q tile [kAttnBf16Rows][N + pad]
+    k = q + kAttnBf16Rows * (N + kAttnBf16Pad);         // K tile [kAttnBf16Keys][N + pad]
+    v = k + kAttnBf16Keys * (N + kAttnBf16Pad);         // V tile [kAttnBf16Keys][kAttnBf16Columns + pad]
+    total = v + kAttnBf16Keys * (kAttnBf16Columns + kAttnBf16Pad);
   }
 };
 
 struct AttentionPlan {
   int forward_rows = 0;   // the forward's query tile
+  int forward_column_blocks = 1;  // the bf16 forward: blocks of kAttnBf16Columns value columns per group
   int backward_rows = 0;  // the d_B, d_x kernel's key tile
   LaunchShape forward;         // grid (query tiles, G, Bt)
-  LaunchShape rowsum;          // D[b, g, t] = Σ_{h in g} d_y[t, h]·y[t, h]: grid (query blocks of 8, G, Bt), block (32, 8)
-  LaunchShape backward_query;  // d_C: grid (query tiles of kAttnTile, G, Bt)
+  LaunchShape backward_query;  // the row statistics D, c, then d_C: grid (query tiles of kAttnTile, G, Bt)
   LaunchShape backward_key;    // d_B, d_x: grid (key tiles, G, Bt)
   std::size_t lse = 0;         // floats of the log-sum-exp: Bt · G · queries (written by the forward, read by the backward)
-  std::size_t workspace = 0;   // floats of the backward's rowsum D: Bt · G · P
+  std::size_t workspace = 0;   // floats of the backward's row statistics D, then c: 2 · Bt · G · P
 };
 
 inline bool attention_dim_supported(int d) { return d == 16 || d == 32 || d == 64 || d == 128; }
@@ -136,40 +160,64 @@ inline AttentionPlan attention_plan(const AttentionShape& s) {
   const Dim3 block{kAttnThreads, 1, 1};
   plan.forward = {{unsigned(ceil_div(std::max(s.queries(), 1), plan.forward_rows)), G, Bt}, block,
                   sizeof(float) * AttnForwardLayout(plan.forward_rows, s.N, cols).total};
-  plan.rowsum = {{unsigned(ceil_div(P1, kAttnRowsumWarps)), G, Bt}, {32, kAttnRowsumWarps, 1}, 0};
   plan.backward_query = {{unsigned(ceil_div(P1, kAttnTile)), G, Bt}, block,
                          sizeof(float) * AttnQueryBackwardLayout(s.N).total};
   plan.backward_key = {{unsigned(ceil_div(P1, plan.backward_rows)), G, Bt}, block,
                        sizeof(float) * AttnKeyBackwardLayout(plan.backward_rows, s.N, cols).total};
   plan.lse = std::size_t(std::max(s.Bt, 0)) * s.G * std::max(s.queries(), 0);
-  plan.workspace = std::size_t(std::max(s.Bt, 0)) * s.G * std::max(s.P, 0);
+  plan.workspace = 2 * std::size_t(std::max(s.Bt, 0)) * s.G * std::max(s.P, 0);
+  return plan;
+}
+
+// The plan of the bf16 kernels: the same shape checks, lse, workspace and backward launches as attention_plan
+// (the bf16 backward runs the fp32 algorithm on bf16 storage), and the tensor-core forward's launch: grid
+// (query tiles of kAttnBf16Rows, G · column blocks, Bt), kAttnBf16Warps warps, AttnBf16ForwardLayout.
+inline AttentionPlan attention_plan_bf16(const AttentionShape& s) {
+  AttentionPlan plan = attention_plan(s);
+  plan.forward_rows = kAttnBf16Rows;
+  plan.forward_column_blocks = ceil_div(s.group_columns(), kAttnBf16Columns);
+  plan.forward = {{unsigned(ceil_div(std::max(s.queries(), 1), kAttnBf16Rows)), unsigned(s.G * plan.forward_column_blocks),
+                   unsigned(std::max(s.Bt, 1))},
+                  {32 * kAttnBf16Warps, 1, 1},
+                  sizeof(Bf16) * AttnBf16ForwardLayout(s.N).total};
   return plan;
 }
 
 // In the layer C, B and x are column blocks of xBC [T, E + 2GN] (x at column 0, B at E, C at E + GN), so every
-// view may have a row stride wider than its columns.
-struct AttentionForward {
+// view may have a row stride wider than its columns. S is the storage type of the per-token activations (C, B,
+// x, y and their gradients): float, or Bf16 (cuda/bf16.hpp); lse and the workspace stay fp32 either way.
+template <class S>
+struct AttentionForwardT {
   AttentionShape shape;
-  View<const float> C;  // [Bt, queries, G·N] queries: the tokens first_query .. P-1
-  View<const float> B;  // [Bt, P, G·N] keys
-  View<const float> x;  // [Bt, P, H·p] values
-  View<float> y;        // [Bt, queries, H·p]
-  View<float> lse;      // [1, 1, plan.lse] log-sum-exp per (sequence, group, query): index (b·G + g)·queries + r
+  View<const S> C;    // [Bt, queries, G·N] queries: the tokens first_query .. P-1
+  View<const S> B;    // [Bt, P, G·N] keys
+  View<const S> x;    // [Bt, P, H·p] values
+  View<S> y;          // [Bt, queries, H·p]
+  View<float> lse;    // [1, 1, plan.lse] log-sum-exp per (sequence, group, query): index (b·G + g)·queries + r
 };
 
-struct AttentionBackward {
+template <class S>
+struct AttentionBackwardT {
   AttentionShape shape;
-  View<const float> C, B, x;  // as in AttentionForward
-  View<const float> y;        // [Bt, P, H·p] the forward's output
+  View<const S> C, B, x;      // as in AttentionForwardT
+  View<const S> y;            // [Bt, P, H·p] the forward's output (checked; not read: D is recomputed, attention.cu)
   View<const float> lse;      // [1, 1, plan.lse] the forward's log-sum-exp
-  View<const float> d_y;      // [Bt, P, H·p]
-  View<float> d_C, d_B;       // [Bt, P, G·N]
-  View<float> d_x;            // [Bt, P, H·p]
-  View<float> workspace;      // [1, 1, plan.workspace] (the rowsum D)
+  View<const S> d_y;          // [Bt, P, H·p]
+  View<S> d_C, d_B;           // [Bt, P, G·N]
+  View<S> d_x;                // [Bt, P, H·p]
+  View<float> workspace;      // [1, 1, plan.workspace] (the row statistics D and c)
 };
+using AttentionForward = AttentionForwardT<float>;
+using AttentionBackward = AttentionBackwardT<float>;
+using AttentionForwardBf16 = AttentionForwardT<Bf16>;
+using AttentionBackwardBf16 = AttentionBackwardT<Bf16>;
 
 // Check every argument (naming the first that does not fit), then run on the stream's device.
+// The bf16 overloads: the forward on tensor cores (attention_plan_bf16), the backward the fp32 algorithm on bf16
+// storage (attention_plan's launches).
 void attention_forward(const Stream& stream, const AttentionForward& args);
+void attention_forward(const Stream& stream, const AttentionForwardBf16& args);
 void attention_backward(const Stream& stream, const AttentionBackward& args);
+void attention_backward(const Stream& stream, const AttentionBackwardBf16& args);
 
 }  // namespace transmamba::gpu

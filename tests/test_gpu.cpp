@@ -189,7 +189,7 @@ TEST_CASE("attention plan: grids cover every token, shared memory fits, the wide
       INFO("H " << c.H << " G " << c.G << " N " << c.N << " p " << c.p << " P " << P);
       const int cols = c.H / c.G * c.p;
       for (const auto& [shape, rows] : {std::pair{plan.forward, plan.forward_rows}, std::pair{plan.backward_key, plan.backward_rows},
-                                        std::pair{plan.backward_query, kAttnTile}, std::pair{plan.rowsum, kAttnRowsumWarps}}) {
+                                        std::pair{plan.backward_query, kAttnTile}}) {
         CHECK(shape.grid.x * unsigned(rows) >= unsigned(P));
         CHECK((shape.grid.x - 1) * unsigned(rows) < unsigned(P));
         CHECK(shape.grid.y == unsigned(c.G));
@@ -205,7 +205,7 @@ TEST_CASE("attention plan: grids cover every token, shared memory fits, the wide
       if (plan.backward_rows < kAttnTile)
         CHECK(sizeof(float) * AttnKeyBackwardLayout(2 * plan.backward_rows, c.N, cols).total > kMaxDynamicShared);
       CHECK(plan.lse == std::size_t(3) * c.G * P);
-      CHECK(plan.workspace == plan.lse);
+      CHECK(plan.workspace == 2 * plan.lse);  // D and c per query
     }
   CHECK(attention_plan({1, 8, 4, 2, 16, 16}).forward.dynamic_shared_bytes <= kDefaultDynamicShared);  // small: no opt-in
   CHECK(attention_plan({1, 8, 48, 8, 128, 64}).forward_rows == 32);  // the paper's groups: 6 heads x 64
@@ -217,6 +217,36 @@ TEST_CASE("attention plan: grids cover every token, shared memory fits, the wide
   CHECK_THROWS_WITH(attention_plan({1, 8, 0, 1, 16, 16}), Catch::Contains("H=0 heads"));
   CHECK_THROWS_WITH(attention_plan({-1, 8, 4, 2, 16, 16}), "attention: negative Bt or P");
   CHECK_THROWS_WITH(attention_plan({1, 8, 1024, 1, 16, 128}), Catch::Contains("131072 value columns per group do not fit"));
+}
+
+TEST_CASE("attention bf16 plan: the tensor-core forward's grid covers every query and column, shared memory fits", "[gpu][plan]") {
+  for (int N : {16, 32, 64, 128})
+    for (int p : {16, 32, 64, 128})
+      for (int R = 1; R * p <= 768; ++R)
+        for (int P : {1, 63, 64, 65, 8192}) {
+          const int G = 2, cols = R * p;
+          const AttentionShape s{3, P, R * G, G, N, p, P > 64 ? 64 : 0};
+          INFO("N " << N << " p " << p << " R " << R << " P " << P);
+          const AttentionPlan plan = attention_plan_bf16(s);
+          CHECK(plan.forward.dynamic_shared_bytes == sizeof(Bf16) * AttnBf16ForwardLayout(N).total);
+          CHECK(plan.forward.dynamic_shared_bytes <= kMaxDynamicShared);
+          CHECK(plan.forward.block.x == unsigned(32 * kAttnBf16Warps));
+          CHECK(plan.forward.grid.x * unsigned(kAttnBf16Rows) >= unsigned(s.queries()));
+          CHECK((plan.forward.grid.x - 1) * unsigned(kAttnBf16Rows) < unsigned(s.queries()));
+          CHECK(plan.forward_column_blocks * kAttnBf16Columns >= cols);
+          CHECK((plan.forward_column_blocks - 1) * kAttnBf16Columns < cols);
+          CHECK(plan.forward.grid.y == unsigned(G * plan.forward_column_blocks));
+          CHECK(plan.forward.grid.z == 3);
+          CHECK_NOTHROW(check_launch_shape("attention bf16", plan.forward));
+          // The rest is attention_plan's: the bf16 backward runs its launches.
+          const AttentionPlan fp32 = attention_plan(s);
+          CHECK(plan.lse == fp32.lse);
+          CHECK(plan.workspace == fp32.workspace);
+          CHECK(plan.backward_key.dynamic_shared_bytes == fp32.backward_key.dynamic_shared_bytes);
+        }
+  CHECK(attention_plan_bf16({1, 8192, 48, 8, 128, 64}).forward_column_blocks == 3);  // the paper's 384 columns
+  CHECK_THROWS_WITH(attention_plan_bf16({1, 8, 4, 2, 24, 16}), "attention: N=24 is not supported (16, 32, 64 or 128)");
+  CHECK_THROWS_WITH(attention_plan_bf16({1, 8, 4, 2, 16, 8}), "attention: p=8 is not supported (16, 32, 64 or 128)");
 }
 
 #ifdef TM_HAVE_EMULATION
@@ -251,7 +281,7 @@ TEST_CASE("attention host API: bad arguments fail before any launch, naming the 
                                d_x.view(), ws.view()};
   AttentionBackward b2 = back;
   b2.workspace = tiny.view();
-  CHECK_THROWS_WITH(attention_backward(stream, b2), Catch::Contains("attention_backward: workspace [1, 1, 20]"));
+  CHECK_THROWS_WITH(attention_backward(stream, b2), Catch::Contains("attention_backward: workspace [1, 1, 40]"));
   b2 = back;
   b2.d_x = small.view();
   CHECK_THROWS_WITH(attention_backward(stream, b2), Catch::Contains("attention_backward: d_x [2, 5, 64]"));
@@ -264,6 +294,41 @@ TEST_CASE("attention host API: bad arguments fail before any launch, naming the 
   b2 = back;
   b2.shape.G = 3;
   CHECK_THROWS_WITH(attention_backward(stream, b2), Catch::Contains("H=4 heads in G=3 groups"));
+}
+
+TEST_CASE("attention bf16 host API: null or undersized bf16 buffers and unsupported shapes fail before any launch", "[gpu][errors]") {
+  const Device dev = Device::emulated(1);
+  Stream stream(dev);
+  const AttentionShape s{2, 5, 4, 2, 16, 16};  // C, B [2, 5, 32], x [2, 5, 64]
+  const AttentionPlan plan = attention_plan_bf16(s);
+  DeviceBuffer<Bf16> qk(dev, 320), x(dev, 640), y(dev, 640), small(dev, 639), d_qk(dev, 320), d_x(dev, 640);
+  DeviceBuffer<float> lse(dev, plan.lse), ws(dev, plan.workspace), tiny(dev, plan.lse - 1);
+  const AttentionForwardBf16 good{s, qk.view(), qk.view(), x.view(), y.view(), lse.view()};
+  const AttentionBackwardBf16 back{s, qk.view(), qk.view(), x.view(), y.view(), lse.view(), y.view(), d_qk.view(),
+                                   d_qk.view(), d_x.view(), ws.view()};
+  // Each call: the good arguments with one change, and the start of the message it must throw.
+  auto fails = [&](auto args, auto change, const std::string& message) {
+    change(args);
+    if constexpr (std::is_same_v<decltype(args), AttentionForwardBf16>)
+      CHECK_THROWS_WITH(attention_forward(stream, args), Catch::StartsWith(message));
+    else
+      CHECK_THROWS_WITH(attention_backward(stream, args), Catch::StartsWith(message));
+  };
+  using F = AttentionForwardBf16&;
+  using B = AttentionBackwardBf16&;
+  fails(good, [&](F a) { a.y = small.view(); },
+        "attention_forward: y [2, 5, 64]: the buffer holds 639 values from this pointer, the shape needs 640");
+  fails(good, [](F a) { a.C = View<const Bf16>{}; }, "attention_forward: C [2, 5, 32]: null pointer");
+  fails(good, [&](F a) { a.x = small.view(); }, "attention_forward: x [2, 5, 64]");
+  fails(good, [&](F a) { a.lse = tiny.view(); }, "attention_forward: lse [1, 1, 20]");
+  fails(good, [](F a) { a.shape.N = 48; }, "attention: N=48 is not supported (16, 32, 64 or 128)");
+  fails(good, [](F a) { a.shape.p = 8; }, "attention: p=8 is not supported (16, 32, 64 or 128)");
+  fails(back, [](B a) { a.d_y = View<const Bf16>{}; }, "attention_backward: d_y [2, 5, 64]: null pointer");
+  fails(back, [&](B a) { a.d_x = small.view(); }, "attention_backward: d_x [2, 5, 64]");
+  fails(back, [&](B a) { a.y = small.view(); }, "attention_backward: y [2, 5, 64]");
+  fails(back, [&](B a) { a.workspace = tiny.view(); }, "attention_backward: workspace [1, 1, 40]");
+  fails(back, [](B a) { a.shape.N = 24; }, "attention: N=24 is not supported (16, 32, 64 or 128)");
+  fails(back, [](B a) { a.shape.first_query = 1; }, "attention_backward: first_query=1: the backward takes every query");
 }
 
 namespace {

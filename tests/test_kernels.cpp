@@ -21,6 +21,7 @@ TEST_CASE("emulated.ssm.bf16", "[kernels][emulated][bf16]") { require_check("emu
 TEST_CASE("emulated.ssm_backward.bf16", "[kernels][emulated][bf16]") { require_check("emulated.ssm_backward.bf16", emulated()); }
 TEST_CASE("emulated.converter.bf16", "[kernels][emulated][bf16]") { require_check("emulated.converter.bf16", emulated()); }
 TEST_CASE("emulated.attention", "[kernels][emulated]") { require_check("emulated.attention", emulated()); }
+TEST_CASE("emulated.attention.bf16", "[kernels][emulated]") { require_check("emulated.attention.bf16", emulated()); }
 TEST_CASE("emulated.norm", "[kernels][emulated]") { require_check("emulated.norm", emulated()); }
 TEST_CASE("emulated.projection", "[kernels][emulated]") { require_check("emulated.projection", emulated()); }
 TEST_CASE("emulated.mixer", "[kernels][emulated]") { require_check("emulated.mixer", emulated()); }

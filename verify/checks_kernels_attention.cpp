@@ -1,5 +1,6 @@
-// Kernel check of the grouped causal attention kernels (E4, cuda/attention.hpp): y, d_C, d_B, d_x against the
-// double reference (reference/attention.hpp) on the same fp32 inputs, under DESIGN.md section 7's fp32 bounds.
+// Kernel checks of the grouped causal attention kernels (E4, cuda/attention.hpp): y, d_C, d_B, d_x against the
+// double reference (reference/attention.hpp) on the same fp32 inputs, under DESIGN.md section 7's fp32 bounds;
+// and the bf16 kernels ("attention.bf16": the same draws rounded to bf16, also lse) under its bf16 rule.
 //
 // Shapes with the edges on purpose: Bt in {1, 3}; P = 1 often, otherwise up to 70 (not a multiple of the 32-row
 // tiles); G in {1, 2, 4} with 1..3 heads per group (so G = 1, G = H and G a proper divisor of H all occur);
@@ -79,74 +80,153 @@ AttentionFloors attention_floors(const MixerConfig& cfg, const MatD& C, const Ma
   return f;
 }
 
-std::vector<Comparison> attention_case(gpu::Backend backend) {
-  const int Bt = draw("Bt", rc::gen::element(1, 3));
+// One drawn case, shared by the fp32 and the bf16 checks: the shape and the inputs, rounded to what the kernels
+// read (fp32, or bf16 for the bf16 kernels).
+struct AttentionDraw {
+  MixerConfig cfg;
+  int Bt, P, pad, first;
+  std::vector<MatD> x, B, C, d_y;
+};
+AttentionDraw draw_attention(MatD (*round)(const MatD&)) {
+  AttentionDraw d;
+  d.Bt = draw("Bt", rc::gen::element(1, 3));
   const int G = draw("G", rc::gen::element(1, 2, 4)), R = draw("heads per group", rc::gen::inRange(1, 4));
   const int N = draw("N", rc::gen::element(16, 16, 16, 32, 32, 32, 64, 128));
   const int p = draw("p", rc::gen::element(16, 16, 16, 32, 32, 32, 64, 128));
-  const int P = draw("P", rc::gen::oneOf(rc::gen::just(1), rc::gen::inRange(1, N > 32 || p > 32 ? 25 : 71)));
-  const int pad = draw("row padding", rc::gen::element(0, 0, 3));
+  d.P = draw("P", rc::gen::oneOf(rc::gen::just(1), rc::gen::inRange(1, N > 32 || p > 32 ? 25 : 71)));
+  d.pad = draw("row padding", rc::gen::element(0, 0, 3));
   const double scale = draw("C, B scale", rc::gen::element(1.0, 1.0, 30.0));
   // A second forward asks for the queries first .. P-1 only (decode asks for the last alone).
-  const int first = draw("first query", rc::gen::oneOf(rc::gen::just(P - 1), rc::gen::inRange(0, P)));
-  MixerConfig cfg;
-  cfg.H = G * R, cfg.G = G, cfg.N = N, cfg.E = cfg.H * p;
-  const int E = cfg.E, GN = G * N;
-
+  d.first = draw("first query", rc::gen::oneOf(rc::gen::just(d.P - 1), rc::gen::inRange(0, d.P)));
+  d.cfg.H = G * R, d.cfg.G = G, d.cfg.N = N, d.cfg.E = d.cfg.H * p;
   RandomTensors rnd(draw("seed", rc::gen::arbitrary<std::uint64_t>()));
-  std::vector<MatD> x(Bt), B(Bt), C(Bt), d_y(Bt), xBC(Bt);
-  for (int b = 0; b < Bt; ++b) {
-    x[b] = round_to_float(rnd.mat<double>(P, E));
-    B[b] = round_to_float(rnd.mat<double>(P, GN, -scale, scale));
-    C[b] = round_to_float(rnd.mat<double>(P, GN, -scale, scale));
-    d_y[b] = round_to_float(rnd.mat<double>(P, E));
-    xBC[b] = MatD(P, E + 2 * GN);
-    xBC[b] << x[b], B[b], C[b];
+  for (int b = 0; b < d.Bt; ++b) {
+    d.x.push_back(round(rnd.mat<double>(d.P, d.cfg.E)));
+    d.B.push_back(round(rnd.mat<double>(d.P, G * N, -scale, scale)));
+    d.C.push_back(round(rnd.mat<double>(d.P, G * N, -scale, scale)));
+    d.d_y.push_back(round(rnd.mat<double>(d.P, d.cfg.E)));
   }
+  return d;
+}
 
+// What the kernels (storage S) returned for a drawn case, each sequence's rows stacked: y, the y of the queries
+// first .. P-1 (a second forward), lse [Bt·G, P] (row b·G + g), d_C, d_B, d_x. C, B and x are column blocks of
+// one xBC [P, E + 2GN + pad] buffer, as in the layer, and the gradients are written into the same layout.
+struct AttentionGot {
+  MatD y, tail_y, lse, d_C, d_B, d_x;
+};
+template <class S>
+AttentionGot run_attention(gpu::Backend backend, const AttentionDraw& d) {
+  const int Bt = d.Bt, P = d.P, G = d.cfg.G, N = d.cfg.N, p = d.cfg.p(), E = d.cfg.E, GN = G * N;
+  std::vector<MatD> xBC(Bt);
+  for (int b = 0; b < Bt; ++b) {
+    xBC[b] = MatD(P, E + 2 * GN);
+    xBC[b] << d.x[b], d.B[b], d.C[b];
+  }
   const gpu::Device dev = device_for(backend);
   gpu::Stream stream(dev);
-  const gpu::AttentionShape shape{Bt, P, cfg.H, G, N, p};
+  const gpu::AttentionShape shape{Bt, P, d.cfg.H, G, N, p};
   const gpu::AttentionPlan plan = gpu::attention_plan(shape);
-  const Packed in = pack(xBC, pad), d_y_packed = pack(d_y, pad);
-  DeviceBuffer<float> xBC_dev(dev, in.values), d_y_dev(dev, d_y_packed.values), y_dev(dev, std::size_t(Bt) * P * E),
-      lse_dev(dev, plan.lse), ws_dev(dev, plan.workspace), d_xBC_dev(dev, in.values.size());
-  auto in_view = [&](const DeviceBuffer<float>& buf, int col) { return buf.view_at(col, in.batch_stride, in.row_stride); };
-  const gpu::View<const float> x_v = in_view(xBC_dev, 0), B_v = in_view(xBC_dev, E), C_v = in_view(xBC_dev, E + GN);
-  gpu::attention_forward(stream, {shape, C_v, B_v, x_v, y_dev.view(), lse_dev.view()});
-  gpu::attention_backward(stream, {shape, C_v, B_v, x_v, y_dev.view(), lse_dev.view(),
-                                   d_y_dev.view(d_y_packed.batch_stride, d_y_packed.row_stride), in_view(d_xBC_dev, E + GN),
-                                   in_view(d_xBC_dev, E), in_view(d_xBC_dev, 0), ws_dev.view()});
-  const gpu::AttentionShape tail_shape{Bt, P, cfg.H, G, N, p, first};
-  DeviceBuffer<float> tail_y(dev, std::size_t(Bt) * (P - first) * E), tail_lse(dev, gpu::attention_plan(tail_shape).lse);
-  gpu::attention_forward(stream, {tail_shape, in_view(xBC_dev, E + GN + first * in.row_stride), B_v, x_v, tail_y.view(),
-                                  tail_lse.view()});
+  const PackedAs<S> in = pack<S>(xBC, d.pad), d_y_packed = pack<S>(d.d_y, d.pad);
+  DeviceBuffer<S> xBC_dev(dev, in.values), d_y_dev(dev, d_y_packed.values), y_dev(dev, std::size_t(Bt) * P * E),
+      d_xBC_dev(dev, in.values.size());
+  DeviceBuffer<float> lse_dev(dev, plan.lse), ws_dev(dev, plan.workspace);
+  auto in_view = [&](const DeviceBuffer<S>& buf, std::int64_t at) { return buf.view_at(at, in.batch_stride, in.row_stride); };
+  const gpu::View<const S> x_v = in_view(xBC_dev, 0), B_v = in_view(xBC_dev, E), C_v = in_view(xBC_dev, E + GN);
+  gpu::attention_forward(stream, gpu::AttentionForwardT<S>{shape, C_v, B_v, x_v, y_dev.view(), lse_dev.view()});
+  gpu::attention_backward(stream, gpu::AttentionBackwardT<S>{shape, C_v, B_v, x_v, y_dev.view(), lse_dev.view(),
+                                                              d_y_dev.view(d_y_packed.batch_stride, d_y_packed.row_stride),
+                                                              in_view(d_xBC_dev, E + GN), in_view(d_xBC_dev, E),
+                                                              in_view(d_xBC_dev, 0), ws_dev.view()});
+  const gpu::AttentionShape tail_shape{Bt, P, d.cfg.H, G, N, p, d.first};
+  DeviceBuffer<S> tail_y(dev, std::size_t(Bt) * (P - d.first) * E);
+  DeviceBuffer<float> tail_lse(dev, gpu::attention_plan(tail_shape).lse);
+  gpu::attention_forward(stream, gpu::AttentionForwardT<S>{tail_shape, in_view(xBC_dev, E + GN + d.first * in.row_stride),
+                                                            B_v, x_v, tail_y.view(), tail_lse.view()});
   stream.synchronize();
-
-  std::vector<MatD> y(Bt), dC(Bt), dB(Bt), dx(Bt), ey(Bt), edC(Bt), edB(Bt), edx(Bt);
-  for (int b = 0; b < Bt; ++b) {
-    y[b] = attention_forward(cfg, C[b], B[b], x[b]);
-    const AttentionGrads<double> g = attention_backward(cfg, C[b], B[b], x[b], d_y[b]);
-    dC[b] = g.d_C, dB[b] = g.d_B, dx[b] = g.d_x;
-    const AttentionFloors f = attention_floors(cfg, C[b], B[b], x[b], d_y[b]);
-    ey[b] = f.y, edC[b] = f.d_C, edB[b] = f.d_B, edx[b] = f.d_x;
-  }
-  const std::vector<float> d_xBC = d_xBC_dev.download();
+  const std::vector<S> d_xBC = d_xBC_dev.download();
   auto got = [&](int col, int cols) {  // columns [col, col + cols) of every sequence of d_xBC, stacked
     MatD m(Bt * P, cols);
     for (int b = 0; b < Bt; ++b)
       for (int r = 0; r < P; ++r)
-        for (int c = 0; c < cols; ++c) m(b * P + r, c) = d_xBC[b * in.batch_stride + r * in.row_stride + col + c];
+        for (int c = 0; c < cols; ++c) m(b * P + r, c) = gpu::to_float(d_xBC[b * in.batch_stride + r * in.row_stride + col + c]);
     return m;
   };
+  return {stacked(y_dev.download(), Bt, P, E, E), stacked(tail_y.download(), Bt, P - d.first, E, E),
+          stacked(lse_dev.download(), Bt, G, P, P), got(E + GN, GN), got(E, GN), got(0, E)};
+}
+
+std::vector<Comparison> attention_case(gpu::Backend backend) {
+  const AttentionDraw d = draw_attention(round_to_float);
+  const MixerConfig& cfg = d.cfg;
+  const int Bt = d.Bt, P = d.P, first = d.first;
+  const AttentionGot got = run_attention<float>(backend, d);
+  std::vector<MatD> y(Bt), dC(Bt), dB(Bt), dx(Bt), ey(Bt), edC(Bt), edB(Bt), edx(Bt);
+  for (int b = 0; b < Bt; ++b) {
+    y[b] = attention_forward(cfg, d.C[b], d.B[b], d.x[b]);
+    const AttentionGrads<double> g = attention_backward(cfg, d.C[b], d.B[b], d.x[b], d.d_y[b]);
+    dC[b] = g.d_C, dB[b] = g.d_B, dx[b] = g.d_x;
+    const AttentionFloors f = attention_floors(cfg, d.C[b], d.B[b], d.x[b], d.d_y[b]);
+    ey[b] = f.y, edC[b] = f.d_C, edB[b] = f.d_B, edx[b] = f.d_x;
+  }
   std::vector<MatD> tail(Bt), tail_floor(Bt);
   for (int b = 0; b < Bt; ++b) tail[b] = y[b].bottomRows(P - first), tail_floor[b] = ey[b].bottomRows(P - first);
-  return {compare("y", stacked(y_dev.download(), Bt, P, E, E), stack(y), bounds::kCudaFp32Forward, rounding_floor(stack(ey))),
-          compare("y of the queries first_query .. P-1", stacked(tail_y.download(), Bt, P - first, E, E), stack(tail),
-                  bounds::kCudaFp32Forward, rounding_floor(stack(tail_floor))),
-          compare("d_C", got(E + GN, GN), stack(dC), bounds::kCudaFp32Gradient, rounding_floor(stack(edC))),
-          compare("d_B", got(E, GN), stack(dB), bounds::kCudaFp32Gradient, rounding_floor(stack(edB))),
-          compare("d_x", got(0, E), stack(dx), bounds::kCudaFp32Gradient, rounding_floor(stack(edx)))};
+  return {compare("y", got.y, stack(y), bounds::kCudaFp32Forward, rounding_floor(stack(ey))),
+          compare("y of the queries first_query .. P-1", got.tail_y, stack(tail), bounds::kCudaFp32Forward,
+                  rounding_floor(stack(tail_floor))),
+          compare("d_C", got.d_C, stack(dC), bounds::kCudaFp32Gradient, rounding_floor(stack(edC))),
+          compare("d_B", got.d_B, stack(dB), bounds::kCudaFp32Gradient, rounding_floor(stack(edB))),
+          compare("d_x", got.d_x, stack(dx), bounds::kCudaFp32Gradient, rounding_floor(stack(edx)))};
+}
+
+// The log-sum-exp of one sequence's queries, [G, P] (row g), in the scalar T: per group, the scores
+// C·Bᵀ / sqrt(N) and lse[t] = max_{s≤t} score + log Σ_{s≤t} exp(score - max), the kernels' definition.
+template <class T>
+MatD attention_lse(const MixerConfig& cfg, const MatD& C_in, const MatD& B_in) {
+  const Mat<T> C = C_in.cast<T>(), B = B_in.cast<T>();
+  const int N = cfg.N;
+  const Eigen::Index P = C.rows();
+  MatD lse(cfg.G, P);
+  for (int g = 0; g < cfg.G; ++g) {
+    const Mat<T> scores = C.middleCols(g * N, N) * B.middleCols(g * N, N).transpose() / std::sqrt(T(N));
+    for (Eigen::Index t = 0; t < P; ++t) {
+      const T mx = scores.row(t).head(t + 1).maxCoeff();
+      lse(g, t) = double(mx + std::log((scores.row(t).head(t + 1).array() - mx).exp().sum()));
+    }
+  }
+  return lse;
+}
+
+// The bf16 kernels (DESIGN.md section 7's bf16 rule): inputs drawn as for fp32 and rounded to bf16; truth = the
+// double reference on them; baseline = the float reference on them, rounded to bf16 where the kernels store
+// bf16 (y, the gradients; lse stays fp32). The backward reads the bf16 forward's y (for the rowsum D).
+std::vector<Comparison> attention_bf16_case(gpu::Backend backend) {
+  const AttentionDraw d = draw_attention(round_to_bf16);
+  const MixerConfig& cfg = d.cfg;
+  const int Bt = d.Bt, P = d.P, first = d.first;
+  const AttentionGot got = run_attention<gpu::Bf16>(backend, d);
+  std::vector<MatD> y(Bt), tail(Bt), lse(Bt), dC(Bt), dB(Bt), dx(Bt);
+  std::vector<MatD> yf(Bt), tailf(Bt), lsef(Bt), dCf(Bt), dBf(Bt), dxf(Bt);
+  for (int b = 0; b < Bt; ++b) {
+    y[b] = attention_forward(cfg, d.C[b], d.B[b], d.x[b]);
+    tail[b] = y[b].bottomRows(P - first);
+    lse[b] = attention_lse<double>(cfg, d.C[b], d.B[b]);
+    const AttentionGrads<double> g = attention_backward(cfg, d.C[b], d.B[b], d.x[b], d.d_y[b]);
+    dC[b] = g.d_C, dB[b] = g.d_B, dx[b] = g.d_x;
+    const Mat<float> C = d.C[b].cast<float>(), B = d.B[b].cast<float>(), x = d.x[b].cast<float>();
+    yf[b] = round_to_bf16(attention_forward(cfg, C, B, x).cast<double>());
+    tailf[b] = yf[b].bottomRows(P - first);
+    lsef[b] = attention_lse<float>(cfg, d.C[b], d.B[b]);
+    const AttentionGrads<float> gf = attention_backward(cfg, C, B, x, Mat<float>(d.d_y[b].cast<float>()));
+    dCf[b] = round_to_bf16(gf.d_C.cast<double>()), dBf[b] = round_to_bf16(gf.d_B.cast<double>());
+    dxf[b] = round_to_bf16(gf.d_x.cast<double>());
+  }
+  return {compare_bf16("y", got.y, stack(y), stack(yf)),
+          compare_bf16("y of the queries first_query .. P-1", got.tail_y, stack(tail), stack(tailf)),
+          compare_bf16("lse", got.lse, stack(lse), stack(lsef)),
+          compare_bf16("d_C", got.d_C, stack(dC), stack(dCf)),
+          compare_bf16("d_B", got.d_B, stack(dB), stack(dBf)),
+          compare_bf16("d_x", got.d_x, stack(dx), stack(dxf))};
 }
 
 }  // namespace
@@ -156,7 +236,11 @@ std::vector<Check> attention_kernel_checks(gpu::Backend backend) {
   const std::string where = backend == gpu::Backend::cuda ? " on the GPU" : " under the CPU emulation";
   return {{prefix + "attention",
            "grouped causal attention kernels (y, also from a first_query on; d_C, d_B, d_x)" + where + " = double reference (fp32 bounds)", 30,
-           [backend] { return attention_case(backend); }}};
+           [backend] { return attention_case(backend); }},
+          {prefix + "attention.bf16",
+           "bf16 attention (tensor-core forward: y, also from a first_query on, lse; backward: d_C, d_B, d_x)" + where +
+               " vs the double reference, within the bf16 bound of the float reference's error (bf16 rule)",
+           10, [backend] { return attention_bf16_case(backend); }}};
 }
 
 }  // namespace transmamba
