@@ -93,7 +93,11 @@ AttentionDraw draw_attention(MatD (*round)(const MatD&)) {
   const int G = draw("G", rc::gen::element(1, 2, 4)), R = draw("heads per group", rc::gen::inRange(1, 4));
   const int N = draw("N", rc::gen::element(16, 16, 16, 32, 32, 32, 64, 128));
   const int p = draw("p", rc::gen::element(16, 16, 16, 32, 32, 32, 64, 128));
-  d.P = draw("P", rc::gen::oneOf(rc::gen::just(1), rc::gen::inRange(1, N > 32 || p > 32 ? 25 : 71)));
+  // P beyond one key tile (32) often, where the online softmax rescales what earlier tiles accumulated; at
+  // N or p > 32 at most 24 (the emulation's cost).
+  const bool wide = N > 32 || p > 32;
+  d.P = draw("P", wide ? rc::gen::oneOf(rc::gen::just(1), rc::gen::inRange(1, 25))
+                       : rc::gen::oneOf(rc::gen::just(1), rc::gen::inRange(1, 71), rc::gen::inRange(33, 71)));
   d.pad = draw("row padding", rc::gen::element(0, 0, 3));
   const double scale = draw("C, B scale", rc::gen::element(1.0, 1.0, 30.0));
   // A second forward asks for the queries first .. P-1 only (decode asks for the last alone).
@@ -240,7 +244,7 @@ std::vector<Check> attention_kernel_checks(gpu::Backend backend) {
           {prefix + "attention.bf16",
            "bf16 attention (tensor-core forward: y, also from a first_query on, lse; backward: d_C, d_B, d_x)" + where +
                " vs the double reference, within the bf16 bound of the float reference's error (bf16 rule)",
-           10, [backend] { return attention_bf16_case(backend); }}};
+           25, [backend] { return attention_bf16_case(backend); }}};
 }
 
 }  // namespace transmamba
