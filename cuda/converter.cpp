@@ -78,16 +78,8 @@ void backward(const Stream& stream, const ConverterBackwardT<S>& a) {
 }  // namespace
 
 void memory_converter_forward(const Stream& stream, const ConverterForward& a) { forward(stream, a); }
-template <class S, IfBf16<S>>
-void memory_converter_forward(const Stream& stream, const ConverterForwardT<S>& a) {
-  forward(stream, a);
-}
-template void memory_converter_forward<Bf16>(const Stream&, const ConverterForwardBf16&);
+void memory_converter_forward(const Stream& stream, const ConverterForwardBf16& a) { forward(stream, a); }
 void memory_converter_backward(const Stream& stream, const ConverterBackward& a) { backward(stream, a); }
-template <class S, IfBf16<S>>
-void memory_converter_backward(const Stream& stream, const ConverterBackwardT<S>& a) {
-  backward(stream, a);
-}
-template void memory_converter_backward<Bf16>(const Stream&, const ConverterBackwardBf16&);
+void memory_converter_backward(const Stream& stream, const ConverterBackwardBf16& a) { backward(stream, a); }
 
 }  // namespace transmamba::gpu

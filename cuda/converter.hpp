@@ -60,10 +60,8 @@ using ConverterBackwardBf16 = ConverterBackwardT<Bf16>;
 
 // Check every argument (naming the first that does not fit), then run on the stream's device.
 void memory_converter_forward(const Stream& stream, const ConverterForward& args);
-template <class S, IfBf16<S> = 0>  // bf16 (a template: cuda/ssm.hpp's IfBf16)
-void memory_converter_forward(const Stream& stream, const ConverterForwardT<S>& args);
+void memory_converter_forward(const Stream& stream, const ConverterForwardBf16& args);
 void memory_converter_backward(const Stream& stream, const ConverterBackward& args);
-template <class S, IfBf16<S> = 0>
-void memory_converter_backward(const Stream& stream, const ConverterBackwardT<S>& args);
+void memory_converter_backward(const Stream& stream, const ConverterBackwardBf16& args);
 
 }  // namespace transmamba::gpu

@@ -70,16 +70,8 @@ void backward(const Stream& stream, const ScanBackwardT<S>& a) {
 }  // namespace
 
 void ssm_chunked_forward(const Stream& stream, const ScanForward& a) { forward(stream, a); }
-template <class S, IfBf16<S>>
-void ssm_chunked_forward(const Stream& stream, const ScanForwardT<S>& a) {
-  forward(stream, a);
-}
-template void ssm_chunked_forward<Bf16>(const Stream&, const ScanForwardBf16&);
+void ssm_chunked_forward(const Stream& stream, const ScanForwardBf16& a) { forward(stream, a); }
 void ssm_chunked_backward(const Stream& stream, const ScanBackward& a) { backward(stream, a); }
-template <class S, IfBf16<S>>
-void ssm_chunked_backward(const Stream& stream, const ScanBackwardT<S>& a) {
-  backward(stream, a);
-}
-template void ssm_chunked_backward<Bf16>(const Stream&, const ScanBackwardBf16&);
+void ssm_chunked_backward(const Stream& stream, const ScanBackwardBf16& a) { backward(stream, a); }
 
 }  // namespace transmamba::gpu

@@ -13,8 +13,6 @@
 // API is cuda/converter.hpp. The backward (ScanBackward) is derived in cuda/ssm.cu's header comment.
 #pragma once
 
-#include <type_traits>
-
 #include "cuda/bf16.hpp"
 #include "cuda/device.hpp"
 #include "cuda/device_math.hpp"
@@ -119,13 +117,7 @@ using ScanForward = ScanForwardT<float>;
 using ScanForwardBf16 = ScanForwardT<Bf16>;
 
 void ssm_chunked_forward(const Stream& stream, const ScanForward& args);
-// The bf16 overloads of this API (and cuda/converter.hpp's) are templates taking S = Bf16 only: a call with a
-// braced list, ssm_chunked_forward(stream, {...}), deduces no template argument and so still means the fp32
-// overload (two plain overloads would make it ambiguous).
-template <class S>
-using IfBf16 = std::enable_if_t<std::is_same_v<S, Bf16>, int>;
-template <class S, IfBf16<S> = 0>
-void ssm_chunked_forward(const Stream& stream, const ScanForwardT<S>& args);
+void ssm_chunked_forward(const Stream& stream, const ScanForwardBf16& args);
 
 // The gradients of the scan's y and final state (d_y, d_final_state) with respect to every input. Needs the
 // forward's start states (stage 2); recomputes the rest chunk by chunk. Deterministic: no atomics, every sum in a
@@ -153,7 +145,6 @@ using ScanBackward = ScanBackwardT<float>;
 using ScanBackwardBf16 = ScanBackwardT<Bf16>;
 
 void ssm_chunked_backward(const Stream& stream, const ScanBackward& args);
-template <class S, IfBf16<S> = 0>
-void ssm_chunked_backward(const Stream& stream, const ScanBackwardT<S>& args);
+void ssm_chunked_backward(const Stream& stream, const ScanBackwardBf16& args);
 
 }  // namespace transmamba::gpu
