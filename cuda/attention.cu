@@ -128,6 +128,7 @@ __global__ void __launch_bounds__(kAttnThreads) attention_forward_kernel(AttnPoi
       const float tile_sum = warp_sum(sc == -INFINITY ? 0.0f : expf(sc - tile_max));
       const float rescale = row.merge(tile_max, tile_sum);
       S[r * kAttnKeyTile + lane] = sc == -INFINITY ? 0.0f : expf(sc - row.max);
+      __syncwarp();  // every lane's read of row_max[r], row_sum[r] ordered before lane 0 writes them (racecheck)
       if (lane == 0) row_max[r] = row.max, row_sum[r] = row.sum, row_scale[r] = rescale;
     }
     // O[r, c] = O[r, c]·rescale[r] + Σ_j w[r, j]·V[s0 + j, c], the value columns staged kAttnColumns at a time

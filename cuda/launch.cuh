@@ -36,15 +36,21 @@ void launch(const LaunchSite& site, void (*kernel)(Params...), const LaunchShape
   check_launch_shape(site.kernel, shape);
 #ifdef __CUDACC__
   const std::string where = "launch of " + site.describe();
-  if (shape.dynamic_shared_bytes > kDefaultDynamicShared)
-    check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(shape.dynamic_shared_bytes)),
+  // The dynamic shared memory rounded up to 16 bytes, its alignment (portable.cuh): compute-sanitizer's memcheck
+  // flagged a 12-byte shared read at the very start of ssm_chunk_state_kernel's allocation of Q floats on an
+  // H200, in the loop that reads w[s] for s < len <= Q only: ptxas's merged loads may read within the 16-byte
+  // granule past a small exact size. The emulation keeps the exact size, so its bounds checks still catch a
+  // kernel's own overrun by one value.
+  const std::size_t shared = (shape.dynamic_shared_bytes + 15) / 16 * 16;
+  if (shared > kDefaultDynamicShared)
+    check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(shared)),
                "cudaFuncSetAttribute for the " + where, site.file, site.line);
   cudaFuncAttributes attr{};
   check_cuda(cudaFuncGetAttributes(&attr, kernel), "cudaFuncGetAttributes for the " + where, site.file, site.line);
   if (shape.block.count() > std::uint64_t(attr.maxThreadsPerBlock))
     throw std::invalid_argument(where + ": block of " + std::to_string(shape.block.count()) + " threads > the " +
                                 std::to_string(attr.maxThreadsPerBlock) + " this kernel can run (registers, launch bounds)");
-  kernel<<<to_dim3(shape.grid), to_dim3(shape.block), shape.dynamic_shared_bytes, static_cast<cudaStream_t>(ctx.stream)>>>(
+  kernel<<<to_dim3(shape.grid), to_dim3(shape.block), shared, static_cast<cudaStream_t>(ctx.stream)>>>(
       std::forward<Args>(args)...);
   check_cuda(cudaGetLastError(), where, site.file, site.line);
   static const bool sync_each = [] {

@@ -8,6 +8,7 @@
 #include <climits>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 #include "cuda/attention.hpp"
 #include "cuda/backends.hpp"
@@ -26,8 +27,8 @@ ScanShape scan_shape(const MixerShape& s, int L) {
   return {s.Bt, L, c.H, c.p(), c.G, c.N, c.chunk};
 }
 
-
-void check_forward_buffers(const char* fn, const MixerForwardDevice& f, const MixerPlan& plan) {
+template <class S>
+void check_forward_buffers(const char* fn, const MixerForwardDeviceT<S>& f, const MixerPlan& plan) {
   const MixerShape& s = f.shape;
   const MixerConfig& c = s.cfg;
   const std::int64_t Bt = s.Bt, T = s.T, H = c.H, HP = c.E, cP = plan.converter.chunks, cL = plan.scan.chunks;
@@ -39,6 +40,31 @@ void check_forward_buffers(const char* fn, const MixerForwardDevice& f, const Mi
                    {"chunk_states", f.chunk_states, Bt * cL, HP, c.N}, {"start_states", f.start_states, Bt * cL, HP, c.N},
                    {"chunk_decays", f.chunk_decays, 1, 1, Bt * cL * H}, {"y", f.y, Bt, T, c.E},
                    {"y_normed", f.y_normed, Bt, T, c.E}, {"out", f.out, Bt, T, c.D}, {"final_state", f.final_state, Bt, HP, c.N}});
+  if (std::is_same_v<S, Bf16>)
+    check_owned(fn, {{"W_in_gemm", f.W_in_gemm, 1, c.D, plan.in_width}, {"W_out_gemm", f.W_out_gemm, 1, c.E, c.D}});
+}
+
+// A weight as the layer's GEMMs read it: the fp32 parameter itself, or (bf16 layer) its bf16 copy, which
+// mixer_forward rounds from the parameter (make_copy) and mixer_backward reads as the forward left it.
+template <class S>
+View<const S> gemm_weight(const Stream& stream, const View<const float>& W, const DeviceBuffer<S>& copy, int rows, int cols,
+                          bool make_copy) {
+  if constexpr (std::is_same_v<S, float>) {
+    return W;
+  } else {
+    if (make_copy) {
+      const MixerToBf16 round{rows, cols, W, copy.view()};
+      TM_DISPATCH(stream, mixer_to_bf16, round);
+    }
+    return copy.view();
+  }
+}
+
+// dst += src on the stream (src.data == nullptr: dst = 0).
+template <class V>
+void add(const Stream& stream, int batch, int rows, int cols, View<const V> src, View<V> dst) {
+  const MixerAddT<V> sum{batch, rows, cols, src, dst};
+  TM_DISPATCH(stream, mixer_add, sum);
 }
 }  // namespace
 
@@ -57,13 +83,16 @@ void check_params(const char* fn, const MixerDeviceParams& prm, const MixerConfi
   check_view(fn, "W_out", prm.W_out, 1, c.E, c.D);
 }
 
-void check_owned(const char* fn, std::initializer_list<Owned> buffers) {
-  for (const Owned& o : buffers) check_view(fn, o.name, o.buf.view(), o.batch, o.rows, o.cols);
-}
-
 std::size_t MixerPlan::total_floats() const {
   return u + zxbcdt + xBC + dt + A + lse + S0 + converter_chunk_states + converter_start_states +
          converter_chunk_decays + chunk_states + start_states + chunk_decays + y + y_normed + out + final_state;
+}
+
+template <class S>
+std::size_t MixerPlan::bytes() const {
+  const std::size_t activations = u + zxbcdt + xBC + y + y_normed + out;
+  const std::size_t weights = std::is_same_v<S, Bf16> ? W_in + W_out : 0;
+  return (activations + weights) * sizeof(S) + (total_floats() - activations) * sizeof(float);
 }
 
 MixerPlan mixer_plan(const MixerShape& s) {
@@ -104,28 +133,33 @@ MixerPlan mixer_plan(const MixerShape& s) {
   p.chunk_decays = p.scan.chunk_decays;
   p.y = p.y_normed = rows * c.E;
   p.out = rows * c.D;
+  p.W_in = std::size_t(c.D) * p.in_width;
+  p.W_out = std::size_t(c.E) * c.D;
   return p;
 }
 
-std::size_t mixer_forward_device_bytes(const MixerShape& shape) { return mixer_plan(shape).total_floats() * sizeof(float); }
+template <class S>
+std::size_t mixer_forward_device_bytes(const MixerShape& shape) { return mixer_plan(shape).bytes<S>(); }
+template std::size_t mixer_forward_device_bytes<float>(const MixerShape&);
+template std::size_t mixer_forward_device_bytes<Bf16>(const MixerShape&);
 
-MixerForwardDevice::MixerForwardDevice(const Device& device, const MixerShape& s) : MixerForwardDevice(device, s, mixer_plan(s)) {}
+template <class S>
+MixerForwardDeviceT<S>::MixerForwardDeviceT(const Device& device, const MixerShape& s) : MixerForwardDeviceT(device, s, mixer_plan(s)) {}
 
-MixerForwardDevice::MixerForwardDevice(const Device& d, const MixerShape& s, const MixerPlan& p)
+template <class S>
+MixerForwardDeviceT<S>::MixerForwardDeviceT(const Device& d, const MixerShape& s, const MixerPlan& p)
     : shape(s), u(d, p.u), zxbcdt(d, p.zxbcdt), xBC(d, p.xBC), dt(d, p.dt), A(d, p.A), lse(d, p.lse), S0(d, p.S0),
       converter_chunk_states(d, p.converter_chunk_states), converter_start_states(d, p.converter_start_states),
       converter_chunk_decays(d, p.converter_chunk_decays), chunk_states(d, p.chunk_states),
       start_states(d, p.start_states), chunk_decays(d, p.chunk_decays), y(d, p.y), y_normed(d, p.y_normed),
-      out(d, p.out), final_state(d, p.final_state) {}
+      out(d, p.out), final_state(d, p.final_state), W_in_gemm(d, std::is_same_v<S, Bf16> ? p.W_in : 0),
+      W_out_gemm(d, std::is_same_v<S, Bf16> ? p.W_out : 0) {}
+template struct MixerForwardDeviceT<float>;
+template struct MixerForwardDeviceT<Bf16>;
 
-View<float> row_block(const DeviceBuffer<float>& buf, int T, int width, int col, int first) {
-  const std::int64_t batch = std::int64_t(T) * width;
-  if (!buf.data()) return {nullptr, 0, batch, width};
-  const std::size_t offset = std::min(buf.size(), std::size_t(first) * width + col);  // rows past T: empty
-  return {buf.data() + offset, buf.size() - offset, batch, width};
-}
-
-void mixer_forward(const Stream& stream, const MixerDeviceParams& prm, MixerForwardDevice& f) {
+namespace {
+template <class S>
+void forward(const Stream& stream, const MixerDeviceParams& prm, MixerForwardDeviceT<S>& f) {
   const char* fn = "mixer_forward";
   const MixerShape s = f.shape;
   const MixerConfig& c = s.cfg;
@@ -134,9 +168,11 @@ void mixer_forward(const Stream& stream, const MixerDeviceParams& prm, MixerForw
   check_params(fn, prm, c);
   check_forward_buffers(fn, f, plan);
 
-  const View<float> y_prefix = f.part(f.y, E, 0), y_scan = f.part(f.y, E, 0, P);
+  const View<S> y_prefix = f.part(f.y, E, 0), y_scan = f.part(f.y, E, 0, P);
+  const View<const S> W_in = gemm_weight(stream, prm.W_in, f.W_in_gemm, c.D, plan.in_width, true),
+                      W_out = gemm_weight(stream, prm.W_out, f.W_out_gemm, E, c.D, true);
   // E1: zxbcdt = u · W_in, the Bt sequences as one matrix of Bt·T rows.
-  linear_forward(stream, {{rows, c.D, plan.in_width}, f.u.view(), prm.W_in, f.zxbcdt.view()});
+  linear_forward(stream, LinearForwardT<S>{{rows, c.D, plan.in_width}, f.u.view(), W_in, f.zxbcdt.view()});
   // E2, E3: from the column blocks xBC_in and dt_raw of zxbcdt.
   conv_silu_forward(stream, {{Bt, T, plan.channels, c.W}, f.xBC_in(), prm.conv_w, prm.conv_b, f.xBC.view()});
   step_size_forward(stream, {{Bt, T, H}, f.dt_raw(), prm.dt_bias, prm.A_log, f.dt.view(), f.A.view()});
@@ -150,20 +186,30 @@ void mixer_forward(const Stream& stream, const MixerDeviceParams& prm, MixerForw
   ssm_chunked_forward(stream, {scan_shape(s, L), f.x(P), f.part(f.dt, H, 0, P), f.A.view(), f.B(P), f.C(P), f.S0.view(),
                                y_scan, f.final_state.view(), f.chunk_states.view(), f.start_states.view(),
                                f.chunk_decays.view()});
-  const SkipForward skip{Bt, L, H, c.p(), f.x(P), prm.D_skip, y_scan, plan.skip};
+  const SkipForwardT<S> skip{Bt, L, H, c.p(), f.x(P), prm.D_skip, y_scan, plan.skip};
   TM_DISPATCH(stream, mixer_skip_forward, skip);
   // E7: ungated for the attention rows, gated by z for the scan rows.
   rmsnorm_forward(stream, {{Bt, P, E, c.G}, y_prefix, {}, prm.norm_w, f.part(f.y_normed, E, 0)});
   rmsnorm_forward(stream, {{Bt, L, E, c.G}, y_scan, f.z(P), prm.norm_w, f.part(f.y_normed, E, 0, P)});
   // E8: out = y_normed · W_out.
-  linear_forward(stream, {{rows, E, c.D}, f.y_normed.view(), prm.W_out, f.out.view()});
+  linear_forward(stream, LinearForwardT<S>{{rows, E, c.D}, f.y_normed.view(), W_out, f.out.view()});
 }
+}  // namespace
+
+void mixer_forward(const Stream& stream, const MixerDeviceParams& prm, MixerForwardDevice& f) { forward(stream, prm, f); }
+void mixer_forward(const Stream& stream, const MixerDeviceParams& prm, MixerForwardDeviceBf16& f) { forward(stream, prm, f); }
 
 // ---- the backward ----------------------------------------------------------------------------------------
 
 std::size_t MixerBackwardPlan::total_floats() const {
   return d_out + d_u + d_W_in + d_conv_w + d_conv_b + d_dt_bias + d_A_log + d_D_skip + d_norm_w + d_W_out + d_zxbcdt +
          d_xBC + d_y_normed + d_y + d_dt + d_A + d_A_converter + d_S0 + attention_d_x + attention_d_B + workspace;
+}
+
+template <class S>
+std::size_t MixerBackwardPlan::bytes() const {
+  const std::size_t activations = d_out + d_u + d_zxbcdt + d_xBC + d_y_normed + d_y + attention_d_x + attention_d_B;
+  return activations * sizeof(S) + (total_floats() - activations) * sizeof(float);
 }
 
 MixerBackwardPlan mixer_backward_plan(const MixerShape& s) {
@@ -206,20 +252,27 @@ MixerBackwardPlan mixer_backward_plan(const MixerShape& s) {
   return p;
 }
 
-std::size_t mixer_backward_device_bytes(const MixerShape& shape) {
-  return mixer_backward_plan(shape).total_floats() * sizeof(float);
-}
+template <class S>
+std::size_t mixer_backward_device_bytes(const MixerShape& shape) { return mixer_backward_plan(shape).bytes<S>(); }
+template std::size_t mixer_backward_device_bytes<float>(const MixerShape&);
+template std::size_t mixer_backward_device_bytes<Bf16>(const MixerShape&);
 
-MixerGradsDevice::MixerGradsDevice(const Device& device, const MixerShape& s) : MixerGradsDevice(device, s, mixer_backward_plan(s)) {}
+template <class S>
+MixerGradsDeviceT<S>::MixerGradsDeviceT(const Device& device, const MixerShape& s) : MixerGradsDeviceT(device, s, mixer_backward_plan(s)) {}
 
-MixerGradsDevice::MixerGradsDevice(const Device& d, const MixerShape& s, const MixerBackwardPlan& p)
+template <class S>
+MixerGradsDeviceT<S>::MixerGradsDeviceT(const Device& d, const MixerShape& s, const MixerBackwardPlan& p)
     : shape(s), d_out(d, p.d_out), d_u(d, p.d_u), d_W_in(d, p.d_W_in), d_conv_w(d, p.d_conv_w), d_conv_b(d, p.d_conv_b),
       d_dt_bias(d, p.d_dt_bias), d_A_log(d, p.d_A_log), d_D_skip(d, p.d_D_skip), d_norm_w(d, p.d_norm_w),
       d_W_out(d, p.d_W_out), d_zxbcdt(d, p.d_zxbcdt), d_xBC(d, p.d_xBC), d_y_normed(d, p.d_y_normed), d_y(d, p.d_y),
       d_dt(d, p.d_dt), d_A(d, p.d_A), d_A_converter(d, p.d_A_converter), d_S0(d, p.d_S0),
       attention_d_x(d, p.attention_d_x), attention_d_B(d, p.attention_d_B), workspace(d, p.workspace) {}
+template struct MixerGradsDeviceT<float>;
+template struct MixerGradsDeviceT<Bf16>;
 
-void mixer_backward(const Stream& stream, const MixerDeviceParams& prm, const MixerForwardDevice& f, MixerGradsDevice& g) {
+namespace {
+template <class S>
+void backward(const Stream& stream, const MixerDeviceParams& prm, const MixerForwardDeviceT<S>& f, MixerGradsDeviceT<S>& g) {
   const char* fn = "mixer_backward";
   const MixerShape s = f.shape;
   const MixerConfig& c = s.cfg;
@@ -241,37 +294,36 @@ void mixer_backward(const Stream& stream, const MixerDeviceParams& prm, const Mi
                    {"workspace", g.workspace, 1, 1, std::int64_t(plan.workspace)}});
 
   const View<float> ws = g.workspace.view();
-  const View<float> d_y_prefix = g.part(g.d_y, E, 0), d_y_scan = g.part(g.d_y, E, 0, P);
-  auto add = [&](int batch, int rows, int cols, View<const float> src, View<float> dst) {  // dst += src; no src: 0
-    const MixerAdd sum{batch, rows, cols, src, dst};
-    TM_DISPATCH(stream, mixer_add, sum);
-  };
+  const View<S> d_y_prefix = g.part(g.d_y, E, 0), d_y_scan = g.part(g.d_y, E, 0, P);
+  const View<const S> W_in = gemm_weight(stream, prm.W_in, f.W_in_gemm, c.D, plan.forward.in_width, false),
+                      W_out = gemm_weight(stream, prm.W_out, f.W_out_gemm, E, c.D, false);
   // E8: d_y_normed = d_out · W_outᵀ, d_W_out = y_normedᵀ · d_out.
-  linear_backward(stream, {{rows, E, c.D}, f.y_normed.view(), prm.W_out, g.d_out.view(), g.d_y_normed.view(), g.d_W_out.view()});
+  linear_backward(stream, LinearBackwardT<S>{{rows, E, c.D}, f.y_normed.view(), W_out, g.d_out.view(), g.d_y_normed.view(),
+                                             g.d_W_out.view()});
   // E7: the attention rows ungated, the scan rows gated (d_z); d_norm_w from both, the second call adding.
   rmsnorm_backward(stream, {{Bt, P, E, c.G}, f.part(f.y, E, 0), {}, prm.norm_w, g.part(g.d_y_normed, E, 0), d_y_prefix, {},
                             g.d_norm_w.view(), false, ws});
   rmsnorm_backward(stream, {{Bt, L, E, c.G}, f.part(f.y, E, 0, P), f.z(P), prm.norm_w, g.part(g.d_y_normed, E, 0, P), d_y_scan,
                             g.d_z(P), g.d_norm_w.view(), true, ws});
-  add(Bt, P, E, {}, g.d_z());  // the attention rows have no gate: d_z = 0
+  add<S>(stream, Bt, P, E, {}, g.d_z());  // the attention rows have no gate: d_z = 0
   // E6: the scan over [P, T) from S0 (its d_S_init is d_S0; no gradient reaches the final state), then the D skip.
   ssm_chunked_backward(stream, {scan_shape(s, L), f.x(P), f.part(f.dt, H, 0, P), f.A.view(), f.B(P), f.C(P), f.S0.view(),
                                 f.start_states.view(), d_y_scan, {}, g.d_x(P), g.part(g.d_dt, H, 0, P), g.d_B(P), g.d_C(P),
                                 g.d_A.view(), g.d_S0.view(), ws});
-  const SkipBackward skip{Bt, L, H, c.p(), f.x(P), d_y_scan, prm.D_skip, g.d_x(P), g.d_D_skip.view(), ws,
+  const SkipBackwardT<S> skip{Bt, L, H, c.p(), f.x(P), d_y_scan, prm.D_skip, g.d_x(P), g.d_D_skip.view(), ws,
                           plan.skip_backward, plan.skip_reduce};
   TM_DISPATCH(stream, mixer_skip_backward, skip);
   // E5: the converter (the scan over [0, P) with no y) carries d_S0 back to the prefix: d_x, d_B, d_dt, d_A.
   ssm_chunked_backward(stream, {scan_shape(s, P), f.x(), f.part(f.dt, H, 0), f.A.view(), f.B(), {}, {},
                                 f.converter_start_states.view(), {}, g.d_S0.view(), g.d_x(), g.part(g.d_dt, H, 0), g.d_B(), {},
                                 g.d_A_converter.view(), {}, ws});
-  add(1, 1, H, g.d_A_converter.view(), g.d_A.view());
+  add<float>(stream, 1, 1, H, g.d_A_converter.view(), g.d_A.view());
   // E4: attention among the prefix: d_C written, d_x and d_B added to the converter's.
   if (P > 0) {
     attention_backward(stream, {{Bt, P, H, c.G, c.N, c.p()}, f.C(), f.B(), f.x(), f.part(f.y, E, 0), f.lse.view(), d_y_prefix,
                                 g.d_C(), g.attention_d_B.view(), g.attention_d_x.view(), ws});
-    add(Bt, P, E, g.attention_d_x.view(), g.d_x());
-    add(Bt, P, GN, g.attention_d_B.view(), g.d_B());
+    add<S>(stream, Bt, P, E, g.attention_d_x.view(), g.d_x());
+    add<S>(stream, Bt, P, GN, g.attention_d_B.view(), g.d_B());
   }
   // E3: d_dt_raw (a column block of d_zxbcdt), d_dt_bias, d_A_log.
   step_size_backward(stream, {{Bt, T, H}, f.dt_raw(), prm.dt_bias, prm.A_log, g.d_dt.view(), g.d_A.view(), g.d_dt_raw(),
@@ -280,8 +332,17 @@ void mixer_backward(const Stream& stream, const MixerDeviceParams& prm, const Mi
   conv_silu_backward(stream, {{Bt, T, plan.forward.channels, c.W}, f.xBC_in(), prm.conv_w, prm.conv_b, g.d_xBC.view(),
                               g.d_xBC_in(), g.d_conv_w.view(), g.d_conv_b.view(), ws});
   // E1: d_u = d_zxbcdt · W_inᵀ, d_W_in = uᵀ · d_zxbcdt.
-  linear_backward(stream, {{rows, c.D, plan.forward.in_width}, f.u.view(), prm.W_in, g.d_zxbcdt.view(), g.d_u.view(),
-                           g.d_W_in.view()});
+  linear_backward(stream, LinearBackwardT<S>{{rows, c.D, plan.forward.in_width}, f.u.view(), W_in, g.d_zxbcdt.view(),
+                                             g.d_u.view(), g.d_W_in.view()});
+}
+}  // namespace
+
+void mixer_backward(const Stream& stream, const MixerDeviceParams& prm, const MixerForwardDevice& f, MixerGradsDevice& g) {
+  backward(stream, prm, f, g);
+}
+void mixer_backward(const Stream& stream, const MixerDeviceParams& prm, const MixerForwardDeviceBf16& f,
+                    MixerGradsDeviceBf16& g) {
+  backward(stream, prm, f, g);
 }
 
 }  // namespace transmamba::gpu

@@ -8,6 +8,7 @@
 //     thread sums its values in a fixed order, the block its threads (reduce.cuh: block_column_sum over the row
 //     groups, then a shuffle tree over the 32 lanes), and sum_partials the tiles in tile order: no atomics.
 //   - mixer_add, where two gradients of one tensor meet: dst += src elementwise (or dst = 0), one thread per value.
+//   - mixer_to_bf16, the bf16 layer's GEMM copies of W_in and W_out: one thread per value.
 // Each kernel is templated on the storage S of the activations (float or Bf16, mixer.hpp): read with to_float,
 // the arithmetic in fp32, written once with from_float<S>; D_skip, d_D_skip and the partials fp32.
 #include "cuda/portable.cuh"
@@ -93,6 +94,22 @@ __global__ void __launch_bounds__(kAddThreads) mixer_add_kernel(AddPointers<S> k
   d = from_float<S>(k.src ? to_float(d) + to_float(k.src[b * k.src_batch + t * k.src_row + c]) : 0.0f);
 }
 
+struct ToBf16Pointers {
+  int cols;
+  std::int64_t values;  // rows·cols
+  const float* src;
+  std::int64_t src_row;
+  Bf16* dst;
+  std::int64_t dst_row;
+};
+
+__global__ void __launch_bounds__(kAddThreads) mixer_to_bf16_kernel(ToBf16Pointers k) {
+  const std::int64_t i = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= k.values) return;
+  const std::int64_t c = i % k.cols, r = i / k.cols;
+  k.dst[r * k.dst_row + c] = from_float<Bf16>(k.src[r * k.src_row + c]);
+}
+
 template <class S>
 void skip_backward(const SkipBackwardT<S>& a, const LaunchContext& ctx) {
   const std::int64_t E = std::int64_t(a.H) * a.p, rows = std::int64_t(a.Bt) * a.L;
@@ -133,5 +150,13 @@ void mixer_skip_backward(const SkipBackward& a, const LaunchContext& ctx) { skip
 void mixer_skip_backward(const SkipBackwardBf16& a, const LaunchContext& ctx) { skip_backward(a, ctx); }
 void mixer_add(const MixerAdd& a, const LaunchContext& ctx) { add(a, ctx); }
 void mixer_add(const MixerAddBf16& a, const LaunchContext& ctx) { add(a, ctx); }
+void mixer_to_bf16(const MixerToBf16& a, const LaunchContext& ctx) {
+  const std::int64_t values = std::int64_t(a.rows) * a.cols;
+  if (values == 0) return;
+  const Strides ss = resolved_strides(a.src, a.rows, a.cols), ds = resolved_strides(a.dst, a.rows, a.cols);
+  const ToBf16Pointers k{a.cols, values, a.src.data, ss.row, a.dst.data, ds.row};
+  const LaunchShape shape{{unsigned((values + kAddThreads - 1) / kAddThreads), 1, 1}, {kAddThreads, 1, 1}, 0};
+  launch(TM_SITE("mixer_to_bf16"), mixer_to_bf16_kernel, shape, ctx, k);
+}
 
 }  // namespace transmamba::gpu::TM_BACKEND_NS

@@ -20,13 +20,21 @@
 // d_zxbcdt = [d_z | d_xBC_in | d_dt_raw], whose column blocks the stages write as strided views.
 //
 // Every intermediate stays on the device in MixerForwardDevice, which owns it (DeviceBuffers), for the
-// backward; MixerGradsDevice owns the backward's. Plain C++: the shape, the plan (every buffer's size and the kernels' workspaces), the argument
+// backward; MixerGradsDevice owns the backward's.
+//
+// Storage (cuda/bf16.hpp): MixerForwardDeviceT<S> and MixerGradsDeviceT<S> hold the per-token activations (u,
+// zxbcdt, xBC, y, y_normed, out) and their gradients in S: float (MixerForwardDevice, MixerGradsDevice), or Bf16
+// (MixerForwardDeviceBf16, MixerGradsDeviceBf16: the bf16 layer, whose baseline is reference/mixer.hpp's
+// StorageRounding at exactly these storage points). dt, A, lse, the states and every parameter gradient stay
+// fp32; the parameters are fp32 for both, and the bf16 layer's GEMMs read bf16 copies of W_in and W_out that
+// each mixer_forward makes (W_in_gemm, W_out_gemm). Plain C++: the shape, the plan (every buffer's size and the kernels' workspaces), the argument
 // checks (all made before anything is launched).
 #pragma once
 
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <initializer_list>
 
 #include "cuda/attention.hpp"
@@ -66,14 +74,19 @@ struct MixerPlan {
   std::size_t converter_chunk_states = 0, converter_start_states = 0, converter_chunk_decays = 0;
   std::size_t chunk_states = 0, start_states = 0, chunk_decays = 0;
   std::size_t y = 0, y_normed = 0, out = 0, final_state = 0;
-  std::size_t total_floats() const;
+  std::size_t W_in = 0, W_out = 0;  // the weights' sizes: the bf16 layer's GEMM copies
+  std::size_t total_floats() const;  // every buffer of the fp32 layer
+  // Bytes of MixerForwardDeviceT<S>: the activations in S, the rest fp32, and for Bf16 the weights' copies.
+  template <class S>
+  std::size_t bytes() const;
 };
 
 // Throws std::invalid_argument for a shape the layer does not take: Bt or T < 1, P outside [0, T], a config
 // that does not validate, and (propagated from the kernels' plans) sizes the kernels do not support: conv
 // width, chunk size, norm groups, and attention's N and p when P > 0.
 MixerPlan mixer_plan(const MixerShape& shape);
-// The device memory (bytes) one layer call needs beyond its parameters: every buffer of MixerForwardDevice.
+// The device memory (bytes) one layer call needs beyond its parameters: every buffer of MixerForwardDeviceT<S>.
+template <class S = float>
 std::size_t mixer_forward_device_bytes(const MixerShape& shape);
 
 // The parameters on the device, in reference/params.hpp's shapes (contiguous or with a wider row stride).
@@ -95,24 +108,34 @@ void check_params(const char* fn, const MixerDeviceParams& params, const MixerCo
 // A buffer a layer object owns, with the shape it must hold: check_owned throws as check_view does for the first
 // that does not (null after a move, too small when the shape was changed after construction).
 struct Owned {
-  const char* name;
-  const DeviceBuffer<float>& buf;
-  std::int64_t batch, rows, cols;
+  template <class T>
+  Owned(const char* name, const DeviceBuffer<T>& buf, std::int64_t batch, std::int64_t rows, std::int64_t cols)
+      : check([name, &buf, batch, rows, cols](const char* fn) { check_view(fn, name, buf.view(), batch, rows, cols); }) {}
+  std::function<void(const char* fn)> check;
 };
-void check_owned(const char* fn, std::initializer_list<Owned> buffers);
+inline void check_owned(const char* fn, std::initializer_list<Owned> buffers) {
+  for (const Owned& o : buffers) o.check(fn);
+}
 
 // Every tensor of one layer call, owned. All [Bt, rows, cols] contiguous (sequence b at b·rows·cols).
 // Columns [col, col + cols) of tokens [first, T) of every sequence of a [Bt, T, width] buffer: a strided view
 // (batch stride T·width, row stride width); rows past T: an empty view.
-View<float> row_block(const DeviceBuffer<float>& buf, int T, int width, int col, int first = 0);
+template <class V>
+View<V> row_block(const DeviceBuffer<V>& buf, int T, int width, int col, int first = 0) {
+  const std::int64_t batch = std::int64_t(T) * width;
+  if (!buf.data()) return {nullptr, 0, batch, width};
+  const std::size_t offset = std::min(buf.size(), std::size_t(first) * width + col);  // rows past T: empty
+  return {buf.data() + offset, buf.size() - offset, batch, width};
+}
 
-struct MixerForwardDevice {
-  MixerForwardDevice(const Device& device, const MixerShape& shape);  // allocates mixer_plan(shape)'s buffers
+template <class S>
+struct MixerForwardDeviceT {
+  MixerForwardDeviceT(const Device& device, const MixerShape& shape);  // allocates mixer_plan(shape)'s buffers
 
   MixerShape shape;
-  DeviceBuffer<float> u;            // [Bt, T, D]: the layer's input, written by the caller before mixer_forward
-  DeviceBuffer<float> zxbcdt;       // E1 [Bt, T, 2E + 2GN + H] = [z | xBC_in | dt_raw]
-  DeviceBuffer<float> xBC;          // E2 [Bt, T, E + 2GN] = [x | B | C] after conv + SiLU
+  DeviceBuffer<S> u;                // [Bt, T, D]: the layer's input, written by the caller before mixer_forward
+  DeviceBuffer<S> zxbcdt;           // E1 [Bt, T, 2E + 2GN + H] = [z | xBC_in | dt_raw]
+  DeviceBuffer<S> xBC;              // E2 [Bt, T, E + 2GN] = [x | B | C] after conv + SiLU
   DeviceBuffer<float> dt;           // E3 [Bt, T, H]
   DeviceBuffer<float> A;            // E3 [H]
   DeviceBuffer<float> lse;          // E4 [Bt·G·P]: attention's log-sum-exp, index (b·G + g)·P + t
@@ -121,33 +144,40 @@ struct MixerForwardDevice {
   DeviceBuffer<float> converter_chunk_decays;                          // [Bt·ceil(P/Q)·H]
   DeviceBuffer<float> chunk_states, start_states;  // E6 stages 1-2 over [P, T): [Bt·ceil((T-P)/Q), H·p, N]
   DeviceBuffer<float> chunk_decays;                // [Bt·ceil((T-P)/Q)·H]
-  DeviceBuffer<float> y;            // E4/E6 [Bt, T, E] before the norm (scan rows include the D skip)
-  DeviceBuffer<float> y_normed;     // E7 [Bt, T, E]
-  DeviceBuffer<float> out;          // E8 [Bt, T, D]
+  DeviceBuffer<S> y;                // E4/E6 [Bt, T, E] before the norm (scan rows include the D skip)
+  DeviceBuffer<S> y_normed;         // E7 [Bt, T, E]
+  DeviceBuffer<S> out;              // E8 [Bt, T, D]
   DeviceBuffer<float> final_state;  // [Bt, H·p, N]: the state after token T-1 (the decode state)
+  // The bf16 layer's W_in [D, 2E + 2GN + H] and W_out [E, D] as its GEMMs read them, rounded from the fp32
+  // parameters by each mixer_forward (and read by mixer_backward); empty in the fp32 layer.
+  DeviceBuffer<S> W_in_gemm, W_out_gemm;
 
   // row_block of a buffer of this layer; the named parts, from token `first` on:
-  View<float> part(const DeviceBuffer<float>& buf, int width, int col, int first = 0) const {
+  template <class V>
+  View<V> part(const DeviceBuffer<V>& buf, int width, int col, int first = 0) const {
     return row_block(buf, shape.T, width, col, first);
   }
-  View<float> z(int first = 0) const { return part(zxbcdt, shape.cfg.in_proj_width(), 0, first); }
-  View<float> xBC_in(int first = 0) const { return part(zxbcdt, shape.cfg.in_proj_width(), shape.cfg.E, first); }
-  View<float> dt_raw(int first = 0) const {
+  View<S> z(int first = 0) const { return part(zxbcdt, shape.cfg.in_proj_width(), 0, first); }
+  View<S> xBC_in(int first = 0) const { return part(zxbcdt, shape.cfg.in_proj_width(), shape.cfg.E, first); }
+  View<S> dt_raw(int first = 0) const {
     return part(zxbcdt, shape.cfg.in_proj_width(), shape.cfg.E + shape.cfg.conv_channels(), first);
   }
-  View<float> x(int first = 0) const { return part(xBC, shape.cfg.conv_channels(), 0, first); }
-  View<float> B(int first = 0) const { return part(xBC, shape.cfg.conv_channels(), shape.cfg.E, first); }
-  View<float> C(int first = 0) const {
+  View<S> x(int first = 0) const { return part(xBC, shape.cfg.conv_channels(), 0, first); }
+  View<S> B(int first = 0) const { return part(xBC, shape.cfg.conv_channels(), shape.cfg.E, first); }
+  View<S> C(int first = 0) const {
     return part(xBC, shape.cfg.conv_channels(), shape.cfg.E + shape.cfg.G * shape.cfg.N, first);
   }
 
  private:
-  MixerForwardDevice(const Device& device, const MixerShape& shape, const MixerPlan& plan);
+  MixerForwardDeviceT(const Device& device, const MixerShape& shape, const MixerPlan& plan);
 };
+using MixerForwardDevice = MixerForwardDeviceT<float>;
+using MixerForwardDeviceBf16 = MixerForwardDeviceT<Bf16>;
 
 // The layer forward of f.shape on f.u with params: every argument and buffer checked first (naming the first
 // that does not fit: std::invalid_argument "mixer_forward: ..."), then E1-E8 on the stream.
 void mixer_forward(const Stream& stream, const MixerDeviceParams& params, MixerForwardDevice& f);
+void mixer_forward(const Stream& stream, const MixerDeviceParams& params, MixerForwardDeviceBf16& f);
 
 // E6's D skip (mixer.cu), for mixer_forward: y[b, t, h·p + i] += D_skip[h] · x[b, t, h·p + i] over the L scan rows.
 // Storage S (cuda/bf16.hpp): x and y float, or Bf16 for the bf16 layer (the sum in fp32, y rounded once); D_skip fp32.
@@ -183,57 +213,66 @@ struct MixerBackwardPlan {
   // (either call), the scan's and the converter's backward workspace, attention's rowsum, the step size's,
   // the conv's partials and the D skip's (skip_tiles·H).
   std::size_t workspace = 0;
-  std::size_t total_floats() const;
+  std::size_t total_floats() const;  // every buffer of the fp32 layer
+  template <class S>
+  std::size_t bytes() const;  // of MixerGradsDeviceT<S>: the activations' gradients in S, the rest fp32
 };
 
 // Throws as mixer_plan does.
 MixerBackwardPlan mixer_backward_plan(const MixerShape& shape);
-// The device memory (bytes) of one layer backward beyond its parameters and MixerForwardDevice: every buffer of
-// MixerGradsDevice.
+// The device memory (bytes) of one layer backward beyond its parameters and MixerForwardDeviceT<S>: every
+// buffer of MixerGradsDeviceT<S>.
+template <class S = float>
 std::size_t mixer_backward_device_bytes(const MixerShape& shape);
 
 // Every gradient of one layer call, owned; all [Bt, rows, cols] contiguous like MixerForwardDevice's buffers.
-struct MixerGradsDevice {
-  MixerGradsDevice(const Device& device, const MixerShape& shape);  // allocates mixer_backward_plan(shape)'s buffers
+template <class S>
+struct MixerGradsDeviceT {
+  MixerGradsDeviceT(const Device& device, const MixerShape& shape);  // allocates mixer_backward_plan(shape)'s buffers
 
   MixerShape shape;
-  DeviceBuffer<float> d_out;  // [Bt, T, D]: the gradient of out, written by the caller before mixer_backward
-  DeviceBuffer<float> d_u;    // [Bt, T, D]
+  DeviceBuffer<S> d_out;  // [Bt, T, D]: the gradient of out, written by the caller before mixer_backward
+  DeviceBuffer<S> d_u;    // [Bt, T, D]
   // The parameters' gradients, in MixerDeviceParams' shapes, summed over every token of every sequence.
   DeviceBuffer<float> d_W_in, d_conv_w, d_conv_b, d_dt_bias, d_A_log, d_D_skip, d_norm_w, d_W_out;
-  DeviceBuffer<float> d_zxbcdt;    // E1 [Bt, T, 2E + 2GN + H] = [d_z | d_xBC_in | d_dt_raw] (d_z = 0 for t < P)
-  DeviceBuffer<float> d_xBC;       // E2 [Bt, T, E + 2GN] = [d_x | d_B | d_C]
-  DeviceBuffer<float> d_y_normed;  // E8 [Bt, T, E]
-  DeviceBuffer<float> d_y;         // E7 [Bt, T, E]
+  DeviceBuffer<S> d_zxbcdt;        // E1 [Bt, T, 2E + 2GN + H] = [d_z | d_xBC_in | d_dt_raw] (d_z = 0 for t < P)
+  DeviceBuffer<S> d_xBC;           // E2 [Bt, T, E + 2GN] = [d_x | d_B | d_C]
+  DeviceBuffer<S> d_y_normed;      // E8 [Bt, T, E]
+  DeviceBuffer<S> d_y;             // E7 [Bt, T, E]
   DeviceBuffer<float> d_dt;        // E3 [Bt, T, H]
   DeviceBuffer<float> d_A;         // E3 [H]: the scan's, plus ...
-  DeviceBuffer<float> d_A_converter;                 // ... the converter's [H]
-  DeviceBuffer<float> d_S0;                          // E5 [Bt, H·p, N]
-  DeviceBuffer<float> attention_d_x, attention_d_B;  // E4 [Bt, P, E], [Bt, P, G·N]: added to the converter's
-  DeviceBuffer<float> workspace;                     // MixerBackwardPlan::workspace
+  DeviceBuffer<float> d_A_converter;             // ... the converter's [H]
+  DeviceBuffer<float> d_S0;                      // E5 [Bt, H·p, N]
+  DeviceBuffer<S> attention_d_x, attention_d_B;  // E4 [Bt, P, E], [Bt, P, G·N]: added to the converter's
+  DeviceBuffer<float> workspace;                 // MixerBackwardPlan::workspace
 
-  View<float> part(const DeviceBuffer<float>& buf, int width, int col, int first = 0) const {
+  template <class V>
+  View<V> part(const DeviceBuffer<V>& buf, int width, int col, int first = 0) const {
     return row_block(buf, shape.T, width, col, first);
   }
-  View<float> d_z(int first = 0) const { return part(d_zxbcdt, shape.cfg.in_proj_width(), 0, first); }
-  View<float> d_xBC_in() const { return part(d_zxbcdt, shape.cfg.in_proj_width(), shape.cfg.E); }
-  View<float> d_dt_raw() const {
+  View<S> d_z(int first = 0) const { return part(d_zxbcdt, shape.cfg.in_proj_width(), 0, first); }
+  View<S> d_xBC_in() const { return part(d_zxbcdt, shape.cfg.in_proj_width(), shape.cfg.E); }
+  View<S> d_dt_raw() const {
     return part(d_zxbcdt, shape.cfg.in_proj_width(), shape.cfg.E + shape.cfg.conv_channels());
   }
-  View<float> d_x(int first = 0) const { return part(d_xBC, shape.cfg.conv_channels(), 0, first); }
-  View<float> d_B(int first = 0) const { return part(d_xBC, shape.cfg.conv_channels(), shape.cfg.E, first); }
-  View<float> d_C(int first = 0) const {
+  View<S> d_x(int first = 0) const { return part(d_xBC, shape.cfg.conv_channels(), 0, first); }
+  View<S> d_B(int first = 0) const { return part(d_xBC, shape.cfg.conv_channels(), shape.cfg.E, first); }
+  View<S> d_C(int first = 0) const {
     return part(d_xBC, shape.cfg.conv_channels(), shape.cfg.E + shape.cfg.G * shape.cfg.N, first);
   }
 
  private:
-  MixerGradsDevice(const Device& device, const MixerShape& shape, const MixerBackwardPlan& plan);
+  MixerGradsDeviceT(const Device& device, const MixerShape& shape, const MixerBackwardPlan& plan);
 };
+using MixerGradsDevice = MixerGradsDeviceT<float>;
+using MixerGradsDeviceBf16 = MixerGradsDeviceT<Bf16>;
 
 // The layer backward of f (a mixer_forward's result, with the same params) from g.d_out: every argument and
 // buffer checked first (std::invalid_argument "mixer_backward: ...", also when g.shape is not f.shape), then
 // every gradient of g written (not accumulated) on the stream. Deterministic: no atomics.
 void mixer_backward(const Stream& stream, const MixerDeviceParams& params, const MixerForwardDevice& f, MixerGradsDevice& g);
+void mixer_backward(const Stream& stream, const MixerDeviceParams& params, const MixerForwardDeviceBf16& f,
+                    MixerGradsDeviceBf16& g);
 
 // E6's D skip backward (mixer.cu), over the L scan rows:
 //   d_x[b, t, h·p + i] += D_skip[h] · d_y[b, t, h·p + i],   d_D_skip[h] = Σ_{b, t, i} d_y[b, t, h·p + i] · x[b, t, h·p + i]
@@ -262,5 +301,13 @@ struct MixerAddT {
 };
 using MixerAdd = MixerAddT<float>;
 using MixerAddBf16 = MixerAddT<Bf16>;
+
+// The bf16 layer's GEMM copies of W_in and W_out (mixer.cu): dst = bf16(src), rounded to nearest even, one thread
+// per value.
+struct MixerToBf16 {
+  int rows = 0, cols = 0;
+  View<const float> src;  // [1, rows, cols]
+  View<Bf16> dst;         // [1, rows, cols]
+};
 
 }  // namespace transmamba::gpu

@@ -878,6 +878,32 @@ TEST_CASE("mixer host API: bad arguments fail before any launch, naming the argu
   for (const DeviceBuffer<float>* b : {&moved.zxbcdt, &moved.xBC, &moved.y, &moved.S0, &moved.out}) CHECK(all_nan(*b));  // nothing ran
 }
 
+TEST_CASE("bf16 mixer: its GEMM weight copies, its bytes, and bad arguments fail before any launch", "[gpu][errors][bf16]") {
+  const Device dev = Device::emulated(1);
+  Stream stream(dev);
+  const MixerConfig c = small_mixer();
+  const WaveParams prm(dev, c);
+  const MixerShape shape{2, 10, 4, c};
+  MixerForwardDeviceBf16 f(dev, shape);
+  MixerForwardDevice f32(dev, shape);
+  CHECK(f.W_in_gemm.size() == std::size_t(c.D) * c.in_proj_width());  // [D, 2E + 2GN + H]
+  CHECK(f.W_out_gemm.size() == std::size_t(c.E) * c.D);
+  CHECK(f32.W_in_gemm.size() == 0);
+  // Every buffer of the bf16 layer: the activations (u, zxbcdt, xBC, y, y_normed, out) and the weights' copies
+  // in 2 bytes, the rest in 4, summed here from the buffers themselves.
+  const std::size_t activations = f.u.size() + f.zxbcdt.size() + f.xBC.size() + f.y.size() + f.y_normed.size() + f.out.size();
+  CHECK(mixer_forward_device_bytes<Bf16>(shape) ==
+        mixer_forward_device_bytes<float>(shape) - 2 * activations + 2 * (f.W_in_gemm.size() + f.W_out_gemm.size()));
+  MixerDeviceParams bad = prm.views();
+  bad.W_out = View<const float>{};
+  CHECK_THROWS_WITH(mixer_forward(stream, bad, f), "mixer_forward: W_out [1, 32, 16]: null pointer");
+  MixerForwardDeviceBf16 moved = std::move(f);
+  CHECK_THROWS_WITH(mixer_forward(stream, prm.views(), f), "mixer_forward: u [2, 10, 16]: null pointer");
+  MixerGradsDeviceBf16 g(dev, {2, 10, 5, c});
+  CHECK_THROWS_WITH(mixer_backward(stream, prm.views(), moved, g),
+                    "mixer_backward: the gradients' shape (g.shape) is not the forward's (f.shape)");
+}
+
 TEST_CASE("mixer forward and backward: bitwise the same result on every call and in every thread order", "[gpu][determinism]") {
   const MixerConfig c{8, 64, 4, 2, 16, 4, 8};  // p 16, two heads per group
   std::vector<std::vector<float>> results;

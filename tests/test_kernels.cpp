@@ -27,6 +27,8 @@ TEST_CASE("emulated.projection", "[kernels][emulated]") { require_check("emulate
 TEST_CASE("emulated.mixer", "[kernels][emulated]") { require_check("emulated.mixer", emulated()); }
 TEST_CASE("emulated.mixer_backward", "[kernels][emulated]") { require_check("emulated.mixer_backward", emulated()); }
 TEST_CASE("emulated.mixer_paper_size", "[kernels][emulated]") { require_check("emulated.mixer_paper_size", emulated()); }
+TEST_CASE("emulated.mixer.bf16", "[kernels][emulated]") { require_check("emulated.mixer.bf16", emulated()); }
+TEST_CASE("emulated.mixer_backward.bf16", "[kernels][emulated]") { require_check("emulated.mixer_backward.bf16", emulated()); }
 TEST_CASE("emulated.decode", "[kernels][emulated]") { require_check("emulated.decode", emulated()); }
 TEST_CASE("emulated.conv.bf16", "[kernels][emulated][bf16]") { require_check("emulated.conv.bf16", emulated()); }
 TEST_CASE("emulated.step_size.bf16", "[kernels][emulated][bf16]") { require_check("emulated.step_size.bf16", emulated()); }

@@ -216,10 +216,12 @@ int run_timing(const MixerConfig& cfg, int Bt, int T, const std::vector<int>& po
   report.backend = o.backend, report.dtype = o.dtype, report.cfg = cfg;
   report.Bt = Bt, report.T = T, report.reps = o.timing.reps, report.warmup = o.timing.warmup, report.seed = o.timing.seed;
   const bench::LayerInputs inputs = bench::make_inputs(cfg, Bt, T, o.timing.seed);
+  bench::TimingOptions timing = o.timing;
+  timing.bf16 = o.dtype == "bf16";
   for (int P : points) {
     std::cerr << "tm-bench: timing P = " << P << " ...\n";
     std::vector<float> out;
-    report.points.push_back(bench::time_point(dev, cfg, Bt, T, P, inputs, o.timing, o.baseline ? &out : nullptr));
+    report.points.push_back(bench::time_point(dev, cfg, Bt, T, P, inputs, timing, o.baseline ? &out : nullptr));
     if (o.baseline) {
       const std::string input = (std::filesystem::temp_directory_path() /
                                  ("tm-bench-" + std::to_string(::getpid()) + "-P" + std::to_string(P) + ".safetensors")).string();

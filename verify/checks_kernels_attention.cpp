@@ -132,8 +132,11 @@ AttentionGot run_attention(gpu::Backend backend, const AttentionDraw& d) {
   const gpu::AttentionShape shape{Bt, P, d.cfg.H, G, N, p};
   const gpu::AttentionPlan plan = gpu::attention_plan(shape);
   const PackedAs<S> in = pack<S>(xBC, d.pad), d_y_packed = pack<S>(d.d_y, d.pad);
+  // d_xBC starts as NaN: the kernels write its valid columns only, so a column they miss shows, and the padding
+  // copied back with the rest is defined (compute-sanitizer's initcheck).
+  const std::vector<S> unwritten(in.values.size(), gpu::from_float<S>(std::numeric_limits<float>::quiet_NaN()));
   DeviceBuffer<S> xBC_dev(dev, in.values), d_y_dev(dev, d_y_packed.values), y_dev(dev, std::size_t(Bt) * P * E),
-      d_xBC_dev(dev, in.values.size());
+      d_xBC_dev(dev, unwritten);
   DeviceBuffer<float> lse_dev(dev, plan.lse), ws_dev(dev, plan.workspace);
   auto in_view = [&](const DeviceBuffer<S>& buf, std::int64_t at) { return buf.view_at(at, in.batch_stride, in.row_stride); };
   const gpu::View<const S> x_v = in_view(xBC_dev, 0), B_v = in_view(xBC_dev, E), C_v = in_view(xBC_dev, E + GN);

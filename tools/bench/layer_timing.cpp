@@ -5,6 +5,7 @@
 #include <functional>
 #include <random>
 #include <string>
+#include <type_traits>
 
 #include "cuda/attention.hpp"
 #include "cuda/conv.hpp"
@@ -57,16 +58,22 @@ struct Family {
 
 // Each kernel family's calls in the layer (mixer.cpp's mixer_forward and mixer_backward), on f's and g's buffers
 // after a whole forward and backward: the same shapes, views and values as inside the layer.
-std::vector<Family> families(const Stream& st, const MixerDeviceParams& prm, MixerForwardDevice& f, MixerGradsDevice& g) {
+template <class S>
+std::vector<Family> families(const Stream& st, const MixerDeviceParams& prm, MixerForwardDeviceT<S>& f, MixerGradsDeviceT<S>& g) {
   const MixerShape s = f.shape;
+  // The weights as the layer's GEMMs read them: the fp32 parameters, or the bf16 layer's copies (mixer.hpp).
+  View<const S> W_in, W_out;
+  if constexpr (std::is_same_v<S, float>) W_in = prm.W_in, W_out = prm.W_out;
+  else W_in = f.W_in_gemm.view(), W_out = f.W_out_gemm.view();
   const MixerConfig& c = s.cfg;
   const int Bt = s.Bt, T = s.T, P = s.P, L = s.L(), E = c.E, H = c.H, rows = Bt * T, in_w = c.in_proj_width(),
             channels = c.conv_channels();
   const View<float> ws = g.workspace.view();
   std::vector<Family> out;
-  out.push_back({"in_proj", [=, &st, &f] { linear_forward(st, {{rows, c.D, in_w}, f.u.view(), prm.W_in, f.zxbcdt.view()}); },
+  out.push_back({"in_proj", [=, &st, &f] { linear_forward(st, LinearForwardT<S>{{rows, c.D, in_w}, f.u.view(), W_in, f.zxbcdt.view()}); },
                  [=, &st, &f, &g] {
-                   linear_backward(st, {{rows, c.D, in_w}, f.u.view(), prm.W_in, g.d_zxbcdt.view(), g.d_u.view(), g.d_W_in.view()});
+                   linear_backward(st, LinearBackwardT<S>{{rows, c.D, in_w}, f.u.view(), W_in, g.d_zxbcdt.view(), g.d_u.view(),
+                                                          g.d_W_in.view()});
                  }});
   out.push_back({"conv", [=, &st, &f] { conv_silu_forward(st, {{Bt, T, channels, c.W}, f.xBC_in(), prm.conv_w, prm.conv_b, f.xBC.view()}); },
                  [=, &st, &f, &g] {
@@ -120,25 +127,31 @@ std::vector<Family> families(const Stream& st, const MixerDeviceParams& prm, Mix
                    rmsnorm_backward(st, {{Bt, L, E, c.G}, f.part(f.y, E, 0, P), f.z(P), prm.norm_w, g.part(g.d_y_normed, E, 0, P),
                                          g.part(g.d_y, E, 0, P), g.d_z(P), g.d_norm_w.view(), true, ws});
                  }});
-  out.push_back({"out_proj", [=, &st, &f] { linear_forward(st, {{rows, E, c.D}, f.y_normed.view(), prm.W_out, f.out.view()}); },
+  out.push_back({"out_proj", [=, &st, &f] { linear_forward(st, LinearForwardT<S>{{rows, E, c.D}, f.y_normed.view(), W_out, f.out.view()}); },
                  [=, &st, &f, &g] {
-                   linear_backward(st, {{rows, E, c.D}, f.y_normed.view(), prm.W_out, g.d_out.view(), g.d_y_normed.view(),
-                                        g.d_W_out.view()});
+                   linear_backward(st, LinearBackwardT<S>{{rows, E, c.D}, f.y_normed.view(), W_out, g.d_out.view(),
+                                                          g.d_y_normed.view(), g.d_W_out.view()});
                  }});
   return out;
 }
 
-}  // namespace
+template <class S>
+std::vector<S> stored_as(const std::vector<float>& v) {
+  std::vector<S> out(v.size());
+  for (std::size_t i = 0; i < v.size(); ++i) out[i] = from_float<S>(v[i]);
+  return out;
+}
 
-PointTime time_point(const Device& dev, const MixerConfig& cfg, int Bt, int T, int P, const LayerInputs& in,
+template <class S>
+PointTime time_layer(const Device& dev, const MixerConfig& cfg, int Bt, int T, int P, const LayerInputs& in,
                      const TimingOptions& opt, std::vector<float>* out) {
   const MixerShape shape{Bt, T, P, cfg};
   const kernel_case::DeviceParams params(dev, in.prm);
   const MixerDeviceParams prm = params.views();
-  MixerForwardDevice f(dev, shape);
-  MixerGradsDevice g(dev, shape);
-  f.u.upload(in.u);
-  g.d_out.upload(in.d_out);
+  MixerForwardDeviceT<S> f(dev, shape);
+  MixerGradsDeviceT<S> g(dev, shape);
+  f.u.upload(stored_as<S>(in.u));
+  g.d_out.upload(stored_as<S>(in.d_out));
   const Stream stream(dev);
   const L2Flush flush(dev);
 
@@ -155,9 +168,17 @@ PointTime time_point(const Device& dev, const MixerConfig& cfg, int Bt, int T, i
   if (out) {  // the kernels alone left f's intermediates as the layer does not (the scan's y without the D skip)
     mixer_forward(stream, prm, f);
     stream.synchronize();
-    *out = f.out.download();
+    const std::vector<S> values = f.out.download();
+    out->resize(values.size());
+    for (std::size_t i = 0; i < values.size(); ++i) (*out)[i] = to_float(values[i]);
   }
   return t;
+}
+}  // namespace
+
+PointTime time_point(const Device& dev, const MixerConfig& cfg, int Bt, int T, int P, const LayerInputs& in,
+                     const TimingOptions& opt, std::vector<float>* out) {
+  return opt.bf16 ? time_layer<Bf16>(dev, cfg, Bt, T, P, in, opt, out) : time_layer<float>(dev, cfg, Bt, T, P, in, opt, out);
 }
 
 }  // namespace transmamba::bench

@@ -32,6 +32,7 @@ struct TimingOptions {
   int warmup = 3, reps = 20;
   std::uint64_t seed = 1;
   bool kernels = true;  // also time each kernel family alone
+  bool bf16 = false;    // the bf16 layer (MixerForwardDeviceBf16; u and d_out rounded to bf16), else the fp32 one
 };
 
 // The seeded inputs of one layer call: Mamba2-initialised parameters (MixerParams::init), u and d_out
@@ -43,7 +44,7 @@ struct LayerInputs {
 LayerInputs make_inputs(const MixerConfig& cfg, int Bt, int T, std::uint64_t seed);
 
 // Times one TransPoint on dev. When out is not null it receives the layer's output [Bt, T, D] for these
-// inputs (from a forward run after the timings), for the baseline's comparison.
+// inputs (from a forward run after the timings; bf16 values widened to float), for the baseline's comparison.
 PointTime time_point(const gpu::Device& dev, const MixerConfig& cfg, int Bt, int T, int P, const LayerInputs& in,
                      const TimingOptions& opt, std::vector<float>* out = nullptr);
 
