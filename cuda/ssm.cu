@@ -198,10 +198,11 @@ constexpr int kScanWarps = int(kScanThreads) / 32;
 __global__ void __launch_bounds__(kScanThreads) ssm_chunk_state_tc_kernel(ScanPointers<Bf16> p) {
   const ChunkPlace k = chunk_place(p);
   const int Qt = scan_tile(p.Q), Pt = scan_tile(p.p), Nt = scan_tile(p.N), len_t = scan_tile(k.len);
+  const int ldP = scan_ld(Pt), ldN = scan_ld(Nt);  // the tiles' row strides (ssm.hpp)
   float* w = dynamic_shared<float>();             // [Qt]
-  bf16* xs = reinterpret_cast<bf16*>(w + Qt);    // [Qt][Pt]: x[s, i]
-  bf16* hi = xs + Qt * Pt;                        // [Qt][Nt]: bf16(v)
-  bf16* lo = hi + Qt * Nt;                        // [Qt][Nt]: bf16(v - hi)
+  bf16* xs = reinterpret_cast<bf16*>(w + Qt);    // [Qt][ldP]: x[s, i]
+  bf16* hi = xs + Qt * ldP;                       // [Qt][ldN]: bf16(v)
+  bf16* lo = hi + Qt * ldN;                       // [Qt][ldN]: bf16(v - hi)
   const float A = p.A[k.h];
   const float* dt = p.dt + k.b * p.dt_batch + std::int64_t(k.c0) * p.dt_row + k.h;
   for (int s = threadIdx.x; s < len_t; s += blockDim.x) {
@@ -219,12 +220,12 @@ __global__ void __launch_bounds__(kScanThreads) ssm_chunk_state_tc_kernel(ScanPo
   const bf16 zero = __float2bfloat16_rn(0.0f);
   for (int e = threadIdx.x; e < len_t * Pt; e += blockDim.x) {
     const int s = e / Pt, i = e % Pt;
-    xs[e] = s < k.len && i < p.p ? as_bf16(x[s * p.x_row + i]) : zero;
+    xs[s * ldP + i] = s < k.len && i < p.p ? as_bf16(x[s * p.x_row + i]) : zero;
   }
   __syncthreads();
   for (int e = threadIdx.x; e < len_t * Nt; e += blockDim.x) {
     const int s = e / Nt, n = e % Nt;
-    split_bf16(s < k.len && n < p.N ? w[s] * to_float(B[s * p.B_row + n]) : 0.0f, hi[e], lo[e]);
+    split_bf16(s < k.len && n < p.N ? w[s] * to_float(B[s * p.B_row + n]) : 0.0f, hi[s * ldN + n], lo[s * ldN + n]);
   }
   __syncthreads();
   float* state = p.chunk_states + (std::int64_t(k.b) * p.chunks + k.c) * p.chunk_batch + std::int64_t(k.h) * p.p * p.chunk_row;
@@ -234,11 +235,11 @@ __global__ void __launch_bounds__(kScanThreads) ssm_chunk_state_tc_kernel(ScanPo
     MmaC acc{};
     for (int s0 = 0; s0 < len_t; s0 += 16) {
       MmaA a;  // A[i][s] = x[s0 + s, i0 + i]: the x tile read transposed
-      mma_load(a.reg, xs + s0 * Pt + i0, 1, Pt, mma_a_at);
+      mma_load(a.reg, xs + s0 * ldP + i0, 1, ldP, mma_a_at);
       MmaB b;  // B[s][n] = v[s0 + s, n0 + n]
-      mma_load(b.reg, hi + s0 * Nt + n0, Nt, 1, mma_b_at);
+      mma_load(b.reg, hi + s0 * ldN + n0, ldN, 1, mma_b_at);
       mma_m16n8k16(acc, a, b, acc);
-      mma_load(b.reg, lo + s0 * Nt + n0, Nt, 1, mma_b_at);
+      mma_load(b.reg, lo + s0 * ldN + n0, ldN, 1, mma_b_at);
       mma_m16n8k16(acc, a, b, acc);
     }
     for (int j = 0; j < 4; ++j) {
@@ -258,24 +259,25 @@ __global__ void __launch_bounds__(kScanThreads) ssm_chunk_state_tc_kernel(ScanPo
 __global__ void __launch_bounds__(kScanThreads) ssm_output_tc_kernel(ScanPointers<Bf16> p) {
   const int c = blockIdx.x, g = blockIdx.y, b = blockIdx.z, c0 = c * p.Q, len = min(p.Q, p.L - c0);
   const int Qt = scan_tile(p.Q), Pt = scan_tile(p.p), Nt = scan_tile(p.N), len_t = scan_tile(len);
-  float* scores = dynamic_shared<float>();          // [Qt][Qt]
-  float* decay_in = scores + Qt * Qt;               // [Qt]: exp(Σ_{r=c0..t} dt[r]·A)
+  const int ldS = scan_scores_ld(Qt), ldQ = scan_ld(Qt), ldP = scan_ld(Pt), ldN = scan_ld(Nt);  // row strides (ssm.hpp)
+  float* scores = dynamic_shared<float>();          // [Qt][ldS]
+  float* decay_in = scores + Qt * ldS;              // [Qt]: exp(Σ_{r=c0..t} dt[r]·A)
   float* dts = decay_in + Qt;                       // [Qt]: dt (0 past the chunk)
-  bf16* cs = reinterpret_cast<bf16*>(dts + Qt);    // [Qt][Nt]: C
-  bf16* bs = cs + Qt * Nt;                          // [Qt][Nt]: B, then the start state's parts:
-  bf16* ss_hi = bs;                                 //   [Pt][Nt]
-  bf16* ss_lo = bs + Pt * Nt;                       //   [Pt][Nt]
-  bf16* W_hi = bs + max(Qt * Nt, 2 * Pt * Nt);      // [Qt][Qt]: the weights' two parts
-  bf16* W_lo = W_hi + Qt * Qt;                      // [Qt][Qt]
-  bf16* xs = W_lo + Qt * Qt;                        // [Qt][Pt]: x of the head
+  bf16* cs = reinterpret_cast<bf16*>(dts + Qt);    // [Qt][ldN]: C
+  bf16* bs = cs + Qt * ldN;                         // [Qt][ldN]: B, then the start state's parts:
+  bf16* ss_hi = bs;                                 //   [Pt][ldN]
+  bf16* ss_lo = bs + Pt * ldN;                      //   [Pt][ldN]
+  bf16* W_hi = bs + max(Qt * ldN, 2 * Pt * ldN);    // [Qt][ldQ]: the weights' two parts
+  bf16* W_lo = W_hi + Qt * ldQ;                     // [Qt][ldQ]
+  bf16* xs = W_lo + Qt * ldQ;                       // [Qt][ldP]: x of the head
   const bf16 zero = __float2bfloat16_rn(0.0f);
   const Bf16* B = p.B + b * p.B_batch + std::int64_t(c0) * p.B_row + g * p.N;
   const Bf16* C = p.C + b * p.C_batch + std::int64_t(c0) * p.C_row + g * p.N;
   for (int e = threadIdx.x; e < len_t * Nt; e += blockDim.x) {
     const int t = e / Nt, n = e % Nt;
     const bool in = t < len && n < p.N;
-    cs[e] = in ? as_bf16(C[t * p.C_row + n]) : zero;
-    bs[e] = in ? as_bf16(B[t * p.B_row + n]) : zero;
+    cs[t * ldN + n] = in ? as_bf16(C[t * p.C_row + n]) : zero;
+    bs[t * ldN + n] = in ? as_bf16(B[t * p.B_row + n]) : zero;
   }
   __syncthreads();
   // scores: the tiles on and below the diagonal (t0 + 15 >= s0).
@@ -285,8 +287,8 @@ __global__ void __launch_bounds__(kScanThreads) ssm_output_tc_kernel(ScanPointer
     if (s0 > t0 + 15) continue;  // uniform over the warp
     MmaC acc{};
     for (int n0 = 0; n0 < Nt; n0 += 16)
-      mma_m16n8k16(acc, mma_load_a(cs + t0 * Nt + n0, Nt), mma_load_b(bs + s0 * Nt + n0, Nt), acc);
-    mma_store_c(acc, scores + t0 * Qt + s0, Qt);
+      mma_m16n8k16(acc, mma_load_a(cs + t0 * ldN + n0, ldN), mma_load_b(bs + s0 * ldN + n0, ldN), acc);
+    mma_store_c(acc, scores + t0 * ldS + s0, ldS);
   }
   const int per = p.H / p.G;
   for (int h = g * per; h < (g + 1) * per; ++h) {
@@ -296,18 +298,18 @@ __global__ void __launch_bounds__(kScanThreads) ssm_output_tc_kernel(ScanPointer
     for (int t = threadIdx.x; t < len_t; t += blockDim.x) dts[t] = t < len ? dt[t * p.dt_row] : 0.0f;
     __syncthreads();
     for (int t = threadIdx.x; t < len_t; t += blockDim.x) {
-      bf16 *hi = W_hi + t * Qt, *lo = W_lo + t * Qt;  // row t
+      bf16 *hi = W_hi + t * ldQ, *lo = W_lo + t * ldQ;  // row t
       for (int s = t + 1; s < len_t; ++s) hi[s] = lo[s] = zero;
       if (t >= len) {
         for (int s = 0; s <= t; ++s) hi[s] = lo[s] = zero;
         decay_in[t] = 0.0f;
         continue;
       }
-      split_bf16(dts[t] * scores[t * Qt + t], hi[t], lo[t]);
+      split_bf16(dts[t] * scores[t * ldS + t], hi[t], lo[t]);
       float segment = 0.0f;  // Σ_{r=s+1..t} dt[r]·A, leftwards from the diagonal
       for (int s = t - 1; s >= 0; --s) {
         segment += dts[s + 1] * A;
-        split_bf16(expf(segment) * dts[s] * scores[t * Qt + s], hi[s], lo[s]);
+        split_bf16(expf(segment) * dts[s] * scores[t * ldS + s], hi[s], lo[s]);
       }
       float from_start = 0.0f;
       for (int r = 0; r <= t; ++r) from_start += dts[r] * A;
@@ -316,12 +318,12 @@ __global__ void __launch_bounds__(kScanThreads) ssm_output_tc_kernel(ScanPointer
     const Bf16* x = p.x + b * p.x_batch + std::int64_t(c0) * p.x_row + h * p.p;
     for (int e = threadIdx.x; e < len_t * Pt; e += blockDim.x) {
       const int s = e / Pt, i = e % Pt;
-      xs[e] = s < len && i < p.p ? as_bf16(x[s * p.x_row + i]) : zero;
+      xs[s * ldP + i] = s < len && i < p.p ? as_bf16(x[s * p.x_row + i]) : zero;
     }
     const float* start = p.start_states + (std::int64_t(b) * p.chunks + c) * p.start_batch + std::int64_t(h) * p.p * p.start_row;
     for (int e = threadIdx.x; e < Pt * Nt; e += blockDim.x) {
       const int i = e / Nt, n = e % Nt;
-      split_bf16(i < p.p && n < p.N ? start[i * p.start_row + n] : 0.0f, ss_hi[e], ss_lo[e]);
+      split_bf16(i < p.p && n < p.N ? start[i * p.start_row + n] : 0.0f, ss_hi[i * ldN + n], ss_lo[i * ldN + n]);
     }
     __syncthreads();
     Bf16* y = p.y + b * p.y_batch + std::int64_t(c0) * p.y_row + h * p.p;
@@ -331,14 +333,14 @@ __global__ void __launch_bounds__(kScanThreads) ssm_output_tc_kernel(ScanPointer
       MmaC intra{}, inter{};
       for (int s0 = 0; s0 <= t0; s0 += 16) {
         MmaB xb;  // B[s][i] = x[s0 + s, i0 + i]
-        mma_load(xb.reg, xs + s0 * Pt + i0, Pt, 1, mma_b_at);
-        mma_m16n8k16(intra, mma_load_a(W_hi + t0 * Qt + s0, Qt), xb, intra);
-        mma_m16n8k16(intra, mma_load_a(W_lo + t0 * Qt + s0, Qt), xb, intra);
+        mma_load(xb.reg, xs + s0 * ldP + i0, ldP, 1, mma_b_at);
+        mma_m16n8k16(intra, mma_load_a(W_hi + t0 * ldQ + s0, ldQ), xb, intra);
+        mma_m16n8k16(intra, mma_load_a(W_lo + t0 * ldQ + s0, ldQ), xb, intra);
       }
       for (int n0 = 0; n0 < Nt; n0 += 16) {
-        const MmaA ca = mma_load_a(cs + t0 * Nt + n0, Nt);
-        mma_m16n8k16(inter, ca, mma_load_b(ss_hi + i0 * Nt + n0, Nt), inter);
-        mma_m16n8k16(inter, ca, mma_load_b(ss_lo + i0 * Nt + n0, Nt), inter);
+        const MmaA ca = mma_load_a(cs + t0 * ldN + n0, ldN);
+        mma_m16n8k16(inter, ca, mma_load_b(ss_hi + i0 * ldN + n0, ldN), inter);
+        mma_m16n8k16(inter, ca, mma_load_b(ss_lo + i0 * ldN + n0, ldN), inter);
       }
       for (int j = 0; j < 4; ++j) {
         const MmaAt at = mma_c_at(mma_lane(), j);
@@ -443,23 +445,23 @@ __global__ void __launch_bounds__(kScanThreads) ssm_state_grad_passing_kernel(Sc
 // d_x[s, j] (M = K, V = d_y, W = B, G_{c+1}'s row j) and per-head d_B[s, j] (M = D, V = C, W = x, its column j):
 //   dt[s]·(Σ_{t>=s} M[t,s]·V[t, j] + exp(seg(s+1..end))·Σ_k G[k·stride]·W[s, k]),   V null: no first sum.
 template <class S>
-__device__ float token_gradient(const float* M, int Q, int len, const S* V, std::int64_t v_row, const float* G, int stride,
+__device__ float token_gradient(const float* M, int ld, int len, const S* V, std::int64_t v_row, const float* G, int stride,
                                 const S* W, std::int64_t w_row, int count, int s, int j, const float* dts, const float* decay_out) {
   float intra = 0.0f, state = 0.0f;
   if (V)
-    for (int t = s; t < len; ++t) intra += M[t * Q + s] * to_float(V[t * v_row + j]);
+    for (int t = s; t < len; ++t) intra += M[t * ld + s] * to_float(V[t * v_row + j]);
   for (int k = 0; k < count; ++k) state += G[k * stride] * to_float(W[s * w_row + k]);
   return dts[s] * (intra + decay_out[s] * state);
 }
 
 // Step 3: every gradient of one chunk and head (the header comment's formulas), in phases between barriers.
 template <class S>
-__global__ void __launch_bounds__(kScanThreads) ssm_chunk_backward_kernel(ScanGradPointers<S> g) {
+__global__ void __launch_bounds__(kScanBackwardThreads) ssm_chunk_backward_kernel(ScanGradPointers<S> g) {
   const ScanPointers<S>& p = g.f;
-  const int Q = p.Q;
-  float* K = dynamic_shared<float>();  // [Q][Q]: L∘(C·B), then v[t,s]/dt[s]
-  float* D = K + Q * Q;                // [Q][Q]: L∘(d_y·x), then the row prefixes Σ_{s<r} v[t,s]
-  float* dts = D + Q * Q;              // [Q]: dt
+  const int Q = p.Q, ld = scan_backward_ld(Q);  // K's and D's row stride
+  float* K = dynamic_shared<float>();  // [Q][ld]: L∘(C·B), then v[t,s]/dt[s]
+  float* D = K + Q * ld;               // [Q][ld]: L∘(d_y·x), then the row prefixes Σ_{s<r} v[t,s]
+  float* dts = D + Q * ld;             // [Q]: dt
   float* decay_in = dts + Q;           // [Q]: exp(seg(c0..t))
   float* decay_out = decay_in + Q;     // [Q]: exp(seg(s+1..end))
   float* u = decay_out + Q;            // [Q]: u[t]
@@ -480,11 +482,11 @@ __global__ void __launch_bounds__(kScanThreads) ssm_chunk_backward_kernel(ScanGr
   // Phase 0: the decays, each segment summed on its own; K = D = L. And <G_{c+1}, S_c>.
   for (int t = threadIdx.x; t < len; t += blockDim.x) {
     dts[t] = dt[t * p.dt_row];
-    K[t * Q + t] = D[t * Q + t] = 1.0f;
+    K[t * ld + t] = D[t * ld + t] = 1.0f;
     float segment = 0.0f;  // seg(s+1..t), leftwards from the diagonal
     for (int s = t - 1; s >= 0; --s) {
       segment += dt[(s + 1) * p.dt_row] * A;
-      K[t * Q + s] = D[t * Q + s] = expf(segment);
+      K[t * ld + s] = D[t * ld + s] = expf(segment);
     }
     float from_start = 0.0f, to_end = 0.0f;
     for (int r = 0; r <= t; ++r) from_start += dt[r * p.dt_row] * A;
@@ -494,7 +496,7 @@ __global__ void __launch_bounds__(kScanThreads) ssm_chunk_backward_kernel(ScanGr
   }
   float overlap = 0.0f;
   for (int e = threadIdx.x; e < p.p * p.N; e += blockDim.x) overlap += G[e] * S_c[(e / p.N) * g.start_row + e % p.N];
-  const float G_dot_S = block_sum<kScanThreads>(overlap);  // its barriers also end phase 0
+  const float G_dot_S = block_sum<kScanBackwardThreads>(overlap);  // its barriers also end phase 0
 
   // Phase 1: K = L∘(C·B), D = L∘(d_y·x); both 0 without d_y (they only ever multiply it).
   for (int e = threadIdx.x; e < len * len; e += blockDim.x) {
@@ -505,8 +507,8 @@ __global__ void __launch_bounds__(kScanThreads) ssm_chunk_backward_kernel(ScanGr
       for (int n = 0; n < p.N; ++n) cb += to_float(C[t * p.C_row + n]) * to_float(B[s * p.B_row + n]);
       for (int i = 0; i < p.p; ++i) yx += to_float(d_y[t * g.d_y_row + i]) * to_float(x[s * p.x_row + i]);
     }
-    K[t * Q + s] *= cb;
-    D[t * Q + s] *= yx;
+    K[t * ld + s] *= cb;
+    D[t * ld + s] *= yx;
   }
   __syncthreads();
 
@@ -516,26 +518,28 @@ __global__ void __launch_bounds__(kScanThreads) ssm_chunk_backward_kernel(ScanGr
   for (int e = threadIdx.x; e < len * p.p; e += blockDim.x) {
     const int s = e / p.p, i = e % p.p;
     d_x[s * g.d_x_row + i] =
-        from_float<S>(token_gradient(K, Q, len, d_y, g.d_y_row, G + i * p.N, 1, B, p.B_row, p.N, s, i, dts, decay_out));
+        from_float<S>(token_gradient(K, ld, len, d_y, g.d_y_row, G + i * p.N, 1, B, p.B_row, p.N, s, i, dts, decay_out));
   }
   for (int e = threadIdx.x; e < len * p.N; e += blockDim.x) {
     const int s = e / p.N, n = e % p.N;
     g.head_d_B[((token0 + s) * p.H + k.h) * p.N + n] =
-        token_gradient(D, Q, len, C, p.C_row, G + n, p.N, x, p.x_row, p.p, s, n, dts, decay_out);
+        token_gradient(D, ld, len, C, p.C_row, G + n, p.N, x, p.x_row, p.p, s, n, dts, decay_out);
   }
   if (g.head_d_C)
     for (int e = threadIdx.x; e < len * p.N; e += blockDim.x) {
       const int t = e / p.N, n = e % p.N;
       float intra = 0.0f, state = 0.0f;
       if (d_y) {
-        for (int s = 0; s <= t; ++s) intra += D[t * Q + s] * dts[s] * to_float(B[s * p.B_row + n]);
+        for (int s = 0; s <= t; ++s) intra += D[t * ld + s] * dts[s] * to_float(B[s * p.B_row + n]);
         for (int i = 0; i < p.p; ++i) state += S_c[i * g.start_row + n] * to_float(d_y[t * g.d_y_row + i]);
       }
       g.head_d_C[((token0 + t) * p.H + k.h) * p.N + n] = intra + decay_in[t] * state;
     }
-  for (int t = threadIdx.x; t < len; t += blockDim.x) {
+  // u[t], w[t]: a warp per token, its lanes over the rows i (then a shuffle tree: the same order every run).
+  const int lane = int(threadIdx.x) % 32, warps = int(blockDim.x) / 32;
+  for (int t = int(threadIdx.x) / 32; t < len; t += warps) {
     float out = 0.0f, in = 0.0f;  // d_y[t]·(S_c·C[t]),  x[t]ᵀ·G_{c+1}·B[t]
-    for (int i = 0; i < p.p; ++i) {
+    for (int i = lane; i < p.p; i += 32) {
       float sc = 0.0f, gb = 0.0f;
       if (d_y)
         for (int n = 0; n < p.N; ++n) sc += S_c[i * g.start_row + n] * to_float(C[t * p.C_row + n]);
@@ -543,8 +547,11 @@ __global__ void __launch_bounds__(kScanThreads) ssm_chunk_backward_kernel(ScanGr
       out += (d_y ? to_float(d_y[t * g.d_y_row + i]) : 0.0f) * sc;
       in += to_float(x[t * p.x_row + i]) * gb;
     }
-    u[t] = decay_in[t] * out;
-    w[t] = decay_out[t] * in;
+    for (int offset = 16; offset > 0; offset /= 2) {
+      out += __shfl_down_sync(0xffffffffu, out, offset);
+      in += __shfl_down_sync(0xffffffffu, in, offset);
+    }
+    if (lane == 0) u[t] = decay_in[t] * out, w[t] = decay_out[t] * in;
   }
   __syncthreads();
 
@@ -555,21 +562,21 @@ __global__ void __launch_bounds__(kScanThreads) ssm_chunk_backward_kernel(ScanGr
       if (s > t) continue;
       float yx = 0.0f;
       for (int i = 0; i < p.p; ++i) yx += to_float(d_y[t * g.d_y_row + i]) * to_float(x[s * p.x_row + i]);
-      K[t * Q + s] *= yx;
+      K[t * ld + s] *= yx;
     }
   __syncthreads();
 
   // Phase 4: direct[s] = Σ_{t>=s} K[t,s] + w[s]/dt[s] (= x[s]·gx[s]); D[t,r] = Σ_{s<r} v[t,s] for r <= t.
   for (int s = threadIdx.x; s < len; s += blockDim.x) {
     float acc = 0.0f;
-    for (int t = s; t < len; ++t) acc += K[t * Q + s];
+    for (int t = s; t < len; ++t) acc += K[t * ld + s];
     direct[s] = acc + w[s];
   }
   for (int t = threadIdx.x; t < len; t += blockDim.x) {
     float run = 0.0f;
     for (int r = 0; r <= t; ++r) {
-      D[t * Q + r] = run;
-      run += dts[r] * K[t * Q + r];
+      D[t * ld + r] = run;
+      run += dts[r] * K[t * ld + r];
     }
   }
   __syncthreads();
@@ -580,13 +587,13 @@ __global__ void __launch_bounds__(kScanThreads) ssm_chunk_backward_kernel(ScanGr
   float share = 0.0f;
   for (int r = threadIdx.x; r < len; r += blockDim.x) {
     float intra = 0.0f, later_u = 0.0f, earlier_w = 0.0f;
-    for (int t = r; t < len; ++t) intra += D[t * Q + r], later_u += u[t];
+    for (int t = r; t < len; ++t) intra += D[t * ld + r], later_u += u[t];
     for (int s = 0; s < r; ++s) earlier_w += dts[s] * w[s];
     const float d_a = intra + later_u + earlier_w + z;
     d_dt[r * g.d_dt_row] = direct[r] + A * d_a;
     share += dts[r] * d_a;
   }
-  const float total = block_sum<kScanThreads>(share);
+  const float total = block_sum<kScanBackwardThreads>(share);
   if (threadIdx.x == 0) g.A_partials[bc * p.H + k.h] = total;
 }
 

@@ -30,6 +30,9 @@ struct ScanShape {
 
 constexpr int kScanMaxChunk = 128;  // the output stage holds a chunk's Q x Q decay matrix in shared memory
 constexpr unsigned kScanThreads = 256;
+// The backward's chunk kernel (one block per chunk and head, its two Q x Q matrices in shared memory: one block
+// per multiprocessor at Q = 128) runs 16 warps, so that its loads from global memory overlap.
+constexpr unsigned kScanBackwardThreads = 512;
 
 struct ScanPlan {
   int chunks = 0;                 // per sequence: ceil(L / Q)
@@ -53,20 +56,29 @@ struct ScanPlan {
 
 // The tensor-core kernels' tiles pad the chunk's tokens, p and N to multiples of 16 with zeros.
 constexpr int scan_tile(int n) { return (n + 15) / 16 * 16; }
-// Stage 1 (bf16): w [Q'] fp32; x [Q'][p'], (w·B)'s high and low bf16 parts [Q'][N'] bf16 (Q' = scan_tile(Q), ...).
+// Their row strides in shared memory: a bf16 tile's rows 8 values (16 bytes, 4 banks) longer than the tile, so
+// that the 8 rows one fragment load reads start in 8 different bank groups (with the bare width, a multiple of
+// 64 bytes, every row began in the same bank: 4- and 8-way conflicts on each load); the fp32 scores' rows one
+// value longer, so that the weights' loop, one thread per row, reads 32 rows in 32 banks.
+constexpr int scan_ld(int tile) { return tile + 8; }
+constexpr int scan_scores_ld(int tile) { return tile + 1; }
+// Stage 1 (bf16): w [Q'] fp32; x [Q'][ld(p')], (w·B)'s high and low bf16 parts [Q'][ld(N')] bf16 (Q' = scan_tile(Q), ...).
 inline std::size_t scan_bf16_chunk_state_bytes(const ScanShape& s) {
-  const std::size_t Q = scan_tile(s.Q), P = scan_tile(s.p), N = scan_tile(s.N);
+  const std::size_t Q = scan_tile(s.Q), P = scan_ld(scan_tile(s.p)), N = scan_ld(scan_tile(s.N));
   return 4 * Q + 2 * (Q * P + 2 * Q * N);
 }
-// Stages 3+4 (bf16): C·Bᵀ [Q'][Q'], dt and the decays from the chunk's start [Q'] fp32; C [Q'][N'], B [Q'][N'] (later
-// the start state's two bf16 parts, [p'][N'] each, in its place), the weights' two parts [Q'][Q'] and x [Q'][p'] bf16.
+// Stages 3+4 (bf16): C·Bᵀ [Q'][Q' + 1], dt and the decays from the chunk's start [Q'] fp32; C [Q'][ld(N')], B
+// [Q'][ld(N')] (later the start state's two bf16 parts, [p'][ld(N')] each, in its place), the weights' two parts
+// [Q'][ld(Q')] and x [Q'][ld(p')] bf16.
 inline std::size_t scan_bf16_output_bytes(const ScanShape& s) {
-  const std::size_t Q = scan_tile(s.Q), P = scan_tile(s.p), N = scan_tile(s.N);
-  return 4 * (Q * Q + 2 * Q) + 2 * (Q * N + std::max(Q * N, 2 * P * N) + 2 * Q * Q + Q * P);
+  const std::size_t Qt = scan_tile(s.Q), Q = scan_ld(Qt), P = scan_tile(s.p), N = scan_ld(scan_tile(s.N));
+  return 4 * (Qt * scan_scores_ld(int(Qt)) + 2 * Qt) + 2 * (Qt * N + std::max(Qt * N, 2 * P * N) + 2 * Qt * Q + Qt * scan_ld(int(P)));
 }
 
 // The backward's chunk kernel holds K, D [Q][Q] and six vectors [Q] in dynamic shared memory.
-inline std::size_t scan_backward_shared_floats(int Q) { return std::size_t(2) * Q * Q + std::size_t(6) * Q; }
+// Their rows are Q + 1 long (scan_backward_ld), so that a loop with one thread per row reads 32 rows in 32 banks.
+constexpr int scan_backward_ld(int Q) { return Q + 1; }
+inline std::size_t scan_backward_shared_floats(int Q) { return std::size_t(2) * Q * scan_backward_ld(Q) + std::size_t(6) * Q; }
 
 inline ScanPlan scan_plan(const ScanShape& s) {
   if (s.Bt < 0 || s.L < 0) throw std::invalid_argument("scan: negative Bt or L");
@@ -85,7 +97,7 @@ inline ScanPlan scan_plan(const ScanShape& s) {
   p.output = {{chunks, unsigned(s.H), unsigned(std::max(s.Bt, 1))}, {kScanThreads, 1, 1}, sizeof(float) * (s.Q * s.Q + s.Q)};
   p.state_values = std::size_t(s.Bt) * p.chunks * entries;
   p.chunk_decays = std::size_t(s.Bt) * p.chunks * s.H;
-  p.backward_chunk = {{chunks, unsigned(s.H), unsigned(std::max(s.Bt, 1))}, {kScanThreads, 1, 1},
+  p.backward_chunk = {{chunks, unsigned(s.H), unsigned(std::max(s.Bt, 1))}, {kScanBackwardThreads, 1, 1},
                       sizeof(float) * scan_backward_shared_floats(s.Q)};
   const long long group_values = (long long)std::max(s.Bt, 1) * std::max(s.L, 1) * s.G * s.N;
   p.group_sum = {{unsigned((group_values + kScanThreads - 1) / kScanThreads), 1, 1}, {kScanThreads, 1, 1}, 0};

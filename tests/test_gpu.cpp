@@ -506,7 +506,8 @@ TEST_CASE("scan plan: the backward's grids, shared memory and workspace", "[gpu]
       CHECK(p.backward_chunk.grid.x == unsigned(std::max(p.chunks, 1)));
       CHECK(p.backward_chunk.grid.y == 6);
       CHECK(p.backward_chunk.grid.z == 3);
-      CHECK(p.backward_chunk.dynamic_shared_bytes == sizeof(float) * (2 * Q * Q + 6 * Q));
+      CHECK(p.backward_chunk.block.x == kScanBackwardThreads);
+      CHECK(p.backward_chunk.dynamic_shared_bytes == sizeof(float) * (2 * Q * (Q + 1) + 6 * Q));  // rows of Q + 1
       CHECK(p.group_sum.grid.x * kScanThreads >= unsigned(3 * std::max(L, 1) * 2 * 5));
       CHECK(p.reduce_A.grid.x * p.reduce_A.block.x >= 6u);
       CHECK(p.head_values == std::size_t(3) * L * 6 * 5);
