@@ -49,7 +49,7 @@ struct AttnPointersT {
   int rows;        // the tile with the R·p-wide accumulator: forward query tile, backward key tile
   int column_blocks;  // the bf16 forward: blocks of kAttnBf16Columns value columns per group
   float inv_sqrt_n;
-  Strided<const S> C, B, x, y, d_y;
+  Strided<const S> C, B, x, d_y;
   Strided<S> y_out, d_C, d_B, d_x;
   const float* lse;  // [Bt, G, P]
   float* lse_out;
@@ -536,7 +536,6 @@ void backward(const AttentionBackwardT<S>& a, const LaunchContext& ctx) {
   const AttentionPlan plan = attention_plan(s);
   AttnPointersT<S> p = pointers(s, a.C, a.B, a.x);
   const std::int64_t E = std::int64_t(s.H) * s.p, GN = std::int64_t(s.G) * s.N;
-  p.y = strided(a.y, s.P, E);
   p.d_y = strided(a.d_y, s.P, E);
   p.d_C = strided(a.d_C, s.P, GN);
   p.d_B = strided(a.d_B, s.P, GN);

@@ -200,7 +200,6 @@ template <class S>
 struct AttentionBackwardT {
   AttentionShape shape;
   View<const S> C, B, x;      // as in AttentionForwardT
-  View<const S> y;            // [Bt, P, H·p] the forward's output (checked; not read: D is recomputed, attention.cu)
   View<const float> lse;      // [1, 1, plan.lse] the forward's log-sum-exp
   View<const S> d_y;          // [Bt, P, H·p]
   View<S> d_C, d_B;           // [Bt, P, G·N]

@@ -157,47 +157,6 @@ MixerForwardDeviceT<S>::MixerForwardDeviceT(const Device& d, const MixerShape& s
 template struct MixerForwardDeviceT<float>;
 template struct MixerForwardDeviceT<Bf16>;
 
-namespace {
-template <class S>
-void forward(const Stream& stream, const MixerDeviceParams& prm, MixerForwardDeviceT<S>& f) {
-  const char* fn = "mixer_forward";
-  const MixerShape s = f.shape;
-  const MixerConfig& c = s.cfg;
-  const MixerPlan plan = mixer_plan(s);
-  const int Bt = s.Bt, T = s.T, P = s.P, L = s.L(), E = c.E, H = c.H, rows = Bt * T;
-  check_params(fn, prm, c);
-  check_forward_buffers(fn, f, plan);
-
-  const View<S> y_prefix = f.part(f.y, E, 0), y_scan = f.part(f.y, E, 0, P);
-  const View<const S> W_in = gemm_weight(stream, prm.W_in, f.W_in_gemm, c.D, plan.in_width, true),
-                      W_out = gemm_weight(stream, prm.W_out, f.W_out_gemm, E, c.D, true);
-  // E1: zxbcdt = u · W_in, the Bt sequences as one matrix of Bt·T rows.
-  linear_forward(stream, LinearForwardT<S>{{rows, c.D, plan.in_width}, f.u.view(), W_in, f.zxbcdt.view()});
-  // E2, E3: from the column blocks xBC_in and dt_raw of zxbcdt.
-  conv_silu_forward(stream, {{Bt, T, plan.channels, c.W}, f.xBC_in(), prm.conv_w, prm.conv_b, f.xBC.view()});
-  step_size_forward(stream, {{Bt, T, H}, f.dt_raw(), prm.dt_bias, prm.A_log, f.dt.view(), f.A.view()});
-  // E4: attention among the prefix tokens [0, P) of each sequence.
-  if (P > 0) attention_forward(stream, {{Bt, P, H, c.G, c.N, c.p()}, f.C(), f.B(), f.x(), y_prefix, f.lse.view()});
-  // E5: S0 = the scan's state after [0, P) from a zero state (no y: stages 1-2 only; P = 0 gives zeros).
-  ssm_chunked_forward(stream, {scan_shape(s, P), f.x(), f.part(f.dt, H, 0), f.A.view(), f.B(), f.C(), {}, {}, f.S0.view(),
-                               f.converter_chunk_states.view(), f.converter_start_states.view(),
-                               f.converter_chunk_decays.view()});
-  // E6: the scan over [P, T) from S0 (P = T: no tokens, final state = S0), then the D skip.
-  ssm_chunked_forward(stream, {scan_shape(s, L), f.x(P), f.part(f.dt, H, 0, P), f.A.view(), f.B(P), f.C(P), f.S0.view(),
-                               y_scan, f.final_state.view(), f.chunk_states.view(), f.start_states.view(),
-                               f.chunk_decays.view()});
-  const SkipForwardT<S> skip{Bt, L, H, c.p(), f.x(P), prm.D_skip, y_scan, plan.skip};
-  TM_DISPATCH(stream, mixer_skip_forward, skip);
-  // E7: ungated for the attention rows, gated by z for the scan rows.
-  rmsnorm_forward(stream, {{Bt, P, E, c.G}, y_prefix, {}, prm.norm_w, f.part(f.y_normed, E, 0)});
-  rmsnorm_forward(stream, {{Bt, L, E, c.G}, y_scan, f.z(P), prm.norm_w, f.part(f.y_normed, E, 0, P)});
-  // E8: out = y_normed · W_out.
-  linear_forward(stream, LinearForwardT<S>{{rows, E, c.D}, f.y_normed.view(), W_out, f.out.view()});
-}
-}  // namespace
-
-void mixer_forward(const Stream& stream, const MixerDeviceParams& prm, MixerForwardDevice& f) { forward(stream, prm, f); }
-void mixer_forward(const Stream& stream, const MixerDeviceParams& prm, MixerForwardDeviceBf16& f) { forward(stream, prm, f); }
 
 // ---- the backward ----------------------------------------------------------------------------------------
 
@@ -271,72 +230,176 @@ template struct MixerGradsDeviceT<float>;
 template struct MixerGradsDeviceT<Bf16>;
 
 namespace {
+// Throws std::invalid_argument "<fn>: ..." for the first gradient buffer that does not fit f's shape.
 template <class S>
-void backward(const Stream& stream, const MixerDeviceParams& prm, const MixerForwardDeviceT<S>& f, MixerGradsDeviceT<S>& g) {
-  const char* fn = "mixer_backward";
-  const MixerShape s = f.shape;
+void check_grads(const char* fn, const MixerForwardDeviceT<S>& f, const MixerGradsDeviceT<S>& g, const MixerBackwardPlan& plan) {
+  const MixerShape& s = f.shape;
   const MixerConfig& c = s.cfg;
-  const MixerBackwardPlan plan = mixer_backward_plan(s);
-  const int Bt = s.Bt, T = s.T, P = s.P, L = s.L(), E = c.E, H = c.H, GN = c.G * c.N, rows = Bt * T;
-  if (g.shape.Bt != Bt || g.shape.T != T || g.shape.P != P || !same_layer(g.shape.cfg, c))
-    throw std::invalid_argument("mixer_backward: the gradients' shape (g.shape) is not the forward's (f.shape)");
-  check_params(fn, prm, c);
-  check_forward_buffers(fn, f, plan.forward);
-  const std::int64_t HP = E, in_w = plan.forward.in_width;
+  const std::int64_t Bt = s.Bt, T = s.T, P = s.P, E = c.E, H = c.H, GN = c.G * c.N, in_w = plan.forward.in_width;
+  if (g.shape.Bt != s.Bt || g.shape.T != s.T || g.shape.P != s.P || !same_layer(g.shape.cfg, c))
+    throw std::invalid_argument(std::string(fn) + ": the gradients' shape (g.shape) is not the forward's (f.shape)");
   check_owned(fn, {{"d_out", g.d_out, Bt, T, c.D}, {"d_u", g.d_u, Bt, T, c.D}, {"d_W_in", g.d_W_in, 1, c.D, in_w},
                    {"d_conv_w", g.d_conv_w, 1, plan.forward.channels, c.W}, {"d_conv_b", g.d_conv_b, 1, 1, plan.forward.channels},
                    {"d_dt_bias", g.d_dt_bias, 1, 1, H}, {"d_A_log", g.d_A_log, 1, 1, H}, {"d_D_skip", g.d_D_skip, 1, 1, H},
                    {"d_norm_w", g.d_norm_w, 1, 1, E}, {"d_W_out", g.d_W_out, 1, E, c.D},
                    {"d_zxbcdt", g.d_zxbcdt, Bt, T, in_w}, {"d_xBC", g.d_xBC, Bt, T, plan.forward.channels},
                    {"d_y_normed", g.d_y_normed, Bt, T, E}, {"d_y", g.d_y, Bt, T, E}, {"d_dt", g.d_dt, Bt, T, H},
-                   {"d_A", g.d_A, 1, 1, H}, {"d_A_converter", g.d_A_converter, 1, 1, H}, {"d_S0", g.d_S0, Bt, HP, c.N},
+                   {"d_A", g.d_A, 1, 1, H}, {"d_A_converter", g.d_A_converter, 1, 1, H}, {"d_S0", g.d_S0, Bt, E, c.N},
                    {"attention_d_x", g.attention_d_x, Bt, P, E}, {"attention_d_B", g.attention_d_B, Bt, P, GN},
                    {"workspace", g.workspace, 1, 1, std::int64_t(plan.workspace)}});
+}
 
-  const View<float> ws = g.workspace.view();
-  const View<S> d_y_prefix = g.part(g.d_y, E, 0), d_y_scan = g.part(g.d_y, E, 0, P);
-  const View<const S> W_in = gemm_weight(stream, prm.W_in, f.W_in_gemm, c.D, plan.forward.in_width, false),
-                      W_out = gemm_weight(stream, prm.W_out, f.W_out_gemm, E, c.D, false);
-  // E8: d_y_normed = d_out · W_outᵀ, d_W_out = y_normedᵀ · d_out.
-  linear_backward(stream, LinearBackwardT<S>{{rows, E, c.D}, f.y_normed.view(), W_out, g.d_out.view(), g.d_y_normed.view(),
-                                             g.d_W_out.view()});
-  // E7: the attention rows ungated, the scan rows gated (d_z); d_norm_w from both, the second call adding.
-  rmsnorm_backward(stream, {{Bt, P, E, c.G}, f.part(f.y, E, 0), {}, prm.norm_w, g.part(g.d_y_normed, E, 0), d_y_prefix, {},
-                            g.d_norm_w.view(), false, ws});
-  rmsnorm_backward(stream, {{Bt, L, E, c.G}, f.part(f.y, E, 0, P), f.z(P), prm.norm_w, g.part(g.d_y_normed, E, 0, P), d_y_scan,
-                            g.d_z(P), g.d_norm_w.view(), true, ws});
-  add<S>(stream, Bt, P, E, {}, g.d_z());  // the attention rows have no gate: d_z = 0
-  // E6: the scan over [P, T) from S0 (its d_S_init is d_S0; no gradient reaches the final state), then the D skip.
-  ssm_chunked_backward(stream, {scan_shape(s, L), f.x(P), f.part(f.dt, H, 0, P), f.A.view(), f.B(P), f.C(P), f.S0.view(),
-                                f.start_states.view(), d_y_scan, {}, g.d_x(P), g.part(g.d_dt, H, 0, P), g.d_B(P), g.d_C(P),
-                                g.d_A.view(), g.d_S0.view(), ws});
-  const SkipBackwardT<S> skip{Bt, L, H, c.p(), f.x(P), d_y_scan, prm.D_skip, g.d_x(P), g.d_D_skip.view(), ws,
-                          plan.skip_backward, plan.skip_reduce};
-  TM_DISPATCH(stream, mixer_skip_backward, skip);
-  // E5: the converter (the scan over [0, P) with no y) carries d_S0 back to the prefix: d_x, d_B, d_dt, d_A.
-  ssm_chunked_backward(stream, {scan_shape(s, P), f.x(), f.part(f.dt, H, 0), f.A.view(), f.B(), {}, {},
-                                f.converter_start_states.view(), {}, g.d_S0.view(), g.d_x(), g.part(g.d_dt, H, 0), g.d_B(), {},
-                                g.d_A_converter.view(), {}, ws});
-  add<float>(stream, 1, 1, H, g.d_A_converter.view(), g.d_A.view());
-  // E4: attention among the prefix: d_C written, d_x and d_B added to the converter's.
-  if (P > 0) {
-    attention_backward(stream, {{Bt, P, H, c.G, c.N, c.p()}, f.C(), f.B(), f.x(), f.part(f.y, E, 0), f.lse.view(), d_y_prefix,
-                                g.d_C(), g.attention_d_B.view(), g.attention_d_x.view(), ws});
-    add<S>(stream, Bt, P, E, g.attention_d_x.view(), g.d_x());
-    add<S>(stream, Bt, P, GN, g.attention_d_B.view(), g.d_B());
-  }
-  // E3: d_dt_raw (a column block of d_zxbcdt), d_dt_bias, d_A_log.
-  step_size_backward(stream, {{Bt, T, H}, f.dt_raw(), prm.dt_bias, prm.A_log, g.d_dt.view(), g.d_A.view(), g.d_dt_raw(),
-                              g.d_dt_bias.view(), g.d_A_log.view(), ws});
-  // E2: the conv on the joined [d_x | d_B | d_C] -> d_xBC_in (a column block of d_zxbcdt), d_conv_w, d_conv_b.
-  conv_silu_backward(stream, {{Bt, T, plan.forward.channels, c.W}, f.xBC_in(), prm.conv_w, prm.conv_b, g.d_xBC.view(),
-                              g.d_xBC_in(), g.d_conv_w.view(), g.d_conv_b.view(), ws});
-  // E1: d_u = d_zxbcdt · W_inᵀ, d_W_in = uᵀ · d_zxbcdt.
-  linear_backward(stream, LinearBackwardT<S>{{rows, c.D, plan.forward.in_width}, f.u.view(), W_in, g.d_zxbcdt.view(),
-                                             g.d_u.view(), g.d_W_in.view()});
+// The layer's stages (mixer.hpp), every view and plan resolved here; the lambdas hold the stream, f and g by
+// reference and everything else by value.
+template <class S>
+std::vector<MixerStage> stages(const char* fn, const Stream& stream, const MixerDeviceParams& prm,
+                               const MixerForwardDeviceT<S>& f, const MixerGradsDeviceT<S>* g) {
+  const MixerShape s = f.shape;
+  const MixerConfig& c = s.cfg;
+  const MixerBackwardPlan bplan = mixer_backward_plan(s);
+  const MixerPlan& plan = bplan.forward;
+  const int Bt = s.Bt, T = s.T, P = s.P, L = s.L(), E = c.E, H = c.H, GN = c.G * c.N, rows = Bt * T;
+  check_params(fn, prm, c);
+  check_forward_buffers(fn, f, plan);
+  if (g) check_grads(fn, f, *g, bplan);
+
+  const View<S> y_prefix = f.part(f.y, E, 0), y_scan = f.part(f.y, E, 0, P);
+  const AttentionShape attention{Bt, P, H, c.G, c.N, c.p()};
+  std::vector<MixerStage> out;
+  auto stage = [&](const char* family, std::function<void()> forward, std::function<void()> backward) {
+    out.push_back({family, std::move(forward), g ? std::move(backward) : std::function<void()>()});
+  };  // the backward lambdas below read g only when they exist: with g
+  const View<float> ws = g ? g->workspace.view() : View<float>{};
+  const View<S> d_y_prefix = g ? g->part(g->d_y, E, 0) : View<S>{}, d_y_scan = g ? g->part(g->d_y, E, 0, P) : View<S>{};
+
+  // E1: zxbcdt = u · W_in, the Bt sequences as one matrix of Bt·T rows (the bf16 layer first rounds its copy of
+  // W_in); back: d_u = d_zxbcdt · W_inᵀ, d_W_in = uᵀ · d_zxbcdt.
+  stage("in_proj",
+        [=, &stream, &f] {
+          const View<const S> W_in = gemm_weight(stream, prm.W_in, f.W_in_gemm, c.D, plan.in_width, true);
+          linear_forward(stream, LinearForwardT<S>{{rows, c.D, plan.in_width}, f.u.view(), W_in, f.zxbcdt.view()});
+        },
+        [=, &stream, &f] {
+          const MixerGradsDeviceT<S>& gr = *g;  // the backward lambdas exist only with g
+          const View<const S> W_in = gemm_weight(stream, prm.W_in, f.W_in_gemm, c.D, plan.in_width, false);
+          linear_backward(stream, LinearBackwardT<S>{{rows, c.D, plan.in_width}, f.u.view(), W_in, gr.d_zxbcdt.view(),
+                                                     gr.d_u.view(), gr.d_W_in.view()});
+        });
+  // E2: xBC = SiLU(conv(xBC_in)), the column block of zxbcdt; back: the conv on the joined [d_x | d_B | d_C] ->
+  // d_xBC_in (a column block of d_zxbcdt), d_conv_w, d_conv_b.
+  stage("conv", [=, &stream, &f] { conv_silu_forward(stream, {{Bt, T, plan.channels, c.W}, f.xBC_in(), prm.conv_w, prm.conv_b, f.xBC.view()}); },
+        [=, &stream, &f] {
+          const MixerGradsDeviceT<S>& gr = *g;  // the backward lambdas exist only with g
+          conv_silu_backward(stream, {{Bt, T, plan.channels, c.W}, f.xBC_in(), prm.conv_w, prm.conv_b, gr.d_xBC.view(),
+                                      gr.d_xBC_in(), gr.d_conv_w.view(), gr.d_conv_b.view(), ws});
+        });
+  // E3: dt, A from dt_raw (a column block of zxbcdt); back: d_dt_raw, d_dt_bias, d_A_log.
+  stage("step_size", [=, &stream, &f] { step_size_forward(stream, {{Bt, T, H}, f.dt_raw(), prm.dt_bias, prm.A_log, f.dt.view(), f.A.view()}); },
+        [=, &stream, &f] {
+          const MixerGradsDeviceT<S>& gr = *g;  // the backward lambdas exist only with g
+          step_size_backward(stream, {{Bt, T, H}, f.dt_raw(), prm.dt_bias, prm.A_log, gr.d_dt.view(), gr.d_A.view(), gr.d_dt_raw(),
+                                      gr.d_dt_bias.view(), gr.d_A_log.view(), ws});
+        });
+  // E4: attention among the prefix tokens [0, P) of each sequence; back: d_C written, d_x and d_B added to the
+  // converter's (E5's backward runs first).
+  if (P > 0)
+    stage("attention", [=, &stream, &f] { attention_forward(stream, {attention, f.C(), f.B(), f.x(), y_prefix, f.lse.view()}); },
+          [=, &stream, &f] {
+          const MixerGradsDeviceT<S>& gr = *g;  // the backward lambdas exist only with g
+            attention_backward(stream, {attention, f.C(), f.B(), f.x(), f.lse.view(), d_y_prefix, gr.d_C(),
+                                        gr.attention_d_B.view(), gr.attention_d_x.view(), ws});
+            add<S>(stream, Bt, P, E, gr.attention_d_x.view(), gr.d_x());
+            add<S>(stream, Bt, P, GN, gr.attention_d_B.view(), gr.d_B());
+          });
+  // E5: S0 = the scan's state after [0, P) from a zero state (no y: stages 1-2 only; P = 0 gives zeros); back: the
+  // converter carries d_S0 to the prefix's d_x, d_B, d_dt, and its d_A is added to the scan's.
+  stage("converter",
+        [=, &stream, &f] {
+          ssm_chunked_forward(stream, {scan_shape(s, P), f.x(), f.part(f.dt, H, 0), f.A.view(), f.B(), f.C(), {}, {}, f.S0.view(),
+                                       f.converter_chunk_states.view(), f.converter_start_states.view(),
+                                       f.converter_chunk_decays.view()});
+        },
+        [=, &stream, &f] {
+          const MixerGradsDeviceT<S>& gr = *g;  // the backward lambdas exist only with g
+          ssm_chunked_backward(stream, {scan_shape(s, P), f.x(), f.part(f.dt, H, 0), f.A.view(), f.B(), {}, {},
+                                        f.converter_start_states.view(), {}, gr.d_S0.view(), gr.d_x(), gr.part(gr.d_dt, H, 0),
+                                        gr.d_B(), {}, gr.d_A_converter.view(), {}, ws});
+          add<float>(stream, 1, 1, H, gr.d_A_converter.view(), gr.d_A.view());
+        });
+  // E6: the scan over [P, T) from S0 (P = T: no tokens, final state = S0), then the D skip; back: the scan (its
+  // d_S_init is d_S0; no gradient reaches the final state), then the D skip's.
+  stage("scan",
+        [=, &stream, &f] {
+          ssm_chunked_forward(stream, {scan_shape(s, L), f.x(P), f.part(f.dt, H, 0, P), f.A.view(), f.B(P), f.C(P), f.S0.view(),
+                                       y_scan, f.final_state.view(), f.chunk_states.view(), f.start_states.view(),
+                                       f.chunk_decays.view()});
+          const SkipForwardT<S> skip{Bt, L, H, c.p(), f.x(P), prm.D_skip, y_scan, plan.skip};
+          TM_DISPATCH(stream, mixer_skip_forward, skip);
+        },
+        [=, &stream, &f] {
+          const MixerGradsDeviceT<S>& gr = *g;  // the backward lambdas exist only with g
+          ssm_chunked_backward(stream, {scan_shape(s, L), f.x(P), f.part(f.dt, H, 0, P), f.A.view(), f.B(P), f.C(P), f.S0.view(),
+                                        f.start_states.view(), d_y_scan, {}, gr.d_x(P), gr.part(gr.d_dt, H, 0, P), gr.d_B(P),
+                                        gr.d_C(P), gr.d_A.view(), gr.d_S0.view(), ws});
+          const SkipBackwardT<S> skip{Bt, L, H, c.p(), f.x(P), d_y_scan, prm.D_skip, gr.d_x(P), gr.d_D_skip.view(), ws,
+                                      bplan.skip_backward, bplan.skip_reduce};
+          TM_DISPATCH(stream, mixer_skip_backward, skip);
+        });
+  // E7: ungated for the attention rows, gated by z for the scan rows; back: d_norm_w from both (the second call
+  // adding), d_z from the scan rows and 0 for the attention rows, which have no gate.
+  stage("norm",
+        [=, &stream, &f] {
+          rmsnorm_forward(stream, {{Bt, P, E, c.G}, y_prefix, {}, prm.norm_w, f.part(f.y_normed, E, 0)});
+          rmsnorm_forward(stream, {{Bt, L, E, c.G}, y_scan, f.z(P), prm.norm_w, f.part(f.y_normed, E, 0, P)});
+        },
+        [=, &stream, &f] {
+          const MixerGradsDeviceT<S>& gr = *g;  // the backward lambdas exist only with g
+          rmsnorm_backward(stream, {{Bt, P, E, c.G}, f.part(f.y, E, 0), {}, prm.norm_w, gr.part(gr.d_y_normed, E, 0), d_y_prefix,
+                                    {}, gr.d_norm_w.view(), false, ws});
+          rmsnorm_backward(stream, {{Bt, L, E, c.G}, f.part(f.y, E, 0, P), f.z(P), prm.norm_w, gr.part(gr.d_y_normed, E, 0, P),
+                                    d_y_scan, gr.d_z(P), gr.d_norm_w.view(), true, ws});
+          add<S>(stream, Bt, P, E, {}, gr.d_z());
+        });
+  // E8: out = y_normed · W_out (the bf16 layer first rounds its copy of W_out); back: d_y_normed = d_out · W_outᵀ,
+  // d_W_out = y_normedᵀ · d_out.
+  stage("out_proj",
+        [=, &stream, &f] {
+          const View<const S> W_out = gemm_weight(stream, prm.W_out, f.W_out_gemm, E, c.D, true);
+          linear_forward(stream, LinearForwardT<S>{{rows, E, c.D}, f.y_normed.view(), W_out, f.out.view()});
+        },
+        [=, &stream, &f] {
+          const MixerGradsDeviceT<S>& gr = *g;  // the backward lambdas exist only with g
+          const View<const S> W_out = gemm_weight(stream, prm.W_out, f.W_out_gemm, E, c.D, false);
+          linear_backward(stream, LinearBackwardT<S>{{rows, E, c.D}, f.y_normed.view(), W_out, gr.d_out.view(),
+                                                     gr.d_y_normed.view(), gr.d_W_out.view()});
+        });
+  return out;
 }
 }  // namespace
 
+template <class S>
+std::vector<MixerStage> mixer_stages(const Stream& stream, const MixerDeviceParams& prm, const MixerForwardDeviceT<S>& f,
+                                     const MixerGradsDeviceT<S>* g) {
+  return stages("mixer_stages", stream, prm, f, g);
+}
+template std::vector<MixerStage> mixer_stages(const Stream&, const MixerDeviceParams&, const MixerForwardDevice&, const MixerGradsDevice*);
+template std::vector<MixerStage> mixer_stages(const Stream&, const MixerDeviceParams&, const MixerForwardDeviceBf16&,
+                                              const MixerGradsDeviceBf16*);
+
+namespace {
+template <class S>
+void forward(const Stream& stream, const MixerDeviceParams& prm, const MixerForwardDeviceT<S>& f) {
+  for (const MixerStage& st : stages<S>("mixer_forward", stream, prm, f, nullptr)) st.forward();
+}
+template <class S>
+void backward(const Stream& stream, const MixerDeviceParams& prm, const MixerForwardDeviceT<S>& f, const MixerGradsDeviceT<S>& g) {
+  const std::vector<MixerStage> all = stages("mixer_backward", stream, prm, f, &g);
+  for (auto st = all.rbegin(); st != all.rend(); ++st) st->backward();
+}
+}  // namespace
+
+void mixer_forward(const Stream& stream, const MixerDeviceParams& prm, MixerForwardDevice& f) { forward(stream, prm, f); }
+void mixer_forward(const Stream& stream, const MixerDeviceParams& prm, MixerForwardDeviceBf16& f) { forward(stream, prm, f); }
 void mixer_backward(const Stream& stream, const MixerDeviceParams& prm, const MixerForwardDevice& f, MixerGradsDevice& g) {
   backward(stream, prm, f, g);
 }

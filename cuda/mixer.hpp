@@ -36,6 +36,7 @@
 #include <cstdint>
 #include <functional>
 #include <initializer_list>
+#include <vector>
 
 #include "cuda/attention.hpp"
 #include "cuda/bf16.hpp"
@@ -266,6 +267,22 @@ struct MixerGradsDeviceT {
 };
 using MixerGradsDevice = MixerGradsDeviceT<float>;
 using MixerGradsDeviceBf16 = MixerGradsDeviceT<Bf16>;
+
+// The layer as its kernel families' calls, in order (E1 in_proj, E2 conv, E3 step_size, E4 attention (P > 0),
+// E5 converter, E6 scan with the D skip, E7 norm, E8 out_proj: tools/bench/kernel_cost.hpp's names), each with its
+// backward: mixer_forward runs the forwards in this order, mixer_backward the backwards in the reverse one, and
+// tm-bench times each stage alone on the layer's own buffers. A stage's calls include the glue where its
+// gradients meet another's (E4's and E5's backward add into d_x, d_B, d_A; E7's zeroes the attention rows' d_z)
+// and, in the bf16 layer, E1's and E8's rounding of their weight copies. Checks every argument and buffer first
+// (std::invalid_argument "mixer_stages: ..."); g == nullptr: forwards only (the backward functions empty). The
+// functions hold stream, f and *g by reference.
+struct MixerStage {
+  const char* family;
+  std::function<void()> forward, backward;
+};
+template <class S>
+std::vector<MixerStage> mixer_stages(const Stream& stream, const MixerDeviceParams& params, const MixerForwardDeviceT<S>& f,
+                                     const MixerGradsDeviceT<S>* g);
 
 // The layer backward of f (a mixer_forward's result, with the same params) from g.d_out: every argument and
 // buffer checked first (std::invalid_argument "mixer_backward: ...", also when g.shape is not f.shape), then

@@ -277,8 +277,8 @@ TEST_CASE("attention host API: bad arguments fail before any launch, naming the 
   bad = good;
   bad.shape.p = 48;
   CHECK_THROWS_WITH(attention_forward(stream, bad), "attention: p=48 is not supported (16, 32, 64 or 128)");
-  const AttentionBackward back{s, qk.view(), qk.view(), x.view(), y.view(), lse.view(), y.view(), d_qk.view(), d_qk.view(),
-                               d_x.view(), ws.view()};
+  const AttentionBackward back{s, qk.view(), qk.view(), x.view(), lse.view(), y.view(), d_qk.view(), d_qk.view(), d_x.view(),
+                               ws.view()};
   AttentionBackward b2 = back;
   b2.workspace = tiny.view();
   CHECK_THROWS_WITH(attention_backward(stream, b2), Catch::Contains("attention_backward: workspace [1, 1, 40]"));
@@ -304,8 +304,8 @@ TEST_CASE("attention bf16 host API: null or undersized bf16 buffers and unsuppor
   DeviceBuffer<Bf16> qk(dev, 320), x(dev, 640), y(dev, 640), small(dev, 639), d_qk(dev, 320), d_x(dev, 640);
   DeviceBuffer<float> lse(dev, plan.lse), ws(dev, plan.workspace), tiny(dev, plan.lse - 1);
   const AttentionForwardBf16 good{s, qk.view(), qk.view(), x.view(), y.view(), lse.view()};
-  const AttentionBackwardBf16 back{s, qk.view(), qk.view(), x.view(), y.view(), lse.view(), y.view(), d_qk.view(),
-                                   d_qk.view(), d_x.view(), ws.view()};
+  const AttentionBackwardBf16 back{s, qk.view(), qk.view(), x.view(), lse.view(), y.view(), d_qk.view(), d_qk.view(),
+                                   d_x.view(), ws.view()};
   // Each call: the good arguments with one change, and the start of the message it must throw.
   auto fails = [&](auto args, auto change, const std::string& message) {
     change(args);
@@ -325,7 +325,7 @@ TEST_CASE("attention bf16 host API: null or undersized bf16 buffers and unsuppor
   fails(good, [](F a) { a.shape.p = 8; }, "attention: p=8 is not supported (16, 32, 64 or 128)");
   fails(back, [](B a) { a.d_y = View<const Bf16>{}; }, "attention_backward: d_y [2, 5, 64]: null pointer");
   fails(back, [&](B a) { a.d_x = small.view(); }, "attention_backward: d_x [2, 5, 64]");
-  fails(back, [&](B a) { a.y = small.view(); }, "attention_backward: y [2, 5, 64]");
+  fails(back, [&](B a) { a.d_y = small.view(); }, "attention_backward: d_y [2, 5, 64]");
   fails(back, [&](B a) { a.workspace = tiny.view(); }, "attention_backward: workspace [1, 1, 40]");
   fails(back, [](B a) { a.shape.N = 24; }, "attention: N=24 is not supported (16, 32, 64 or 128)");
   fails(back, [](B a) { a.shape.first_query = 1; }, "attention_backward: first_query=1: the backward takes every query");
@@ -347,8 +347,8 @@ std::vector<float> attention_run(const AttentionShape& s, std::uint64_t seed) {
   DeviceBuffer<float> C(dev, values(qk, 0.37f)), B(dev, values(qk, 0.73f)), x(dev, values(v, 0.11f)),
       d_y(dev, values(v, 0.29f)), y(dev, v), lse(dev, plan.lse), ws(dev, plan.workspace), d_C(dev, qk), d_B(dev, qk), d_x(dev, v);
   attention_forward(stream, {s, C.view(), B.view(), x.view(), y.view(), lse.view()});
-  attention_backward(stream, {s, C.view(), B.view(), x.view(), y.view(), lse.view(), d_y.view(), d_C.view(), d_B.view(),
-                              d_x.view(), ws.view()});
+  attention_backward(stream, {s, C.view(), B.view(), x.view(), lse.view(), d_y.view(), d_C.view(), d_B.view(), d_x.view(),
+                              ws.view()});
   return downloads({&y, &lse, &d_C, &d_B, &d_x});
 }
 }  // namespace
@@ -1065,7 +1065,7 @@ TEST_CASE("decode host API: bad arguments fail before any launch, naming the arg
   const AttentionShape query_tile{2, 4, 2, 1, 16, 16, 3};
   DeviceBuffer<float> any(dev, 1024);
   CHECK_THROWS_WITH(attention_backward(stream, {query_tile, any.view(), any.view(), any.view(), any.view(), any.view(),
-                                                any.view(), any.view(), any.view(), any.view(), any.view()}),
+                                                any.view(), any.view(), any.view(), any.view()}),
                     "attention_backward: first_query=3: the backward takes every query (first_query = 0)");
 }
 

@@ -141,7 +141,7 @@ AttentionGot run_attention(gpu::Backend backend, const AttentionDraw& d) {
   auto in_view = [&](const DeviceBuffer<S>& buf, std::int64_t at) { return buf.view_at(at, in.batch_stride, in.row_stride); };
   const gpu::View<const S> x_v = in_view(xBC_dev, 0), B_v = in_view(xBC_dev, E), C_v = in_view(xBC_dev, E + GN);
   gpu::attention_forward(stream, gpu::AttentionForwardT<S>{shape, C_v, B_v, x_v, y_dev.view(), lse_dev.view()});
-  gpu::attention_backward(stream, gpu::AttentionBackwardT<S>{shape, C_v, B_v, x_v, y_dev.view(), lse_dev.view(),
+  gpu::attention_backward(stream, gpu::AttentionBackwardT<S>{shape, C_v, B_v, x_v, lse_dev.view(),
                                                               d_y_dev.view(d_y_packed.batch_stride, d_y_packed.row_stride),
                                                               in_view(d_xBC_dev, E + GN), in_view(d_xBC_dev, E),
                                                               in_view(d_xBC_dev, 0), ws_dev.view()});

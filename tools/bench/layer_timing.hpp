@@ -1,16 +1,15 @@
 // tm-bench's timing loop on a device (through the host API of cuda/: no CUDA headers here). For one TransPoint:
 // the layer (cuda/mixer.hpp) on seeded random parameters and inputs, forward and forward + backward, and each
-// kernel family alone on the layer's shapes and the layer's own intermediates, through its public host API:
+// stage of the layer alone (cuda/mixer.hpp's mixer_stages: the layer's own calls on its own buffers):
 //
-//   in_proj    linear_forward / linear_backward       [Bt·T, D] x [D, 2E + 2GN + H]           (E1)
+//   in_proj    linear_forward / linear_backward       [Bt·T, D] x [D, 2E + 2GN + H]           (E1; bf16: + W_in's copy)
 //   conv       conv_silu_forward / _backward          [Bt, T, E + 2GN], width W               (E2)
 //   step_size  step_size_forward / _backward          [Bt, T, H]                              (E3)
-//   attention  attention_forward / _backward          the P prefix tokens                     (E4; P > 0)
-//   converter  ssm_chunked_forward / _backward        over [0, P), final state only           (E5)
-//   scan       ssm_chunked_forward / _backward        over [P, T) from S0 (without the D skip, which is
-//                                                     mixer.cu's own kernel)                  (E6)
+//   attention  attention_forward / _backward          the P prefix tokens (+ two gradient sums) (E4; P > 0)
+//   converter  ssm_chunked_forward / _backward        over [0, P), final state only (+ d_A's sum) (E5)
+//   scan       ssm_chunked_forward / _backward        over [P, T) from S0, and the D skip     (E6)
 //   norm       rmsnorm_forward / _backward x 2        the prefix rows ungated, the scan rows gated (E7)
-//   out_proj   linear_forward / linear_backward       [Bt·T, E] x [E, D]                      (E8)
+//   out_proj   linear_forward / linear_backward       [Bt·T, E] x [E, D]                      (E8; bf16: + W_out's copy)
 //
 // (the names are tools/bench/kernel_cost.hpp's, whose FLOPs and bytes turn the times into rates). Each timed
 // call: `warmup` untimed runs, then `reps` runs, each preceded by an L2 flush (cuda/device.hpp's L2Flush) and
