@@ -8,10 +8,10 @@
 //   tm-bench [--dtype bf16|fp32] [--reps 20] [--warmup 3] [--seed 1] [--layer-only] [--json FILE] [--plot FILE.png]
 //            [--baseline [--torch-script tools/bench/torch_layer.py]] [sizes as above]
 //       the timing run on GPU 0 (tools/bench/layer_timing.hpp): per P the layer's forward and forward+backward
-//       and each kernel family alone (median, min, max of --reps after --warmup, L2 flushed before each, CUDA
-//       events), TFLOP/s and GB/s of minimal bytes, the V9 mean and its ratio to P = T; --baseline: the same
-//       layer in PyTorch (tools/bench/torch_layer.py) on the same inputs, its output checked first, and the
-//       speed-up per P and over V9. It refuses (exit 1, saying why):
+//       and each stage of the layer alone (mixer_stages; median, min, max of --reps after --warmup, L2 flushed
+//       before each, CUDA events), TFLOP/s and GB/s of minimal bytes, the V9 mean and its ratio to P = T;
+//       --baseline: the same layer in PyTorch (tools/bench/torch_layer.py) on the same inputs, its output checked
+//       first, and the speed-up per P and over V9. It refuses (exit 1, saying why):
 //         - without a GPU;
 //         - --dtype bf16 while this build has no bf16 layer (no "cuda.mixer.bf16" check in the catalogue);
 //         - unless every kernel check of the dtype (verify/checks_kernels.hpp, cuda.*) passes on this device
