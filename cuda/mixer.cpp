@@ -266,9 +266,10 @@ std::vector<MixerStage> stages(const char* fn, const Stream& stream, const Mixer
   const View<S> y_prefix = f.part(f.y, E, 0), y_scan = f.part(f.y, E, 0, P);
   const AttentionShape attention{Bt, P, H, c.G, c.N, c.p()};
   std::vector<MixerStage> out;
+  // A stage; without g its backward is left empty, so the backward lambdas below dereference g only when it is set.
   auto stage = [&](const char* family, std::function<void()> forward, std::function<void()> backward) {
     out.push_back({family, std::move(forward), g ? std::move(backward) : std::function<void()>()});
-  };  // the backward lambdas below read g only when they exist: with g
+  };
   const View<float> ws = g ? g->workspace.view() : View<float>{};
   const View<S> d_y_prefix = g ? g->part(g->d_y, E, 0) : View<S>{}, d_y_scan = g ? g->part(g->d_y, E, 0, P) : View<S>{};
 

@@ -362,20 +362,15 @@ std::vector<Comparison> bf16_layer_case(gpu::Backend backend, bool backward) {
   };
   if (!backward) {
     const int E = cfg.E, L = T - P;
-    const MatD y = stacked(f.y.download(), Bt, T, E, E);
-    auto rows_in = [&](const MatD& m, int first, int count) {  // rows [first, first + count) of each sequence
-      MatD part(std::int64_t(Bt) * count, m.cols());
-      for (int b = 0; b < Bt; ++b) part.middleRows(b * count, count) = m.middleRows(b * T + first, count);
-      return part;
-    };
+    const std::vector<gpu::Bf16> y = f.y.download();
     check("E1 zxbcdt", stacked(f.zxbcdt.download(), Bt, T, cfg.in_proj_width(), cfg.in_proj_width()), [&](const auto& m) {
       return join_in_proj(cfg, InProj<typename std::decay_t<decltype(m.u)>::Scalar>{m.z, m.xBC_in, m.dt_raw});
     });
     check("E2 xBC", stacked(f.xBC.download(), Bt, T, cfg.conv_channels(), cfg.conv_channels()), [](const auto& m) { return m.xBC; });
     check("E3 dt", as_matrix(f.dt.download(), rows, cfg.H), [](const auto& m) { return m.dt; });
-    check("E4 y (attention rows)", rows_in(y, 0, P), [P](const auto& m) { return m.y.topRows(P); });
+    check("E4 y (attention rows)", rows_of(y, Bt, T, E, 0, P), [P](const auto& m) { return m.y.topRows(P); });
     check("E5 S0", as_matrix(f.S0.download(), Bt * E, cfg.N), [](const auto& m) { return m.S0; });
-    check("E6 y (scan rows, D skip)", rows_in(y, P, L), [L](const auto& m) { return m.y.bottomRows(L); });
+    check("E6 y (scan rows, D skip)", rows_of(y, Bt, T, E, P, L), [L](const auto& m) { return m.y.bottomRows(L); });
     check("final state", as_matrix(f.final_state.download(), Bt * E, cfg.N), [](const auto& m) { return m.final_state; });
     check("E7 y_normed", stacked(f.y_normed.download(), Bt, T, E, E), [](const auto& m) { return m.y_normed; });
     check("E8 out", stacked(f.out.download(), Bt, T, cfg.D, cfg.D), [](const auto& m) { return m.out; });

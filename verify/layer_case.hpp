@@ -42,12 +42,13 @@ struct DeviceParams {
   }
 };
 
-// Rows [first, first + count) of every sequence of a [Bt, T, cols] buffer, stacked.
-inline MatD rows_of(const std::vector<float>& v, int Bt, int T, int cols, int first, int count) {
+// Rows [first, first + count) of every sequence of a [Bt, T, cols] buffer (float or Bf16 values), stacked.
+template <class V>
+MatD rows_of(const std::vector<V>& v, int Bt, int T, int cols, int first, int count) {
   MatD m(std::int64_t(Bt) * count, cols);
   for (int b = 0; b < Bt; ++b)
     for (int r = 0; r < count; ++r)
-      for (int c = 0; c < cols; ++c) m(b * count + r, c) = v[(std::size_t(b) * T + first + r) * cols + c];
+      for (int c = 0; c < cols; ++c) m(b * count + r, c) = gpu::to_float(v[(std::size_t(b) * T + first + r) * cols + c]);
   return m;
 }
 
