@@ -19,7 +19,8 @@
 //    dS_c = exp(seg(c0..end))·G_{c+1} + Y_c, G_c = dS_c; d_S_init = dS_0 = G_0. Slot c of the workspace holds
 //    Y_c before and G_{c+1} after.
 // 3. ssm_chunk_backward_kernel, parallel over chunks again, with K[t,s] = L[t,s]·(C[t]·B[s]) and
-//    D[t,s] = L[t,s]·(d_y[t]·x[s]) in shared memory:
+//    D[t,s] = L[t,s]·(d_y[t]·x[s]) in shared memory (every sum over the chunk's tokens, p or N below, and K, D
+//    themselves, a matrix product of operands staged in shared memory: block_product; steps 1 and 3 alike):
 //      d_x[s]  = dt[s]·gx[s],  gx[s] = Σ_{t>=s} K[t,s]·d_y[t] + exp(seg(s+1..end))·G_{c+1}·B[s]        [p]
 //      d_B[s] += dt[s]·(Σ_{t>=s} D[t,s]·C[t] + exp(seg(s+1..end))·G_{c+1}ᵀ·x[s])   (per head, summed in 4)
 //      d_C[t] += Σ_{s<=t} D[t,s]·dt[s]·B[s] + exp(seg(c0..t))·S_cᵀ·d_y[t]           (per head, summed in 4)
@@ -394,12 +395,86 @@ __device__ float block_sum(float value) {
   return result;
 }
 
+// A block-wide fp32 matrix product for the chunk kernels: for m < M, n < cols, out(m, n, v) with
+// v = Σ_{k<K} a(m, k)·b(k, n), and with row_sum (only for M <= kScanProductRows), also row_sum[m] = Σ_n v·dot(m, n).
+// The block has kScanBackwardThreads threads, all of which call it together (barriers). Per output tile of
+// kScanProductRows x kScanProductCols, thread (ty, tx) = (tid / 16, tid % 16) sums the 4 x 4 outputs at rows 4ty..,
+// columns 4tx.. of the tile in registers, k in order, from slices of both operands staged in `work`
+// (scan_product_floats()): A's slice as [k][m], B's as [k][n], each entry a(m, k) or b(k, n) read once per tile
+// (0 past M, cols, K). kAAlongK: the block's consecutive threads stage A's consecutive k (for an A whose memory
+// runs along k; else along m);
+// kBAlongN likewise for B's n (else along k). Each output and each row sum is one thread's, in a fixed order
+// (the row sum's 16 partials of one tile, then its tiles, added in order): bitwise the same in every thread order.
+// Returns after a barrier: the outputs and row sums are visible to the block, `work` is free.
+struct NoRowSum {
+  __device__ float operator()(int, int) const { return 0.0f; }
+};
+template <bool kAAlongK, bool kBAlongN, class FA, class FB, class Out, class Dot = NoRowSum>
+__device__ void block_product(int M, int cols, int K, FA a, FB b, Out out, float* work, float* row_sum = nullptr,
+                              Dot dot = {}) {
+  constexpr int kRows = kScanProductRows, kCols = kScanProductCols, kSlice = kScanProductSlice, ldA = kRows + 4;
+  constexpr int kThreads = int(kScanBackwardThreads), kColGroups = kCols / 4;
+  struct alignas(16) Four {
+    float v[4];
+  };
+  float* As = work;                   // [kSlice][ldA]
+  float* Bs = As + kSlice * ldA;      // [kSlice][kCols]
+  float* partial = Bs + kSlice * kCols;  // [kRows][kColGroups]
+  const int tid = int(threadIdx.x), ty = tid / kColGroups, tx = tid % kColGroups;
+  for (int tile = 0; tile < ceil_div(M, kRows) * ceil_div(cols, kCols); ++tile) {
+    const int r0 = tile / ceil_div(cols, kCols) * kRows, n0 = tile % ceil_div(cols, kCols) * kCols, m0 = r0 + 4 * ty;
+    float acc[4][4] = {};
+    const bool busy = m0 < M && n0 + 4 * tx < cols;  // any of this thread's outputs exists
+    for (int k0 = 0; k0 < K; k0 += kSlice) {
+      __syncthreads();  // the previous slice is consumed
+      for (int e = tid; e < kSlice * kRows; e += kThreads) {
+        const int k = kAAlongK ? e % kSlice : e / kRows, m = kAAlongK ? e / kSlice : e % kRows;
+        As[k * ldA + m] = r0 + m < M && k0 + k < K ? a(r0 + m, k0 + k) : 0.0f;
+      }
+      for (int e = tid; e < kSlice * kCols; e += kThreads) {
+        const int k = kBAlongN ? e / kCols : e % kSlice, n = kBAlongN ? e % kCols : e / kSlice;
+        Bs[k * kCols + n] = n0 + n < cols && k0 + k < K ? b(k0 + k, n0 + n) : 0.0f;
+      }
+      __syncthreads();
+      if (busy)
+        for (int k = 0; k < min(kSlice, K - k0); ++k) {
+          const Four x = *reinterpret_cast<const Four*>(As + k * ldA + 4 * ty);
+          const Four y = *reinterpret_cast<const Four*>(Bs + k * kCols + 4 * tx);
+          for (int i = 0; i < 4; ++i)
+            for (int j = 0; j < 4; ++j) acc[i][j] += x.v[i] * y.v[j];
+        }
+    }
+    for (int i = 0; i < 4; ++i) {
+      const int m = m0 + i;
+      float part = 0.0f;
+      for (int j = 0; j < 4; ++j) {
+        const int n = n0 + 4 * tx + j;
+        if (m < M && n < cols) {
+          out(m, n, acc[i][j]);
+          if (row_sum) part += acc[i][j] * dot(m, n);
+        }
+      }
+      if (row_sum) partial[(m - r0) * kColGroups + tx] = n0 == 0 ? part : partial[(m - r0) * kColGroups + tx] + part;
+    }
+  }
+  __syncthreads();
+  if (row_sum) {
+    for (int m = tid; m < M; m += kThreads) {
+      float sum = 0.0f;
+      for (int j = 0; j < kColGroups; ++j) sum += partial[m * kColGroups + j];
+      row_sum[m] = sum;
+    }
+    __syncthreads();
+  }
+}
+
 // Step 1: Y_c[i, n] = Σ_t exp(seg(c0..t))·d_y[t, i]·C[t, n] into the chunk's slot of end_grads (0 without d_y),
 // and the chunk's seg(c0..end).
 template <class S>
-__global__ void __launch_bounds__(kScanThreads) ssm_chunk_grad_kernel(ScanGradPointers<S> g) {
+__global__ void __launch_bounds__(kScanBackwardThreads) ssm_chunk_grad_kernel(ScanGradPointers<S> g) {
   const ScanPointers<S>& p = g.f;
-  float* decay_in = dynamic_shared<float>();  // [Q]: exp(seg(c0..t))
+  float* work = dynamic_shared<float>();           // block_product's staging
+  float* decay_in = work + scan_product_floats();  // [Q]: exp(seg(c0..t))
   const ChunkPlace k = chunk_place(p);
   const float A = p.A[k.h];
   const float* dt = p.dt + k.b * p.dt_batch + std::int64_t(k.c0) * p.dt_row + k.h;
@@ -414,13 +489,9 @@ __global__ void __launch_bounds__(kScanThreads) ssm_chunk_grad_kernel(ScanGradPo
   float* Y = g.end_grads + (bc * p.H + k.h) * p.p * p.N;
   const S* d_y = g.d_y ? g.d_y + k.b * g.d_y_batch + std::int64_t(k.c0) * g.d_y_row + k.h * p.p : nullptr;
   const S* C = p.C ? p.C + k.b * p.C_batch + std::int64_t(k.c0) * p.C_row + k.g * p.N : nullptr;
-  for (int e = threadIdx.x; e < p.p * p.N; e += blockDim.x) {
-    const int i = e / p.N, n = e % p.N;
-    float acc = 0.0f;
-    if (d_y)
-      for (int t = 0; t < k.len; ++t) acc += decay_in[t] * to_float(d_y[t * g.d_y_row + i]) * to_float(C[t * p.C_row + n]);
-    Y[e] = acc;
-  }
+  block_product<false, true>(
+      p.p, p.N, d_y ? k.len : 0, [&](int i, int t) { return decay_in[t] * to_float(d_y[t * g.d_y_row + i]); },
+      [&](int t, int n) { return to_float(C[t * p.C_row + n]); }, [&](int i, int n, float v) { Y[i * p.N + n] = v; }, work);
 }
 
 // Step 2: one thread per state entry (row h·p + i, column n) of one sequence, over the chunks in reverse.
@@ -442,24 +513,14 @@ __global__ void __launch_bounds__(kScanThreads) ssm_state_grad_passing_kernel(Sc
   if (g.d_S_init) g.d_S_init[b * g.d_init_batch + row * g.d_init_row + n] = G;
 }
 
-// d_x[s, j] (M = K, V = d_y, W = B, G_{c+1}'s row j) and per-head d_B[s, j] (M = D, V = C, W = x, its column j):
-//   dt[s]·(Σ_{t>=s} M[t,s]·V[t, j] + exp(seg(s+1..end))·Σ_k G[k·stride]·W[s, k]),   V null: no first sum.
-template <class S>
-__device__ float token_gradient(const float* M, int ld, int len, const S* V, std::int64_t v_row, const float* G, int stride,
-                                const S* W, std::int64_t w_row, int count, int s, int j, const float* dts, const float* decay_out) {
-  float intra = 0.0f, state = 0.0f;
-  if (V)
-    for (int t = s; t < len; ++t) intra += M[t * ld + s] * to_float(V[t * v_row + j]);
-  for (int k = 0; k < count; ++k) state += G[k * stride] * to_float(W[s * w_row + k]);
-  return dts[s] * (intra + decay_out[s] * state);
-}
-
-// Step 3: every gradient of one chunk and head (the header comment's formulas), in phases between barriers.
+// Step 3: every gradient of one chunk and head (the header comment's formulas) as matrix products of the chunk's
+// operands (block_product) and O(Q^2) passes over K and D, in phases between barriers.
 template <class S>
 __global__ void __launch_bounds__(kScanBackwardThreads) ssm_chunk_backward_kernel(ScanGradPointers<S> g) {
   const ScanPointers<S>& p = g.f;
   const int Q = p.Q, ld = scan_backward_ld(Q);  // K's and D's row stride
-  float* K = dynamic_shared<float>();  // [Q][ld]: L∘(C·B), then v[t,s]/dt[s]
+  float* work = dynamic_shared<float>();          // block_product's staging
+  float* K = work + scan_product_floats();        // [Q][ld]: L∘(C·B), then v[t,s]/dt[s]
   float* D = K + Q * ld;               // [Q][ld]: L∘(d_y·x), then the row prefixes Σ_{s<r} v[t,s]
   float* dts = D + Q * ld;             // [Q]: dt
   float* decay_in = dts + Q;           // [Q]: exp(seg(c0..t))
@@ -479,14 +540,16 @@ __global__ void __launch_bounds__(kScanBackwardThreads) ssm_chunk_backward_kerne
   const float* S_c = g.start_states + bc * g.start_batch + std::int64_t(k.h) * p.p * g.start_row;  // S_c [p, N]
   const float* G = g.end_grads + (bc * p.H + k.h) * p.p * p.N;                                   // G_{c+1} [p, N]
 
-  // Phase 0: the decays, each segment summed on its own; K = D = L. And <G_{c+1}, S_c>.
+  // Phase 0: the decays, each segment summed on its own; K = D = L (0 without d_y: they only ever multiply it).
+  // And <G_{c+1}, S_c>.
   for (int t = threadIdx.x; t < len; t += blockDim.x) {
     dts[t] = dt[t * p.dt_row];
-    K[t * ld + t] = D[t * ld + t] = 1.0f;
+    const float keep = d_y ? 1.0f : 0.0f;
+    K[t * ld + t] = D[t * ld + t] = keep;
     float segment = 0.0f;  // seg(s+1..t), leftwards from the diagonal
     for (int s = t - 1; s >= 0; --s) {
       segment += dt[(s + 1) * p.dt_row] * A;
-      K[t * ld + s] = D[t * ld + s] = expf(segment);
+      K[t * ld + s] = D[t * ld + s] = keep * expf(segment);
     }
     float from_start = 0.0f, to_end = 0.0f;
     for (int r = 0; r <= t; ++r) from_start += dt[r * p.dt_row] * A;
@@ -498,73 +561,60 @@ __global__ void __launch_bounds__(kScanBackwardThreads) ssm_chunk_backward_kerne
   for (int e = threadIdx.x; e < p.p * p.N; e += blockDim.x) overlap += G[e] * S_c[(e / p.N) * g.start_row + e % p.N];
   const float G_dot_S = block_sum<kScanBackwardThreads>(overlap);  // its barriers also end phase 0
 
-  // Phase 1: K = L∘(C·B), D = L∘(d_y·x); both 0 without d_y (they only ever multiply it).
-  for (int e = threadIdx.x; e < len * len; e += blockDim.x) {
-    const int t = e / len, s = e % len;
-    if (s > t) continue;
-    float cb = 0.0f, yx = 0.0f;
-    if (d_y) {
-      for (int n = 0; n < p.N; ++n) cb += to_float(C[t * p.C_row + n]) * to_float(B[s * p.B_row + n]);
-      for (int i = 0; i < p.p; ++i) yx += to_float(d_y[t * g.d_y_row + i]) * to_float(x[s * p.x_row + i]);
-    }
-    K[t * ld + s] *= cb;
-    D[t * ld + s] *= yx;
-  }
-  __syncthreads();
+  // The operands, as the products read them.
+  const auto x_at = [&](int s, int i) { return to_float(x[s * p.x_row + i]); };
+  const auto B_at = [&](int s, int n) { return to_float(B[s * p.B_row + n]); };
+  const auto C_at = [&](int t, int n) { return to_float(C[t * p.C_row + n]); };
+  const auto dy_at = [&](int t, int i) { return to_float(d_y[t * g.d_y_row + i]); };
+  const auto G_at = [&](int i, int n) { return G[i * p.N + n]; };
+  const auto S_at = [&](int i, int n) { return S_c[i * g.start_row + n]; };
+  // Scales the causal entries (s <= t) of M [Q][ld] by the product's values.
+  const auto scale_causal = [&](float* M) {
+    return [=](int t, int s, float v) {
+      if (s <= t) M[t * ld + s] *= v;
+    };
+  };
 
-  // Phase 2: d_x, per-head d_B and d_C, u[t] and w[s]/dt[s].
+  // Phase 1: K = L∘(C·Bᵀ), D = L∘(d_y·xᵀ).
+  if (d_y) {
+    block_product<true, false>(len, len, p.N, C_at, [&](int n, int s) { return B_at(s, n); }, scale_causal(K), work);
+    block_product<true, false>(len, len, p.p, dy_at, [&](int i, int s) { return x_at(s, i); }, scale_causal(D), work);
+  }
+
+  // Phase 2: d_x, per-head d_B and d_C, u[t] and w[s]/dt[s]. Each product sums the intra-chunk term (the first
+  // `causal` values of k: the causal entries of K or D) and then the state's (the rest), the header's formulas.
+  const int causal = d_y ? len : 0;
   const std::int64_t token0 = std::int64_t(k.b) * p.L + k.c0;  // row of [Bt·L, ...] of the chunk's first token
   S* d_x = g.d_x + k.b * g.d_x_batch + std::int64_t(k.c0) * g.d_x_row + k.h * p.p;
-  for (int e = threadIdx.x; e < len * p.p; e += blockDim.x) {
-    const int s = e / p.p, i = e % p.p;
-    d_x[s * g.d_x_row + i] =
-        from_float<S>(token_gradient(K, ld, len, d_y, g.d_y_row, G + i * p.N, 1, B, p.B_row, p.N, s, i, dts, decay_out));
-  }
-  for (int e = threadIdx.x; e < len * p.N; e += blockDim.x) {
-    const int s = e / p.N, n = e % p.N;
-    g.head_d_B[((token0 + s) * p.H + k.h) * p.N + n] =
-        token_gradient(D, ld, len, C, p.C_row, G + n, p.N, x, p.x_row, p.p, s, n, dts, decay_out);
-  }
+  // gx[s, i] = Σ_{t>=s} K[t,s]·d_y[t,i] + Σ_n exp(seg(s+1..end))·B[s,n]·G[i,n];  d_x = dt·gx
+  block_product<true, true>(
+      len, p.p, causal + p.N,
+      [&](int s, int kk) { return kk < causal ? (kk >= s ? K[kk * ld + s] : 0.0f) : decay_out[s] * B_at(s, kk - causal); },
+      [&](int kk, int i) { return kk < causal ? dy_at(kk, i) : G_at(i, kk - causal); },
+      [&](int s, int i, float v) { d_x[s * g.d_x_row + i] = from_float<S>(dts[s] * v); }, work);
+  // d_B[s, n] = dt[s]·(Σ_{t>=s} D[t,s]·C[t,n] + Σ_i exp(seg(s+1..end))·x[s,i]·G[i,n])
+  block_product<true, true>(
+      len, p.N, causal + p.p,
+      [&](int s, int kk) { return kk < causal ? (kk >= s ? D[kk * ld + s] : 0.0f) : decay_out[s] * x_at(s, kk - causal); },
+      [&](int kk, int n) { return kk < causal ? C_at(kk, n) : G_at(kk - causal, n); },
+      [&](int s, int n, float v) { g.head_d_B[((token0 + s) * p.H + k.h) * p.N + n] = dts[s] * v; }, work);
+  // d_C[t, n] = Σ_{s<=t} D[t,s]·dt[s]·B[s,n] + Σ_i exp(seg(c0..t))·d_y[t,i]·S_c[i,n]   (0 without d_y)
   if (g.head_d_C)
-    for (int e = threadIdx.x; e < len * p.N; e += blockDim.x) {
-      const int t = e / p.N, n = e % p.N;
-      float intra = 0.0f, state = 0.0f;
-      if (d_y) {
-        for (int s = 0; s <= t; ++s) intra += D[t * ld + s] * dts[s] * to_float(B[s * p.B_row + n]);
-        for (int i = 0; i < p.p; ++i) state += S_c[i * g.start_row + n] * to_float(d_y[t * g.d_y_row + i]);
-      }
-      g.head_d_C[((token0 + t) * p.H + k.h) * p.N + n] = intra + decay_in[t] * state;
-    }
-  // u[t], w[t]: a warp per token, its lanes over the rows i (then a shuffle tree: the same order every run).
-  const int lane = int(threadIdx.x) % 32, warps = int(blockDim.x) / 32;
-  for (int t = int(threadIdx.x) / 32; t < len; t += warps) {
-    float out = 0.0f, in = 0.0f;  // d_y[t]·(S_c·C[t]),  x[t]ᵀ·G_{c+1}·B[t]
-    for (int i = lane; i < p.p; i += 32) {
-      float sc = 0.0f, gb = 0.0f;
-      if (d_y)
-        for (int n = 0; n < p.N; ++n) sc += S_c[i * g.start_row + n] * to_float(C[t * p.C_row + n]);
-      for (int n = 0; n < p.N; ++n) gb += G[i * p.N + n] * to_float(B[t * p.B_row + n]);
-      out += (d_y ? to_float(d_y[t * g.d_y_row + i]) : 0.0f) * sc;
-      in += to_float(x[t * p.x_row + i]) * gb;
-    }
-    for (int offset = 16; offset > 0; offset /= 2) {
-      out += __shfl_down_sync(0xffffffffu, out, offset);
-      in += __shfl_down_sync(0xffffffffu, in, offset);
-    }
-    if (lane == 0) u[t] = decay_in[t] * out, w[t] = decay_out[t] * in;
-  }
-  __syncthreads();
+    block_product<true, true>(
+        len, p.N, d_y ? len + p.p : 0,
+        [&](int t, int kk) { return kk < len ? (kk <= t ? D[t * ld + kk] * dts[kk] : 0.0f) : decay_in[t] * dy_at(t, kk - len); },
+        [&](int kk, int n) { return kk < len ? B_at(kk, n) : S_at(kk - len, n); },
+        [&](int t, int n, float v) { g.head_d_C[((token0 + t) * p.H + k.h) * p.N + n] = v; }, work);
+  // u[t] = Σ_n (d_y·S_c)[t,n]·exp(seg(c0..t))·C[t,n];  w[s] = Σ_i (B·Gᵀ)[s,i]·exp(seg(s+1..end))·x[s,i]
+  const auto discard = [](int, int, float) {};
+  if (d_y)
+    block_product<true, true>(len, p.N, p.p, dy_at, S_at, discard, work, u, [&](int t, int n) { return decay_in[t] * C_at(t, n); });
+  else
+    for (int t = threadIdx.x; t < len; t += blockDim.x) u[t] = 0.0f;
+  block_product<true, false>(len, p.p, p.N, B_at, [&](int n, int i) { return G_at(i, n); }, discard, work, w, [&](int s, int i) { return decay_out[s] * x_at(s, i); });
 
   // Phase 3: K[t,s] = L[t,s]·(C[t]·B[s])·(d_y[t]·x[s]) = v[t,s] / dt[s].
-  if (d_y)
-    for (int e = threadIdx.x; e < len * len; e += blockDim.x) {
-      const int t = e / len, s = e % len;
-      if (s > t) continue;
-      float yx = 0.0f;
-      for (int i = 0; i < p.p; ++i) yx += to_float(d_y[t * g.d_y_row + i]) * to_float(x[s * p.x_row + i]);
-      K[t * ld + s] *= yx;
-    }
-  __syncthreads();
+  if (d_y) block_product<true, false>(len, len, p.p, dy_at, [&](int i, int s) { return x_at(s, i); }, scale_causal(K), work);
 
   // Phase 4: direct[s] = Σ_{t>=s} K[t,s] + w[s]/dt[s] (= x[s]·gx[s]); D[t,r] = Σ_{s<r} v[t,s] for r <= t.
   for (int s = threadIdx.x; s < len; s += blockDim.x) {
@@ -684,7 +734,7 @@ void backward(const ScanBackwardT<S>& a, const LaunchContext& ctx) {
     set(g.d_x, g.d_x_batch, g.d_x_row, a.d_x, s.L, HP);
     set(g.d_dt, g.d_dt_batch, g.d_dt_row, a.d_dt, s.L, s.H);
     set(g.d_S_init, g.d_init_batch, g.d_init_row, a.d_S_init, HP, s.N);
-    if (blocks > 0) launch(TM_SITE("ssm_chunk_grad"), ssm_chunk_grad_kernel<S>, plan.chunk_states, ctx, g);
+    if (blocks > 0) launch(TM_SITE("ssm_chunk_grad"), ssm_chunk_grad_kernel<S>, plan.chunk_grad, ctx, g);
     launch(TM_SITE("ssm_state_grad_passing"), ssm_state_grad_passing_kernel<S>, plan.state_passing, ctx, g);
     if (blocks > 0) {
       launch(TM_SITE("ssm_chunk_backward"), ssm_chunk_backward_kernel<S>, plan.backward_chunk, ctx, g);

@@ -30,8 +30,8 @@ struct ScanShape {
 
 constexpr int kScanMaxChunk = 128;  // the output stage holds a chunk's Q x Q decay matrix in shared memory
 constexpr unsigned kScanThreads = 256;
-// The backward's chunk kernel (one block per chunk and head, its two Q x Q matrices in shared memory: one block
-// per multiprocessor at Q = 128) runs 16 warps, so that its loads from global memory overlap.
+// The backward's chunk kernels (one block per chunk and head; at Q = 128 one block per multiprocessor, its two
+// Q x Q matrices in shared memory) run 16 warps: one 4 x 4 block of each 128 x 64 product tile per thread.
 constexpr unsigned kScanBackwardThreads = 512;
 
 struct ScanPlan {
@@ -43,8 +43,9 @@ struct ScanPlan {
   std::size_t chunk_decays = 0;   // Bt · chunks · H: Σ_{r in chunk} dt[r]·A (workspace)
   // The backward (cuda/ssm.cu): the chunk_states grid computes each chunk's share of the start state's gradient,
   // the state_passing grid passes the gradients at the chunks' ends backwards, then:
+  LaunchShape chunk_grad;         // grid (chunks, H, Bt): what the chunk's d_y gives its start state (a product)
   LaunchShape backward_chunk;     // grid (chunks, H, Bt): every gradient of one chunk and head; shared memory
-                                  // scan_backward_shared_floats(Q) (two Q x Q matrices)
+                                  // scan_backward_shared_floats(Q) (two Q x Q matrices and the products' staging)
   LaunchShape group_sum;          // grid (ceil(Bt·L·G·N / 256)): d_B, d_C summed over the heads of each group
   LaunchShape reduce_A;           // grid (ceil(H / 256)): d_A, the (sequence, chunk) partials summed in order
   std::size_t head_values = 0;    // Bt · L · H·N: per-head d_B (and d_C) before the group sum
@@ -75,10 +76,22 @@ inline std::size_t scan_bf16_output_bytes(const ScanShape& s) {
   return 4 * (Qt * scan_scores_ld(int(Qt)) + 2 * Qt) + 2 * (Qt * N + std::max(Qt * N, 2 * P * N) + 2 * Qt * Q + Qt * scan_ld(int(P)));
 }
 
-// The backward's chunk kernel holds K, D [Q][Q] and six vectors [Q] in dynamic shared memory.
-// Their rows are Q + 1 long (scan_backward_ld), so that a loop with one thread per row reads 32 rows in 32 banks.
+// The backward's chunk kernel holds K, D [Q][Q], six vectors [Q] and its matrix products' staging area in
+// dynamic shared memory (the step before it, the staging area and one vector). K's and D's rows are Q + 1 long (scan_backward_ld), so that a loop with one thread per
+// row reads 32 rows in 32 banks. The products (cuda/ssm.cu's block_product) cover output tiles of
+// kScanProductRows x kScanProductCols, one 4 x 4 block of it per thread, staging both operands kScanProductSlice
+// values of the summed index at a time: A's slice [slice][rows + 4] (rows padded by 4 floats, 16 bytes, so that
+// a slice's k-th row stays 16-byte aligned and successive rows start in different banks), B's [slice][cols],
+// and the row sums' partials [rows][cols / 4].
+constexpr int kScanProductRows = kScanMaxChunk, kScanProductCols = 64, kScanProductSlice = 32;
+static_assert(kScanProductRows / 4 * (kScanProductCols / 4) == int(kScanBackwardThreads), "one 4 x 4 block per thread");
 constexpr int scan_backward_ld(int Q) { return Q + 1; }
-inline std::size_t scan_backward_shared_floats(int Q) { return std::size_t(2) * Q * scan_backward_ld(Q) + std::size_t(6) * Q; }
+constexpr std::size_t scan_product_floats() {
+  return std::size_t(kScanProductSlice) * (kScanProductRows + 4 + kScanProductCols) + kScanProductRows * (kScanProductCols / 4);
+}
+inline std::size_t scan_backward_shared_floats(int Q) {
+  return scan_product_floats() + std::size_t(2) * Q * scan_backward_ld(Q) + std::size_t(6) * Q;
+}
 
 inline ScanPlan scan_plan(const ScanShape& s) {
   if (s.Bt < 0 || s.L < 0) throw std::invalid_argument("scan: negative Bt or L");
@@ -97,6 +110,7 @@ inline ScanPlan scan_plan(const ScanShape& s) {
   p.output = {{chunks, unsigned(s.H), unsigned(std::max(s.Bt, 1))}, {kScanThreads, 1, 1}, sizeof(float) * (s.Q * s.Q + s.Q)};
   p.state_values = std::size_t(s.Bt) * p.chunks * entries;
   p.chunk_decays = std::size_t(s.Bt) * p.chunks * s.H;
+  p.chunk_grad = {p.chunk_states.grid, {kScanBackwardThreads, 1, 1}, sizeof(float) * (scan_product_floats() + s.Q)};
   p.backward_chunk = {{chunks, unsigned(s.H), unsigned(std::max(s.Bt, 1))}, {kScanBackwardThreads, 1, 1},
                       sizeof(float) * scan_backward_shared_floats(s.Q)};
   const long long group_values = (long long)std::max(s.Bt, 1) * std::max(s.L, 1) * s.G * s.N;

@@ -507,12 +507,19 @@ TEST_CASE("scan plan: the backward's grids, shared memory and workspace", "[gpu]
       CHECK(p.backward_chunk.grid.y == 6);
       CHECK(p.backward_chunk.grid.z == 3);
       CHECK(p.backward_chunk.block.x == kScanBackwardThreads);
-      CHECK(p.backward_chunk.dynamic_shared_bytes == sizeof(float) * (2 * Q * (Q + 1) + 6 * Q));  // rows of Q + 1
+      // block_product's staging (ssm.hpp): slices of 32 along k of A [128 rows + 4 padding] and B [64 columns],
+      // and 16 row-sum partials per row: 32·196 + 128·16 = 8320 floats.
+      const std::size_t staging = 8320;
+      CHECK(p.backward_chunk.dynamic_shared_bytes == sizeof(float) * (staging + 2 * Q * (Q + 1) + 6 * Q));  // rows of Q + 1
+      CHECK(p.backward_chunk.dynamic_shared_bytes <= 227 * 1024);  // sm_90's most per block
+      CHECK(p.chunk_grad.grid.x == p.backward_chunk.grid.x);
+      CHECK(p.chunk_grad.block.x == kScanBackwardThreads);
+      CHECK(p.chunk_grad.dynamic_shared_bytes == sizeof(float) * (staging + Q));
       CHECK(p.group_sum.grid.x * kScanThreads >= unsigned(3 * std::max(L, 1) * 2 * 5));
       CHECK(p.reduce_A.grid.x * p.reduce_A.block.x >= 6u);
       CHECK(p.head_values == std::size_t(3) * L * 6 * 5);
       CHECK(p.backward_workspace == 2 * p.chunk_decays + p.state_values + 2 * p.head_values);
-      for (const LaunchShape& shape : {p.chunk_states, p.state_passing, p.backward_chunk, p.group_sum, p.reduce_A})
+      for (const LaunchShape& shape : {p.chunk_states, p.state_passing, p.chunk_grad, p.backward_chunk, p.group_sum, p.reduce_A})
         CHECK_NOTHROW(check_launch_shape("scan", shape));
       const ConverterPlan c = converter_plan(s);
       CHECK(c.forward_workspace == 2 * p.state_values + p.chunk_decays);

@@ -214,14 +214,17 @@ std::string plot(const BenchReport& r, const std::string& png) {
     }
     if (!f) return "cannot write " + dat;
   }
-  const std::string title = "TransMamba layer, " + r.cfg.describe() + ", T=" + std::to_string(r.T) + ", " + r.dtype +
-                            ", " + r.device;
+  // The title on three lines (one line of all three, at 900 pixels, was cut off at both ends).
+  const std::vector<std::string> title = {"TransMamba layer, T=" + std::to_string(r.T) + ", " + r.dtype, r.cfg.describe(),
+                                          r.device};
   const bool with_baseline = !r.baseline.empty();
   if (std::system("command -v gnuplot >/dev/null 2>&1") == 0) {
     const std::string script = png + ".gp";
+    std::string gp_title;  // 'line' . "\n" . 'line' ...: gnuplot's single-quoted strings keep every other character as is
+    for (const std::string& line : title) gp_title += (gp_title.empty() ? "" : " . \"\\n\" . ") + gp_quote(line);
     {
       std::ofstream g(script);
-      g << "set terminal pngcairo size 900,600\nset output " << gp_quote(png) << "\nset title " << gp_quote(title) << " noenhanced\n"
+      g << "set terminal pngcairo size 900,600\nset output " << gp_quote(png) << "\nset title " << gp_title << " noenhanced\n"
         << "set xlabel 'TransPoint P'\nset ylabel 'median time (ms)'\nset key top left\nset grid\n"
         << "plot " << gp_quote(dat) << " using 1:2 with linespoints title 'forward', '' using 1:3 with linespoints title "
         << "'forward+backward'";
@@ -245,7 +248,8 @@ std::string plot(const BenchReport& r, const std::string& png) {
         "plt.grid(True); plt.legend(); plt.savefig(sys.argv[2], dpi=100)\n";
     const std::string script = png + ".py";
     std::ofstream(script) << py;
-    if (std::system(("python3 " + sh_quote(script) + " " + sh_quote(dat) + " " + sh_quote(png) + " " + sh_quote(title)).c_str()) == 0)
+    if (std::system(("python3 " + sh_quote(script) + " " + sh_quote(dat) + " " + sh_quote(png) + " " +
+                     sh_quote(title[0] + "\n" + title[1] + "\n" + title[2])).c_str()) == 0)
       return "";
     return "matplotlib failed on " + script;
   }
