@@ -300,26 +300,57 @@ __global__ void __launch_bounds__(32 * kAttnBf16Warps) attention_forward_bf16_ke
 }
 
 // ---- backward -------------------------------------------------------------------------------------------
-// d_w[i, j] += Σ_c d_y[i, c]·x[j, c] over one staged chunk of value columns (rows x keys, either layout).
-__device__ inline void accumulate_d_w(float* dW, const float* dYs, const float* Vs, int queries, int keys, int width) {
-  for (int i = threadIdx.x; i < queries * keys; i += kAttnThreads) {
-    const int r = i / keys, j = i % keys;
-    float acc = dW[i];
-    for (int c = 0; c < width; ++c) acc += dYs[r * (kAttnColumns + 1) + c] * Vs[j * (kAttnColumns + 1) + c];
-    dW[i] = acc;
+// Every product of the backward: out(i, j, v) for i < M, j < Nn with v = init(i, j) + Σ_{k<K} a(i, k)·b(k, j),
+// k in order (one thread per output, the order of a plain loop), where a(i, k) = A[i·a_row + k·a_col] and
+// b(k, j) = B[k·b_row + j·b_col] are shared-memory tiles. Each thread takes kTm x kTn outputs, rows
+// tm + ii·ceil(M/kTm) and columns tn + jj·ceil(Nn/kTn) (interleaved, so that a warp's threads, consecutive in tn,
+// read consecutive columns of a row-major B), and loads kTm + kTn operands per k for kTm·kTn products (one
+// thread per output loaded 2 per product).
+template <int kTm, int kTn, class Init, class Out>
+__device__ inline void tile_product(int M, int Nn, int K, const float* A, int a_row, int a_col, const float* B, int b_row,
+                                    int b_col, Init init, Out out) {
+  const int rows = ceil_div(M, kTm), cols = ceil_div(Nn, kTn);
+  for (int t = threadIdx.x; t < rows * cols; t += kAttnThreads) {
+    const int tm = t / cols, tn = t % cols;
+    float acc[kTm][kTn];
+    for (int ii = 0; ii < kTm; ++ii)
+      for (int jj = 0; jj < kTn; ++jj) {
+        const int i = tm + ii * rows, j = tn + jj * cols;
+        acc[ii][jj] = i < M && j < Nn ? init(i, j) : 0.0f;
+      }
+    for (int k = 0; k < K; ++k) {
+      float a[kTm], b[kTn];
+      for (int ii = 0; ii < kTm; ++ii) a[ii] = tm + ii * rows < M ? A[(tm + ii * rows) * a_row + k * a_col] : 0.0f;
+      for (int jj = 0; jj < kTn; ++jj) b[jj] = tn + jj * cols < Nn ? B[k * b_row + (tn + jj * cols) * b_col] : 0.0f;
+      for (int ii = 0; ii < kTm; ++ii)
+        for (int jj = 0; jj < kTn; ++jj) acc[ii][jj] += a[ii] * b[jj];
+    }
+    for (int ii = 0; ii < kTm; ++ii)
+      for (int jj = 0; jj < kTn; ++jj) {
+        const int i = tm + ii * rows, j = tn + jj * cols;
+        if (i < M && j < Nn) out(i, j, acc[ii][jj]);
+      }
   }
 }
 
+// d_w[i, j] += Σ_c d_y[i, c]·x[j, c] over one staged chunk of value columns (dW: queries x keys).
+__device__ inline void accumulate_d_w(float* dW, const float* dYs, const float* Vs, int queries, int keys, int width) {
+  tile_product<2, 2>(
+      queries, keys, width, dYs, kAttnColumns + 1, 1, Vs, 1, kAttnColumns + 1, [&](int i, int j) { return dW[i * keys + j]; },
+      [&](int i, int j, float v) { dW[i * keys + j] = v; });
+}
+
 // The weights w[i, j] = exp(score - lse[i]) of query q0 + i and key s0 + j (0 where masked), and the d_w
-// accumulator zeroed, for a queries x keys tile.
+// accumulator zeroed, for a queries x keys tile. The score C[t, g]·B[s, g] / sqrt(N) is summed over N in order,
+// as in the forward's score().
 template <int N>
 __device__ inline void tile_weights(float* W, float* dW, const float* Qs, const float* Ks, const float* lse,
                                     int queries, int keys, int q0, int valid_q, int s0, float inv_sqrt_n) {
-  for (int i = threadIdx.x; i < queries * keys; i += kAttnThreads) {
-    const int r = i / keys, j = i % keys;
-    W[i] = r < valid_q && s0 + j <= q0 + r ? expf(score<N>(Qs + r * (N + 1), Ks + j * (N + 1), inv_sqrt_n) - lse[r]) : 0.0f;
-    dW[i] = 0.0f;
-  }
+  tile_product<2, 2>(queries, keys, N, Qs, N + 1, 1, Ks, 1, N + 1, [](int, int) { return 0.0f; },
+                     [&](int r, int j, float v) {
+                       W[r * keys + j] = r < valid_q && s0 + j <= q0 + r ? expf(v * inv_sqrt_n - lse[r]) : 0.0f;
+                       dW[r * keys + j] = 0.0f;
+                     });
 }
 
 // The slices of sequence b, group g that the backward kernels read: C and B at column g·N, x and d_y at the
@@ -398,12 +429,10 @@ __global__ void __launch_bounds__(kAttnThreads) attention_backward_query_kernel(
       for (int i = threadIdx.x; i < kAttnTile * kAttnKeyTile; i += kAttnThreads)
         dS[i] = W[i] * ((dS[i] - center[i / kAttnKeyTile]) - D[i / kAttnKeyTile]) * p.inv_sqrt_n;
       __syncthreads();
-      for (int i = threadIdx.x; i < kAttnTile * N; i += kAttnThreads) {
-        const int r = i / N, k = i % N;
-        float acc = dQ[i];
-        for (int j = 0; j < kAttnKeyTile; ++j) acc += dS[r * kAttnKeyTile + j] * Ks[j * (N + 1) + k];
-        dQ[i] = acc;
-      }
+      // dQ[r, k] += Σ_j dS[r, j]·Ks[j, k]
+      tile_product<4, 4>(
+          kAttnTile, N, kAttnKeyTile, dS, kAttnKeyTile, 1, Ks, N + 1, 1, [&](int r, int k) { return dQ[r * N + k]; },
+          [&](int r, int k, float v) { dQ[r * N + k] = v; });
     }
     __syncthreads();
   }
@@ -444,24 +473,19 @@ __global__ void __launch_bounds__(kAttnThreads) attention_backward_key_kernel(At
       stage(Vs, kAttnColumns + 1, rows, kAttnColumns, X + c0, p.x.row, s0, valid_k, width);
       __syncthreads();  // also orders the weights before the d_x update below
       accumulate_d_w(dS, dYs, Vs, kAttnTile, rows, width);
-      for (int i = threadIdx.x; i < rows * kAttnColumns; i += kAttnThreads) {
-        const int j = i / kAttnColumns, c = i % kAttnColumns;
-        if (c >= width) continue;
-        float acc = dV[j * cols + c0 + c];
-        for (int r = 0; r < kAttnTile; ++r) acc += W[r * rows + j] * dYs[r * (kAttnColumns + 1) + c];
-        dV[j * cols + c0 + c] = acc;
-      }
+      // dV[j, c0 + c] += Σ_r W[r, j]·dYs[r, c]
+      tile_product<4, 4>(
+          rows, width, kAttnTile, W, 1, rows, dYs, kAttnColumns + 1, 1, [&](int j, int c) { return dV[j * cols + c0 + c]; },
+          [&](int j, int c, float v) { dV[j * cols + c0 + c] = v; });
       __syncthreads();
     }
     for (int i = threadIdx.x; i < kAttnTile * rows; i += kAttnThreads)
       dS[i] = W[i] * ((dS[i] - center[i / rows]) - D[i / rows]) * p.inv_sqrt_n;
     __syncthreads();
-    for (int i = threadIdx.x; i < rows * N; i += kAttnThreads) {
-      const int j = i / N, k = i % N;
-      float acc = dK[i];
-      for (int r = 0; r < kAttnTile; ++r) acc += dS[r * rows + j] * Qs[r * (N + 1) + k];
-      dK[i] = acc;
-    }
+    // dK[j, k] += Σ_r dS[r, j]·Qs[r, k]
+    tile_product<4, 4>(
+        rows, N, kAttnTile, dS, 1, rows, Qs, N + 1, 1, [&](int j, int k) { return dK[j * N + k]; },
+        [&](int j, int k, float v) { dK[j * N + k] = v; });
     __syncthreads();
   }
   S* dB = p.d_B.data + b * p.d_B.batch + g * N;
