@@ -25,6 +25,8 @@
 // D are fp32. The bf16 forward is its own kernel on tensor cores (attention_forward_bf16_kernel below).
 #include "cuda/portable.cuh"
 
+#include <type_traits>
+
 #include "cuda/attention.hpp"
 #include "cuda/backends.hpp"
 #include "cuda/device_math.hpp"
@@ -333,20 +335,58 @@ __device__ inline void tile_product(int M, int Nn, int K, const float* A, int a_
   }
 }
 
+// The same product on tensor cores (cuda/mma.cuh) for the bf16 backward, whose tiles hold bf16 values (C, B, x,
+// d_y: exact as bf16) or fp32 ones (the weights and d_scores: split into two bf16 parts, a_split / b_split, each
+// product then taken once per part). Warp w takes the 16 x 8 output tiles w, w + 8, ...; a lane's four outputs
+// are mma_c_at's. M % 16 == 0, Nn % 8 == 0 and K % 16 == 0 (backward_product checks).
+template <class Init, class Out>
+__device__ inline void tile_product_tc(int M, int Nn, int K, const float* A, int a_row, int a_col, bool a_split,
+                                       const float* B, int b_row, int b_col, bool b_split, Init init, Out out) {
+  const int lane = mma_lane(), tiles_n = Nn / 8, parts_a = a_split ? 2 : 1, parts_b = b_split ? 2 : 1;
+  for (int t = int(threadIdx.x) / 32; t < M / 16 * tiles_n; t += kAttnThreads / 32) {
+    const int i0 = t / tiles_n * 16, j0 = t % tiles_n * 8;
+    MmaC acc;
+    for (int e = 0; e < 4; ++e) acc.v[e] = init(i0 + mma_c_at(lane, e).row, j0 + mma_c_at(lane, e).col);
+    for (int k0 = 0; k0 < K; k0 += 16) {
+      MmaA a[2];
+      MmaB b[2];
+      for (int part = 0; part < parts_a; ++part)
+        mma_load_fp32(a[part].reg, A + i0 * a_row + k0 * a_col, a_row, a_col, mma_a_at, part);
+      for (int part = 0; part < parts_b; ++part)
+        mma_load_fp32(b[part].reg, B + k0 * b_row + j0 * b_col, b_row, b_col, mma_b_at, part);
+      for (int pa = 0; pa < parts_a; ++pa)
+        for (int pb = 0; pb < parts_b; ++pb) mma_m16n8k16(acc, a[pa], b[pb], acc);
+    }
+    for (int e = 0; e < 4; ++e) out(i0 + mma_c_at(lane, e).row, j0 + mma_c_at(lane, e).col, acc.v[e]);
+  }
+}
+
+// A product of the backward kernels of storage S: on tensor cores for bf16 where the shapes allow, else
+// tile_product (kTm x kTn outputs a thread). a_split, b_split: the operand holds fp32 values (tile_product_tc).
+template <class S, int kTm, int kTn, class Init, class Out>
+__device__ inline void backward_product(int M, int Nn, int K, const float* A, int a_row, int a_col, bool a_split,
+                                        const float* B, int b_row, int b_col, bool b_split, Init init, Out out) {
+  if constexpr (std::is_same_v<S, Bf16>)
+    if (M % 16 == 0 && Nn % 8 == 0 && K % 16 == 0)
+      return tile_product_tc(M, Nn, K, A, a_row, a_col, a_split, B, b_row, b_col, b_split, init, out);
+  tile_product<kTm, kTn>(M, Nn, K, A, a_row, a_col, B, b_row, b_col, init, out);
+}
+
 // d_w[i, j] += Σ_c d_y[i, c]·x[j, c] over one staged chunk of value columns (dW: queries x keys).
+template <class S>
 __device__ inline void accumulate_d_w(float* dW, const float* dYs, const float* Vs, int queries, int keys, int width) {
-  tile_product<2, 2>(
-      queries, keys, width, dYs, kAttnColumns + 1, 1, Vs, 1, kAttnColumns + 1, [&](int i, int j) { return dW[i * keys + j]; },
-      [&](int i, int j, float v) { dW[i * keys + j] = v; });
+  backward_product<S, 2, 2>(
+      queries, keys, width, dYs, kAttnColumns + 1, 1, false, Vs, 1, kAttnColumns + 1, false,
+      [&](int i, int j) { return dW[i * keys + j]; }, [&](int i, int j, float v) { dW[i * keys + j] = v; });
 }
 
 // The weights w[i, j] = exp(score - lse[i]) of query q0 + i and key s0 + j (0 where masked), and the d_w
 // accumulator zeroed, for a queries x keys tile. The score C[t, g]·B[s, g] / sqrt(N) is summed over N in order,
 // as in the forward's score().
-template <int N>
+template <int N, class S>
 __device__ inline void tile_weights(float* W, float* dW, const float* Qs, const float* Ks, const float* lse,
                                     int queries, int keys, int q0, int valid_q, int s0, float inv_sqrt_n) {
-  tile_product<2, 2>(queries, keys, N, Qs, N + 1, 1, Ks, 1, N + 1, [](int, int) { return 0.0f; },
+  backward_product<S, 2, 2>(queries, keys, N, Qs, N + 1, 1, false, Ks, 1, N + 1, false, [](int, int) { return 0.0f; },
                      [&](int r, int j, float v) {
                        W[r * keys + j] = r < valid_q && s0 + j <= q0 + r ? expf(v * inv_sqrt_n - lse[r]) : 0.0f;
                        dW[r * keys + j] = 0.0f;
@@ -404,13 +444,13 @@ __global__ void __launch_bounds__(kAttnThreads) attention_backward_query_kernel(
     const int s0 = kt * kAttnKeyTile, valid_k = min(kAttnKeyTile, p.P - s0);
     stage(Ks, N + 1, kAttnKeyTile, N, B, p.B.row, s0, valid_k, N);
     __syncthreads();
-    tile_weights<N>(W, dS, Qs, Ks, lse, kAttnTile, kAttnKeyTile, q0, valid, s0, p.inv_sqrt_n);
+    tile_weights<N, S>(W, dS, Qs, Ks, lse, kAttnTile, kAttnKeyTile, q0, valid, s0, p.inv_sqrt_n);
     for (int c0 = 0; c0 < cols; c0 += kAttnColumns) {
       const int width = min(kAttnColumns, cols - c0);
       stage(dYs, kAttnColumns + 1, kAttnTile, kAttnColumns, dY + c0, p.d_y.row, q0, valid, width);
       stage(Vs, kAttnColumns + 1, kAttnKeyTile, kAttnColumns, X + c0, p.x.row, s0, valid_k, width);
       __syncthreads();
-      accumulate_d_w(dS, dYs, Vs, kAttnTile, kAttnKeyTile, width);
+      accumulate_d_w<S>(dS, dYs, Vs, kAttnTile, kAttnKeyTile, width);
       __syncthreads();
     }
     if constexpr (kRowsum) {
@@ -430,8 +470,8 @@ __global__ void __launch_bounds__(kAttnThreads) attention_backward_query_kernel(
         dS[i] = W[i] * ((dS[i] - center[i / kAttnKeyTile]) - D[i / kAttnKeyTile]) * p.inv_sqrt_n;
       __syncthreads();
       // dQ[r, k] += Σ_j dS[r, j]·Ks[j, k]
-      tile_product<4, 4>(
-          kAttnTile, N, kAttnKeyTile, dS, kAttnKeyTile, 1, Ks, N + 1, 1, [&](int r, int k) { return dQ[r * N + k]; },
+      backward_product<S, 4, 4>(
+          kAttnTile, N, kAttnKeyTile, dS, kAttnKeyTile, 1, true, Ks, N + 1, 1, false, [&](int r, int k) { return dQ[r * N + k]; },
           [&](int r, int k, float v) { dQ[r * N + k] = v; });
     }
     __syncthreads();
@@ -466,16 +506,17 @@ __global__ void __launch_bounds__(kAttnThreads) attention_backward_key_kernel(At
     stage(Qs, N + 1, kAttnTile, N, C, p.C.row, q0, valid, N);
     stage_stats(lse, D, center, p, in.stats, q0, valid);
     __syncthreads();
-    tile_weights<N>(W, dS, Qs, Ks, lse, kAttnTile, rows, q0, valid, s0, p.inv_sqrt_n);
+    tile_weights<N, S>(W, dS, Qs, Ks, lse, kAttnTile, rows, q0, valid, s0, p.inv_sqrt_n);
     for (int c0 = 0; c0 < cols; c0 += kAttnColumns) {
       const int width = min(kAttnColumns, cols - c0);
       stage(dYs, kAttnColumns + 1, kAttnTile, kAttnColumns, dY + c0, p.d_y.row, q0, valid, width);
       stage(Vs, kAttnColumns + 1, rows, kAttnColumns, X + c0, p.x.row, s0, valid_k, width);
       __syncthreads();  // also orders the weights before the d_x update below
-      accumulate_d_w(dS, dYs, Vs, kAttnTile, rows, width);
+      accumulate_d_w<S>(dS, dYs, Vs, kAttnTile, rows, width);
       // dV[j, c0 + c] += Σ_r W[r, j]·dYs[r, c]
-      tile_product<4, 4>(
-          rows, width, kAttnTile, W, 1, rows, dYs, kAttnColumns + 1, 1, [&](int j, int c) { return dV[j * cols + c0 + c]; },
+      backward_product<S, 4, 4>(
+          rows, width, kAttnTile, W, 1, rows, true, dYs, kAttnColumns + 1, 1, false,
+          [&](int j, int c) { return dV[j * cols + c0 + c]; },
           [&](int j, int c, float v) { dV[j * cols + c0 + c] = v; });
       __syncthreads();
     }
@@ -483,8 +524,8 @@ __global__ void __launch_bounds__(kAttnThreads) attention_backward_key_kernel(At
       dS[i] = W[i] * ((dS[i] - center[i / rows]) - D[i / rows]) * p.inv_sqrt_n;
     __syncthreads();
     // dK[j, k] += Σ_r dS[r, j]·Qs[r, k]
-    tile_product<4, 4>(
-        rows, N, kAttnTile, dS, 1, rows, Qs, N + 1, 1, [&](int j, int k) { return dK[j * N + k]; },
+    backward_product<S, 4, 4>(
+        rows, N, kAttnTile, dS, 1, rows, true, Qs, N + 1, 1, false, [&](int j, int k) { return dK[j * N + k]; },
         [&](int j, int k, float v) { dK[j * N + k] = v; });
     __syncthreads();
   }

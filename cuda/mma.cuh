@@ -26,7 +26,8 @@
 // exact in both.
 //
 // Every lane of the warp must call the loads and mma_m16n8k16 together (no divergence), as on a GPU. Loads are
-// element by element (ldmatrix and vectorized loads are not used here).
+// element by element (ldmatrix and vectorized loads are not used here), from bf16 tiles or, split into two bf16
+// parts, from fp32 ones (mma_load_fp32).
 #pragma once
 
 #include <cstdint>
@@ -90,6 +91,21 @@ __device__ inline MmaB mma_load_b(const bf16* tile, int ld) {
   MmaB b;
   mma_load(b.reg, tile, 1, ld, mma_b_at);
   return b;
+}
+
+// A fragment of an fp32 matrix M[row][col] = src[row·row_step + col·col_step] (at: mma_a_at or mma_b_at), in
+// two parts: part 0 holds bf16(v), exact where v is a bf16 value already; part 1 holds bf16(v - bf16(v)), what
+// part 0 left, so that a product over both parts carries v to 2^-16 relative (16 bits of its 24).
+template <int kRegs>
+__device__ void mma_load_fp32(std::uint32_t (&reg)[kRegs], const float* src, int row_step, int col_step, MmaAt (*at)(int, int),
+                              int part) {
+  const int lane = mma_lane();
+  const auto value = [&](MmaAt e) {
+    const float v = src[e.row * row_step + e.col * col_step];
+    const bf16 hi = __float2bfloat16_rn(v);
+    return part == 0 ? hi : __float2bfloat16_rn(v - __bfloat162float(hi));
+  };
+  for (int j = 0; j < kRegs; ++j) reg[j] = mma_pack(value(at(lane, 2 * j)), value(at(lane, 2 * j + 1)));
 }
 
 // D into a row-major fp32 tile: out[r·ld + n] = D[r][n].
