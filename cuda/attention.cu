@@ -21,8 +21,9 @@
 // value is accumulated by one thread in a fixed order: no atomics, bitwise the same result in every thread order.
 // y is not read (it was, for D = Σ d_y·y; the API keeps it for its callers).
 // Storage: the backward kernels are templated on the storage type S of C, B, x, y, d_y and the gradients (float
-// or Bf16: read with to_float, written with from_float<S>; computed in fp32 in shared memory either way), lse and
-// D are fp32. The bf16 forward is its own kernel on tensor cores (attention_forward_bf16_kernel below).
+// or Bf16: read with to_float, written with from_float<S>; staged as fp32 in shared memory either way, their
+// products on tensor cores for Bf16: backward_product), lse and D are fp32. The bf16 forward is its own kernel on
+// tensor cores (attention_forward_bf16_kernel below).
 #include "cuda/portable.cuh"
 
 #include <type_traits>
@@ -382,15 +383,16 @@ __device__ inline void accumulate_d_w(float* dW, const float* dYs, const float* 
 
 // The weights w[i, j] = exp(score - lse[i]) of query q0 + i and key s0 + j (0 where masked), and the d_w
 // accumulator zeroed, for a queries x keys tile. The score C[t, g]·B[s, g] / sqrt(N) is summed over N in order,
-// as in the forward's score().
+// as in the fp32 forward's score() (for bf16, in the tensor cores' order, as in the bf16 forward).
 template <int N, class S>
 __device__ inline void tile_weights(float* W, float* dW, const float* Qs, const float* Ks, const float* lse,
                                     int queries, int keys, int q0, int valid_q, int s0, float inv_sqrt_n) {
+  const auto weight = [&](int r, int j, float v) {
+    W[r * keys + j] = r < valid_q && s0 + j <= q0 + r ? expf(v * inv_sqrt_n - lse[r]) : 0.0f;
+    dW[r * keys + j] = 0.0f;
+  };
   backward_product<S, 2, 2>(queries, keys, N, Qs, N + 1, 1, false, Ks, 1, N + 1, false, [](int, int) { return 0.0f; },
-                     [&](int r, int j, float v) {
-                       W[r * keys + j] = r < valid_q && s0 + j <= q0 + r ? expf(v * inv_sqrt_n - lse[r]) : 0.0f;
-                       dW[r * keys + j] = 0.0f;
-                     });
+                            weight);
 }
 
 // The slices of sequence b, group g that the backward kernels read: C and B at column g·N, x and d_y at the

@@ -170,8 +170,9 @@ inline AttentionPlan attention_plan(const AttentionShape& s) {
 }
 
 // The plan of the bf16 kernels: the same shape checks, lse, workspace and backward launches as attention_plan
-// (the bf16 backward runs the fp32 algorithm on bf16 storage), and the tensor-core forward's launch: grid
-// (query tiles of kAttnBf16Rows, G · column blocks, Bt), kAttnBf16Warps warps, AttnBf16ForwardLayout.
+// (the bf16 backward runs the fp32 algorithm on bf16 storage, its products on tensor cores), and the tensor-core
+// forward's launch: grid (query tiles of kAttnBf16Rows, G · column blocks, Bt), kAttnBf16Warps warps,
+// AttnBf16ForwardLayout.
 inline AttentionPlan attention_plan_bf16(const AttentionShape& s) {
   AttentionPlan plan = attention_plan(s);
   plan.forward_rows = kAttnBf16Rows;

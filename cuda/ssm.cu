@@ -402,8 +402,7 @@ __device__ float block_sum(float value) {
 // columns 4tx.. of the tile in registers, k in order, from slices of both operands staged in `work`
 // (scan_product_floats()): A's slice as [k][m], B's as [k][n], each entry a(m, k) or b(k, n) read once per tile
 // (0 past M, cols, K). kAAlongK: the block's consecutive threads stage A's consecutive k (for an A whose memory
-// runs along k; else along m);
-// kBAlongN likewise for B's n (else along k). Each output and each row sum is one thread's, in a fixed order
+// runs along k; else along m); kBAlongN likewise for B's n (else along k). Each output and each row sum is one thread's, in a fixed order
 // (the row sum's 16 partials of one tile, then its tiles, added in order): bitwise the same in every thread order.
 // Returns after a barrier: the outputs and row sums are visible to the block, `work` is free.
 struct NoRowSum {
@@ -608,10 +607,12 @@ __global__ void __launch_bounds__(kScanBackwardThreads) ssm_chunk_backward_kerne
   // u[t] = Σ_n (d_y·S_c)[t,n]·exp(seg(c0..t))·C[t,n];  w[s] = Σ_i (B·Gᵀ)[s,i]·exp(seg(s+1..end))·x[s,i]
   const auto discard = [](int, int, float) {};
   if (d_y)
-    block_product<true, true>(len, p.N, p.p, dy_at, S_at, discard, work, u, [&](int t, int n) { return decay_in[t] * C_at(t, n); });
+    block_product<true, true>(len, p.N, p.p, dy_at, S_at, discard, work, u,
+                              [&](int t, int n) { return decay_in[t] * C_at(t, n); });
   else
     for (int t = threadIdx.x; t < len; t += blockDim.x) u[t] = 0.0f;
-  block_product<true, false>(len, p.p, p.N, B_at, [&](int n, int i) { return G_at(i, n); }, discard, work, w, [&](int s, int i) { return decay_out[s] * x_at(s, i); });
+  block_product<true, false>(len, p.p, p.N, B_at, [&](int n, int i) { return G_at(i, n); }, discard, work, w,
+                             [&](int s, int i) { return decay_out[s] * x_at(s, i); });
 
   // Phase 3: K[t,s] = L[t,s]·(C[t]·B[s])·(d_y[t]·x[s]) = v[t,s] / dt[s].
   if (d_y) block_product<true, false>(len, len, p.p, dy_at, [&](int i, int s) { return x_at(s, i); }, scale_causal(K), work);

@@ -41,9 +41,10 @@ struct ScanPlan {
   LaunchShape output;             // grid (chunks, H, Bt)
   std::size_t state_values = 0;   // Bt · chunks · H·p·N: each of chunk_states and start_states
   std::size_t chunk_decays = 0;   // Bt · chunks · H: Σ_{r in chunk} dt[r]·A (workspace)
-  // The backward (cuda/ssm.cu): the chunk_states grid computes each chunk's share of the start state's gradient,
-  // the state_passing grid passes the gradients at the chunks' ends backwards, then:
-  LaunchShape chunk_grad;         // grid (chunks, H, Bt): what the chunk's d_y gives its start state (a product)
+  // The backward (cuda/ssm.cu): chunk_grad computes each chunk's share of the start state's gradient, the
+  // state_passing grid passes the gradients at the chunks' ends backwards, then backward_chunk:
+  LaunchShape chunk_grad;         // grid (chunks, H, Bt): what the chunk's d_y gives its start state (a product);
+                                  // shared memory scan_product_floats() + Q floats
   LaunchShape backward_chunk;     // grid (chunks, H, Bt): every gradient of one chunk and head; shared memory
                                   // scan_backward_shared_floats(Q) (two Q x Q matrices and the products' staging)
   LaunchShape group_sum;          // grid (ceil(Bt·L·G·N / 256)): d_B, d_C summed over the heads of each group
@@ -77,10 +78,10 @@ inline std::size_t scan_bf16_output_bytes(const ScanShape& s) {
 }
 
 // The backward's chunk kernel holds K, D [Q][Q], six vectors [Q] and its matrix products' staging area in
-// dynamic shared memory (the step before it, the staging area and one vector). K's and D's rows are Q + 1 long (scan_backward_ld), so that a loop with one thread per
-// row reads 32 rows in 32 banks. The products (cuda/ssm.cu's block_product) cover output tiles of
-// kScanProductRows x kScanProductCols, one 4 x 4 block of it per thread, staging both operands kScanProductSlice
-// values of the summed index at a time: A's slice [slice][rows + 4] (rows padded by 4 floats, 16 bytes, so that
+// dynamic shared memory (the step before it, ssm_chunk_grad_kernel, the staging area and one vector [Q]). K's and
+// D's rows are Q + 1 long (scan_backward_ld), so that a loop with one thread per row reads 32 rows in 32 banks.
+// The products (cuda/ssm.cu's block_product) cover output tiles of kScanProductRows x kScanProductCols, one 4 x 4
+// block of it per thread, staging both operands kScanProductSlice values of the summed index at a time: A's slice [slice][rows + 4] (rows padded by 4 floats, 16 bytes, so that
 // a slice's k-th row stays 16-byte aligned and successive rows start in different banks), B's [slice][cols],
 // and the row sums' partials [rows][cols / 4].
 constexpr int kScanProductRows = kScanMaxChunk, kScanProductCols = 64, kScanProductSlice = 32;
