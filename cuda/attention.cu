@@ -349,12 +349,10 @@ __device__ inline void tile_product_tc(int M, int Nn, int K, const float* A, int
     MmaC acc;
     for (int e = 0; e < 4; ++e) acc.v[e] = init(i0 + mma_c_at(lane, e).row, j0 + mma_c_at(lane, e).col);
     for (int k0 = 0; k0 < K; k0 += 16) {
-      MmaA a[2];
+      MmaA a[2];  // a[1], b[1]: the lo parts of a split operand
       MmaB b[2];
-      for (int part = 0; part < parts_a; ++part)
-        mma_load_fp32(a[part].reg, A + i0 * a_row + k0 * a_col, a_row, a_col, mma_a_at, part);
-      for (int part = 0; part < parts_b; ++part)
-        mma_load_fp32(b[part].reg, B + k0 * b_row + j0 * b_col, b_row, b_col, mma_b_at, part);
+      mma_load_fp32(a[0].reg, a_split ? a[1].reg : nullptr, A + i0 * a_row + k0 * a_col, a_row, a_col, mma_a_at);
+      mma_load_fp32(b[0].reg, b_split ? b[1].reg : nullptr, B + k0 * b_row + j0 * b_col, b_row, b_col, mma_b_at);
       for (int pa = 0; pa < parts_a; ++pa)
         for (int pb = 0; pb < parts_b; ++pb) mma_m16n8k16(acc, a[pa], b[pb], acc);
     }

@@ -93,19 +93,27 @@ __device__ inline MmaB mma_load_b(const bf16* tile, int ld) {
   return b;
 }
 
-// A fragment of an fp32 matrix M[row][col] = src[row·row_step + col·col_step] (at: mma_a_at or mma_b_at), in
-// two parts: part 0 holds bf16(v), exact where v is a bf16 value already; part 1 holds bf16(v - bf16(v)), what
-// part 0 left, so that a product over both parts carries v to 2^-16 relative (16 bits of its 24).
+// An fp32 value as two bf16, hi = bf16(v) (exact where v is a bf16 value already) and lo = bf16(v - hi), what hi
+// left: a product over both parts carries v to 2^-16 relative (16 bits of its 24).
+__device__ inline void split_bf16(float v, bf16& hi, bf16& lo) {
+  hi = __float2bfloat16_rn(v);
+  lo = __float2bfloat16_rn(v - __bfloat162float(hi));
+}
+
+// A fragment of an fp32 matrix M[row][col] = src[row·row_step + col·col_step] (at: mma_a_at or mma_b_at) as the
+// hi parts of split_bf16, and, where lo is not null (kRegs registers), the lo parts: each value read once.
 template <int kRegs>
-__device__ void mma_load_fp32(std::uint32_t (&reg)[kRegs], const float* src, int row_step, int col_step, MmaAt (*at)(int, int),
-                              int part) {
+__device__ void mma_load_fp32(std::uint32_t (&hi)[kRegs], std::uint32_t* lo, const float* src, int row_step, int col_step,
+                              MmaAt (*at)(int, int)) {
   const int lane = mma_lane();
-  const auto value = [&](MmaAt e) {
-    const float v = src[e.row * row_step + e.col * col_step];
-    const bf16 hi = __float2bfloat16_rn(v);
-    return part == 0 ? hi : __float2bfloat16_rn(v - __bfloat162float(hi));
-  };
-  for (int j = 0; j < kRegs; ++j) reg[j] = mma_pack(value(at(lane, 2 * j)), value(at(lane, 2 * j + 1)));
+  for (int j = 0; j < kRegs; ++j) {
+    const MmaAt e0 = at(lane, 2 * j), e1 = at(lane, 2 * j + 1);
+    bf16 hi0, lo0, hi1, lo1;
+    split_bf16(src[e0.row * row_step + e0.col * col_step], hi0, lo0);
+    split_bf16(src[e1.row * row_step + e1.col * col_step], hi1, lo1);
+    hi[j] = mma_pack(hi0, hi1);
+    if (lo) lo[j] = mma_pack(lo0, lo1);
+  }
 }
 
 // D into a row-major fp32 tile: out[r·ld + n] = D[r][n].

@@ -187,10 +187,6 @@ __global__ void __launch_bounds__(kScanThreads) ssm_output_kernel(ScanPointers<S
 // bound of 3e-3 from the float baseline's one rounding of y; the fp32 chunk states are held to the rule's floor
 // of 1e-3, which one rounding of every term would use up).
 __device__ inline bf16 as_bf16(Bf16 v) { return __ushort_as_bfloat16(v.bits); }
-__device__ inline void split_bf16(float v, bf16& hi, bf16& lo) {
-  hi = __float2bfloat16_rn(v);
-  lo = __float2bfloat16_rn(v - __bfloat162float(hi));
-}
 __device__ inline int warp_index() { return int(threadIdx.x) / 32; }
 constexpr int kScanWarps = int(kScanThreads) / 32;
 
