@@ -169,8 +169,10 @@ __global__ void __launch_bounds__(kAttnThreads) attention_forward_kernel(AttnPoi
 // output fragments of the column block (kAttnBf16Columns / 8 n8 tiles). The warps share the key tile and its
 // values, staged in shared memory by the whole block. Lane (gr, tq) = (lane / 4, lane % 4) holds rows gr and
 // gr + 8 of every C fragment (mma_c_at), so a row's max and sum are reduced over the 4 lanes of a quad.
-// Work past a warp's diagonal (n8 key tiles and k16 steps after its last query, or past P) is skipped,
-// warp-uniformly. Every value is computed by one lane in a fixed order: bitwise the same in every thread order.
+// Work past a warp's diagonal (16-key tiles after its last query, or past P) is skipped, warp-uniformly. The
+// fragments come from shared memory by ldmatrix (mma.cuh; V's by the transposing form). Loops over fragment
+// arrays run to their compile-time bounds and skip by condition (col_tiles < kColTiles in a narrow last
+// column block), so that the arrays stay in registers. Every value is computed by one lane in a fixed order: bitwise the same in every thread order.
 
 // tile[r·ld + c] = src[(first + r)·row + c] as bf16 bits, 0 where r >= valid or c >= width. Eight values (16
 // bytes) per load and store where the source's rows and the tile allow it (every multiple of 8 and 16-byte
@@ -238,7 +240,7 @@ __global__ void __launch_bounds__(32 * kAttnBf16Warps) attention_forward_bf16_ke
   stage_bf16(Qs, ldk, kAttnBf16Rows, N, C, p.C.row, row0, valid, N);
   __syncthreads();
   MmaA q[N / 16];
-  for (int k = 0; k < N / 16; ++k) q[k] = mma_load_a(Qs + 16 * warp * ldk + 16 * k, ldk);
+  for (int k = 0; k < N / 16; ++k) q[k] = mma_ldmatrix_a(Qs + 16 * warp * ldk + 16 * k, ldk);
   MmaC o[kColTiles] = {};
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};  // rows gr, gr + 8: running max; this lane's Σ exp
 
@@ -252,11 +254,19 @@ __global__ void __launch_bounds__(32 * kAttnBf16Warps) attention_forward_bf16_ke
     if (s0 > w_last) continue;  // warp-uniform: none of the warp's queries sees these keys
     MmaC s[kKeyTiles];
     float tile_max[2] = {-INFINITY, -INFINITY};
+    for (int j = 0; j < kKeyTiles; ++j) s[j] = MmaC{};
+#pragma unroll
+    for (int jj = 0; jj < kKeyTiles / 2; ++jj) {  // keys 16jj .. 16jj + 15
+      if (s0 + 16 * jj > w_last) continue;
+      for (int k = 0; k < N / 16; ++k) {
+        MmaB key[2];
+        mma_ldmatrix_b2(key, Ks + 16 * jj * ldk + 16 * k, ldk);
+        mma_m16n8k16(s[2 * jj], q[k], key[0], s[2 * jj]);
+        mma_m16n8k16(s[2 * jj + 1], q[k], key[1], s[2 * jj + 1]);
+      }
+    }
     for (int j = 0; j < kKeyTiles; ++j) {
       const bool needed = s0 + 8 * j <= w_last;
-      s[j] = MmaC{};
-      if (needed)
-        for (int k = 0; k < N / 16; ++k) mma_m16n8k16(s[j], q[k], mma_load_b(Ks + 8 * j * ldk + 16 * k, ldk), s[j]);
       for (int i = 0; i < 4; ++i) {  // causal mask (keys past P lie after every query)
         const int query = wq0 + gr + 8 * (i / 2), key = s0 + 8 * j + 2 * tq + i % 2;
         s[j].v[i] = needed && key <= query ? s[j].v[i] * p.inv_sqrt_n : -INFINITY;
@@ -278,23 +288,29 @@ __global__ void __launch_bounds__(32 * kAttnBf16Warps) attention_forward_bf16_ke
       }
     for (int c = 0; c < kColTiles; ++c)
       for (int i = 0; i < 4; ++i) o[c].v[i] *= rescale[i / 2];
+#pragma unroll
     for (int kk = 0; kk < kKeyTiles / 2; ++kk) {
-      if (s0 + 16 * kk > w_last) break;
+      if (s0 + 16 * kk > w_last) continue;
       const MmaA a = mma_a_from_c(s[2 * kk], s[2 * kk + 1]);
-      for (int c = 0; c < col_tiles; ++c) {  // B[k][n] = V[16kk + k][8c + n]
-        MmaB v;
-        mma_load(v.reg, Vs + 16 * kk * ldv + 8 * c, ldv, 1, mma_b_at);
-        mma_m16n8k16(o[c], a, v, o[c]);
+#pragma unroll
+      for (int c = 0; c < kColTiles; c += 2) {  // B[k][n] = V[16kk + k][8c + n], n < 16 (col_tiles is even)
+        if (c >= col_tiles) continue;
+        MmaB v[2];
+        mma_ldmatrix_b2_trans(v, Vs + 16 * kk * ldv + 8 * c, ldv);
+        mma_m16n8k16(o[c], a, v[0], o[c]);
+        mma_m16n8k16(o[c + 1], a, v[1], o[c + 1]);
       }
     }
   }
   for (int h = 0; h < 2; ++h) l[h] = quad_sum(l[h]);
   Bf16* Y = p.y_out.data + b * p.y_out.batch + g * p.cols + c0;
+#pragma unroll
   for (int i = 0; i < 4; ++i) {
     const int query = wq0 + gr + 8 * (i / 2);
     if (query >= p.P) continue;
-    for (int c = 0; c < col_tiles; ++c)
-      Y[(query - p.first_query) * p.y_out.row + 8 * c + 2 * tq + i % 2] = to_bf16(o[c].v[i] / l[i / 2]);
+#pragma unroll
+    for (int c = 0; c < kColTiles; ++c)
+      if (c < col_tiles) Y[(query - p.first_query) * p.y_out.row + 8 * c + 2 * tq + i % 2] = to_bf16(o[c].v[i] / l[i / 2]);
   }
   float* lse = p.lse_out + (std::int64_t(b) * p.G + g) * (p.P - p.first_query);
   if (blockIdx.y % p.column_blocks == 0 && tq == 0)  // the first column block writes lse (all compute the same)

@@ -26,8 +26,9 @@
 // exact in both.
 //
 // Every lane of the warp must call the loads and mma_m16n8k16 together (no divergence), as on a GPU. Loads are
-// element by element (ldmatrix and vectorized loads are not used here), from bf16 tiles or, split into two bf16
-// parts, from fp32 ones (mma_load_fp32).
+// element by element (mma_load: any layout, from bf16 tiles or, split into two bf16 parts, from fp32 ones) or,
+// from bf16 tiles in shared memory whose rows are 16-byte aligned, by ldmatrix (mma_ldmatrix_*: one instruction
+// per four 8x8 matrices; under the emulation the same data movement by shuffles of the lanes' row addresses).
 #pragma once
 
 #include <cstdint>
@@ -114,6 +115,67 @@ __device__ void mma_load_fp32(std::uint32_t (&hi)[kRegs], std::uint32_t* lo, con
     hi[j] = mma_pack(hi0, hi1);
     if (lo) lo[j] = mma_pack(lo0, lo1);
   }
+}
+
+// ldmatrix.sync.aligned.m8n8.x4{.trans}.shared.b16 (PTX ISA 9.0, section 9.7.14.5.15 "ldmatrix"): four 8x8
+// matrices of 16-bit values. Lane 8i + r passes the address of row r of matrix i (8 values, 16 bytes, 16-byte
+// aligned, in shared memory); lane l receives in reg[i] the values of matrix i at row l/4, columns 2(l%4) and
+// 2(l%4) + 1 (the first in the low half), or with kTrans those of the transposed matrix: rows 2(l%4) and
+// 2(l%4) + 1 of column l/4. The emulation fetches each value from the row address of the lane that passed it.
+template <bool kTrans>
+__device__ inline void ldmatrix_x4(std::uint32_t (&reg)[4], const bf16* row) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  const unsigned address = static_cast<unsigned>(__cvta_generic_to_shared(row));
+  if constexpr (kTrans)
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(reg[0]), "=r"(reg[1]), "=r"(reg[2]), "=r"(reg[3])
+                 : "r"(address));
+  else
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(reg[0]), "=r"(reg[1]), "=r"(reg[2]), "=r"(reg[3])
+                 : "r"(address));
+#else
+  const auto address = static_cast<unsigned long long>(reinterpret_cast<std::uintptr_t>(row));
+#ifndef __CUDACC__
+  if (address % 16 != 0) transmamba::emu::trap("ldmatrix: a row address is not 16-byte aligned");
+#endif
+  const int lane = mma_lane();
+  for (int i = 0; i < 4; ++i) {
+    bf16 v[2];
+    for (int h = 0; h < 2; ++h) {
+      const int r = kTrans ? 2 * (lane % 4) + h : lane / 4, c = kTrans ? lane / 4 : 2 * (lane % 4) + h;
+      v[h] = reinterpret_cast<const bf16*>(static_cast<std::uintptr_t>(__shfl_sync(0xffffffffu, address, 8 * i + r)))[c];
+    }
+    reg[i] = mma_pack(v[0], v[1]);
+  }
+#endif
+}
+
+// The fragments by ldmatrix (the same registers as mma_load_a and mma_load_b / mma_load(.., mma_b_at)):
+// A (16x16) from a row-major tile, A[r][k] = tile[r·ld + k]: matrices (rows 0-7, 8-15) x (columns 0-7, 8-15)
+// in the order of a0a1, a2a3, a4a5, a6a7.
+__device__ inline MmaA mma_ldmatrix_a(const bf16* tile, int ld) {
+  const int lane = mma_lane(), i = lane / 8, r = lane % 8;
+  MmaA a;
+  ldmatrix_x4<false>(a.reg, tile + (r + 8 * (i % 2)) * ld + 8 * (i / 2));
+  return a;
+}
+// B of two n8 tiles, b[0] for n = 0..7 and b[1] for n = 8..15, k = 0..15, from a tile holding Bᵀ row-major
+// (mma_load_b's layout: B[k][n] = tile[n·ld + k], e.g. the rows of K for S = Q·Kᵀ); matrix i: rows n 8(i/2)..,
+// columns k 8(i%2)...
+__device__ inline void mma_ldmatrix_b2(MmaB (&b)[2], const bf16* tile, int ld) {
+  const int lane = mma_lane(), i = lane / 8, r = lane % 8;
+  std::uint32_t reg[4];
+  ldmatrix_x4<false>(reg, tile + (r + 8 * (i / 2)) * ld + 8 * (i % 2));
+  b[0] = MmaB{{reg[0], reg[1]}}, b[1] = MmaB{{reg[2], reg[3]}};
+}
+// The same two n8 tiles from a row-major B, B[k][n] = tile[k·ld + n] (e.g. the values V for O = P·V), by the
+// transposing load; matrix i: rows k 8(i%2).., columns n 8(i/2)...
+__device__ inline void mma_ldmatrix_b2_trans(MmaB (&b)[2], const bf16* tile, int ld) {
+  const int lane = mma_lane(), i = lane / 8, r = lane % 8;
+  std::uint32_t reg[4];
+  ldmatrix_x4<true>(reg, tile + (r + 8 * (i % 2)) * ld + 8 * (i / 2));
+  b[0] = MmaB{{reg[0], reg[1]}}, b[1] = MmaB{{reg[2], reg[3]}};
 }
 
 // D into a row-major fp32 tile: out[r·ld + n] = D[r][n].

@@ -21,6 +21,7 @@ namespace {
 using transmamba::gpu::Backend;
 using transmamba::gpu::Device;
 using transmamba::gpu::DeviceBuffer;
+using transmamba::gpu::MmaLoads;
 using transmamba::gpu::MmaProduct;
 using transmamba::gpu::Stream;
 using transmamba::gpu::emulated::mma_a_at;
@@ -51,11 +52,11 @@ Operands draw(int M, int N, int K, bool integers, std::mt19937& rng) {
   return o;
 }
 
-std::vector<float> run(const Device& device, const Operands& o) {
+std::vector<float> run(const Device& device, const Operands& o, MmaLoads loads = MmaLoads::elements) {
   Stream stream(device);
   DeviceBuffer<__nv_bfloat16> a(device, o.a), b_t(device, o.b_t);
   DeviceBuffer<float> d(device, std::size_t(o.M) * o.N);
-  const MmaProduct p{o.M, o.N, o.K, a.data(), b_t.data(), d.data()};
+  const MmaProduct p{o.M, o.N, o.K, a.data(), b_t.data(), d.data(), loads};
   if (device.backend() == Backend::emulated) {
     transmamba::gpu::emulated::mma_product(p, stream.context());
   } else {
@@ -165,8 +166,22 @@ TEST_CASE("mma under emulation: products of small integers are exact", "[mma]") 
   }
 }
 
+// ldmatrix moves data only: its fragments are the element loads' (the ISA's tables), so the products are bitwise
+// the same. Under the emulation this checks ldmatrix_x4's lane and address arithmetic against the tables; on a
+// GPU (below), the instruction's.
+TEST_CASE("mma under emulation: fragments by ldmatrix (plain and .trans) are those of the element loads", "[mma]") {
+  std::mt19937 rng(14);
+  for (const Shape& s : kShapes) {
+    INFO("M " << s.M << ", N " << s.N << ", K " << s.K);
+    const Operands o = draw(s.M, s.N, s.K, false, rng);
+    const std::vector<float> d = run(Device::emulated(1), o);
+    CHECK(run(Device::emulated(1), o, MmaLoads::ldmatrix) == d);
+    CHECK(run(Device::emulated(2), o, MmaLoads::ldmatrix_trans) == d);
+  }
+}
+
 // Hidden from the default run: ctest runs it as mma_cuda, which reports "skipped" (not passed) without a device.
-TEST_CASE("mma on the GPU: within the bound of the double product and of the emulation", "[.][cuda]") {
+TEST_CASE("mma on the GPU: within the bound of the double product and of the emulation; ldmatrix's the same", "[.][cuda]") {
   if (!transmamba::gpu::cuda_device_available()) {
     std::printf("skipped: no CUDA device (%s)\n", transmamba::gpu::describe().c_str());
     return;
@@ -180,5 +195,7 @@ TEST_CASE("mma on the GPU: within the bound of the double product and of the emu
     const std::vector<double> bound = exact_product(random).bound;
     for (std::size_t i = 0; i < gpu.size(); ++i) REQUIRE(std::abs(gpu[i] - emulated[i]) <= 2 * bound[i]);
     check_product(integers, run(Device::cuda(), integers), true);
+    CHECK(run(Device::cuda(), random, MmaLoads::ldmatrix) == gpu);
+    CHECK(run(Device::cuda(), random, MmaLoads::ldmatrix_trans) == gpu);
   }
 }
