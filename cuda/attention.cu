@@ -16,17 +16,14 @@
 // w[m] = 1 - δ, the true d_score[t, m] is O(δ·d_w), and the plain rowsum (Σ d_y·y, or Σ w·d_w) loses it in the
 // rounding of w[m] and of the sum; centered, key m's term is exactly 0. Seen: d_C, d_B 50% off in
 // emulated.attention.bf16, C, B scale 30; the bf16 y, off by 2^-9·|y|, made Σ d_y·y worse still.)
-// Three kernels: the row statistics c, D (the d_C kernel in its kRowsum mode), d_C over query tiles (looping
-// over key tiles), and d_B, d_x over key tiles (looping over query tiles from the diagonal down). Every output
-// value is accumulated by one thread in a fixed order: no atomics, bitwise the same result in every thread order.
-// y is not read (it was, for D = Σ d_y·y; the API keeps it for its callers).
-// Storage: the backward kernels are templated on the storage type S of C, B, x, y, d_y and the gradients (float
-// or Bf16: read with to_float, written with from_float<S>; staged as fp32 in shared memory either way, their
-// products on tensor cores for Bf16: backward_product), lse and D are fp32. The bf16 forward is its own kernel on
-// tensor cores (attention_forward_bf16_kernel below).
+// fp32: three kernels: the row statistics c, D (the d_C kernel in its kRowsum mode), d_C over query tiles
+// (looping over key tiles), and d_B, d_x over key tiles (looping over query tiles from the diagonal down).
+// bf16 (bf16 storage of C, B, x, y, d_y and the gradients; lse and D, c fp32): the forward and the backward
+// on tensor cores, their own kernels (attention_forward_bf16_kernel, and the two of "bf16 backward" below).
+// Every output value is accumulated by one thread (or lane) in a fixed order: no atomics, bitwise the same result
+// in every thread order. y is not read by the backward (it was, for D = Σ d_y·y; the API keeps it for its
+// callers).
 #include "cuda/portable.cuh"
-
-#include <type_traits>
 
 #include "cuda/attention.hpp"
 #include "cuda/backends.hpp"
@@ -83,12 +80,11 @@ __device__ inline float score(const float* q, const float* k, float inv_sqrt_n) 
 
 // tile[r·ld + c] = src[(first + r)·row + c] for r < tile_rows, c < tile_cols; 0 where r >= valid or c >= width
 // (rows past P are never read: the tiles' last rows may lie beyond the sequence).
-template <class S>
-__device__ inline void stage(float* tile, int ld, int tile_rows, int tile_cols, const S* src, std::int64_t row,
+__device__ inline void stage(float* tile, int ld, int tile_rows, int tile_cols, const float* src, std::int64_t row,
                              int first, int valid, int width) {
   for (int i = threadIdx.x; i < tile_rows * tile_cols; i += kAttnThreads) {
     const int r = i / tile_cols, c = i % tile_cols;
-    tile[r * ld + c] = r < valid && c < width ? to_float(src[(first + r) * row + c]) : 0.0f;
+    tile[r * ld + c] = r < valid && c < width ? src[(first + r) * row + c] : 0.0f;
   }
 }
 
@@ -169,7 +165,8 @@ __global__ void __launch_bounds__(kAttnThreads) attention_forward_kernel(AttnPoi
 // output fragments of the column block (kAttnBf16Columns / 8 n8 tiles). The warps share the key tile and its
 // values, staged in shared memory by the whole block. Lane (gr, tq) = (lane / 4, lane % 4) holds rows gr and
 // gr + 8 of every C fragment (mma_c_at), so a row's max and sum are reduced over the 4 lanes of a quad.
-// Work past a warp's diagonal (16-key tiles after its last query, or past P) is skipped, warp-uniformly. The
+// Key tiles past a warp's diagonal are skipped warp-uniformly, and the scores of 16-key halves past it (their
+// weights are 0 in O += P·V). The
 // fragments come from shared memory by ldmatrix (mma.cuh; V's by the transposing form). Loops over fragment
 // arrays run to their compile-time bounds and skip by condition (col_tiles < kColTiles in a narrow last
 // column block), so that the arrays stay in registers. Every value is computed by one lane in a fixed order: bitwise the same in every thread order.
@@ -200,16 +197,6 @@ __device__ inline void stage_bf16(bf16* tile, int ld, int tile_rows, int tile_co
   }
 }
 
-// The A operand (16 rows x 16 keys) of O += P·V from the C fragments of the score tiles of keys 0..7 (lo) and
-// 8..15 (hi), rounded to bf16: by mma.cuh's tables a lane's a0,a1 = lo c0,c1; a2,a3 = lo c2,c3; a4,a5 = hi c0,c1;
-// a6,a7 = hi c2,c3 (the same rows, columns 2t, 2t+1 and 8 + 2t, 8 + 2t+1).
-__device__ inline MmaA mma_a_from_c(const MmaC& lo, const MmaC& hi) {
-  auto pack = [](float a, float b) {
-    return mma_pack(__ushort_as_bfloat16(to_bf16(a).bits), __ushort_as_bfloat16(to_bf16(b).bits));
-  };
-  return MmaA{{pack(lo.v[0], lo.v[1]), pack(lo.v[2], lo.v[3]), pack(hi.v[0], hi.v[1]), pack(hi.v[2], hi.v[3])}};
-}
-
 __device__ inline float quad_max(float v) {
   v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
   return fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));
@@ -217,6 +204,47 @@ __device__ inline float quad_max(float v) {
 __device__ inline float quad_sum(float v) {  // a butterfly: the 4 lanes get the same sum
   v += __shfl_xor_sync(0xffffffffu, v, 1);
   return v + __shfl_xor_sync(0xffffffffu, v, 2);
+}
+
+// A warp's products on tensor cores, with fragments loaded by ldmatrix from bf16 tiles in shared memory.
+// acc[j] += A·Bᵀ over k < K (a multiple of 16): A = 16 rows of a row-major tile (lda), Bt = 8·kTiles rows of a
+// row-major tile (ldb); acc[j] holds the products with Bt's rows 8j .. 8j + 7 (e.g. scores Q·Kᵀ, or d_w = d_y·xᵀ).
+template <int kTiles>
+__device__ inline void warp_product_abt(MmaC (&acc)[kTiles], const bf16* A, int lda, const bf16* Bt, int ldb, int K) {
+  static_assert(kTiles % 2 == 0, "Bt's rows in pairs of n8 tiles (mma_ldmatrix_b2)");
+  for (int k = 0; k < K; k += 16) {
+    const MmaA a = mma_ldmatrix_a(A + k, lda);
+#pragma unroll
+    for (int jj = 0; jj < kTiles / 2; ++jj) {
+      MmaB b[2];
+      mma_ldmatrix_b2(b, Bt + 16 * jj * ldb + k, ldb);
+      mma_m16n8k16(acc[2 * jj], a, b[0], acc[2 * jj]);
+      mma_m16n8k16(acc[2 * jj + 1], a, b[1], acc[2 * jj + 1]);
+    }
+  }
+}
+
+// acc[c] += X·B for c < tiles (even, <= kOut): X = 16 x 8·kX held as C fragments x[j] (X's columns 8j ..), as
+// A operands rounded to bf16, or with kSplit in two bf16 parts (mma_a_from_c: each product taken once per
+// part, X to 2^-16 relative); B = rows 0 .. 8·kX - 1 of a row-major tile (ldb), acc[c] its columns 8c ...
+template <bool kSplit, int kX, int kOut>
+__device__ inline void warp_product_cb(MmaC (&acc)[kOut], const MmaC (&x)[kX], const bf16* B, int ldb, int tiles) {
+  static_assert(kX % 2 == 0 && kOut % 2 == 0, "k16 steps of X, pairs of n8 output tiles");
+#pragma unroll
+  for (int kk = 0; kk < kX / 2; ++kk) {
+    MmaA hi, lo;
+    mma_a_from_c(x[2 * kk], x[2 * kk + 1], hi, kSplit ? &lo : nullptr);
+#pragma unroll
+    for (int c = 0; c < kOut; c += 2) {
+      if (c >= tiles) continue;
+      MmaB b[2];
+      mma_ldmatrix_b2_trans(b, B + 16 * kk * ldb + 8 * c, ldb);
+      for (int e = 0; e < 2; ++e) {
+        mma_m16n8k16(acc[c + e], hi, b[e], acc[c + e]);
+        if constexpr (kSplit) mma_m16n8k16(acc[c + e], lo, b[e], acc[c + e]);
+      }
+    }
+  }
 }
 
 template <int N>
@@ -288,19 +316,7 @@ __global__ void __launch_bounds__(32 * kAttnBf16Warps) attention_forward_bf16_ke
       }
     for (int c = 0; c < kColTiles; ++c)
       for (int i = 0; i < 4; ++i) o[c].v[i] *= rescale[i / 2];
-#pragma unroll
-    for (int kk = 0; kk < kKeyTiles / 2; ++kk) {
-      if (s0 + 16 * kk > w_last) continue;
-      const MmaA a = mma_a_from_c(s[2 * kk], s[2 * kk + 1]);
-#pragma unroll
-      for (int c = 0; c < kColTiles; c += 2) {  // B[k][n] = V[16kk + k][8c + n], n < 16 (col_tiles is even)
-        if (c >= col_tiles) continue;
-        MmaB v[2];
-        mma_ldmatrix_b2_trans(v, Vs + 16 * kk * ldv + 8 * c, ldv);
-        mma_m16n8k16(o[c], a, v[0], o[c]);
-        mma_m16n8k16(o[c + 1], a, v[1], o[c + 1]);
-      }
-    }
+    warp_product_cb<false>(o, s, Vs, ldv, col_tiles);  // O += P·V (col_tiles is even: R·p is a multiple of 16)
   }
   for (int h = 0; h < 2; ++h) l[h] = quad_sum(l[h]);
   Bf16* Y = p.y_out.data + b * p.y_out.batch + g * p.cols + c0;
@@ -352,61 +368,24 @@ __device__ inline void tile_product(int M, int Nn, int K, const float* A, int a_
   }
 }
 
-// The same product on tensor cores (cuda/mma.cuh) for the bf16 backward, whose tiles hold bf16 values (C, B, x,
-// d_y: exact as bf16) or fp32 ones (the weights and d_scores: split into two bf16 parts, a_split / b_split, each
-// product then taken once per part). Warp w takes the 16 x 8 output tiles w, w + 8, ...; a lane's four outputs
-// are mma_c_at's. M % 16 == 0, Nn % 8 == 0 and K % 16 == 0 (backward_product checks).
-template <class Init, class Out>
-__device__ inline void tile_product_tc(int M, int Nn, int K, const float* A, int a_row, int a_col, bool a_split,
-                                       const float* B, int b_row, int b_col, bool b_split, Init init, Out out) {
-  const int lane = mma_lane(), tiles_n = Nn / 8, parts_a = a_split ? 2 : 1, parts_b = b_split ? 2 : 1;
-  for (int t = int(threadIdx.x) / 32; t < M / 16 * tiles_n; t += kAttnThreads / 32) {
-    const int i0 = t / tiles_n * 16, j0 = t % tiles_n * 8;
-    MmaC acc;
-    for (int e = 0; e < 4; ++e) acc.v[e] = init(i0 + mma_c_at(lane, e).row, j0 + mma_c_at(lane, e).col);
-    for (int k0 = 0; k0 < K; k0 += 16) {
-      MmaA a[2];  // a[1], b[1]: the lo parts of a split operand
-      MmaB b[2];
-      mma_load_fp32(a[0].reg, a_split ? a[1].reg : nullptr, A + i0 * a_row + k0 * a_col, a_row, a_col, mma_a_at);
-      mma_load_fp32(b[0].reg, b_split ? b[1].reg : nullptr, B + k0 * b_row + j0 * b_col, b_row, b_col, mma_b_at);
-      for (int pa = 0; pa < parts_a; ++pa)
-        for (int pb = 0; pb < parts_b; ++pb) mma_m16n8k16(acc, a[pa], b[pb], acc);
-    }
-    for (int e = 0; e < 4; ++e) out(i0 + mma_c_at(lane, e).row, j0 + mma_c_at(lane, e).col, acc.v[e]);
-  }
-}
-
-// A product of the backward kernels of storage S: on tensor cores for bf16 where the shapes allow, else
-// tile_product (kTm x kTn outputs a thread). a_split, b_split: the operand holds fp32 values (tile_product_tc).
-template <class S, int kTm, int kTn, class Init, class Out>
-__device__ inline void backward_product(int M, int Nn, int K, const float* A, int a_row, int a_col, bool a_split,
-                                        const float* B, int b_row, int b_col, bool b_split, Init init, Out out) {
-  if constexpr (std::is_same_v<S, Bf16>)
-    if (M % 16 == 0 && Nn % 8 == 0 && K % 16 == 0)
-      return tile_product_tc(M, Nn, K, A, a_row, a_col, a_split, B, b_row, b_col, b_split, init, out);
-  tile_product<kTm, kTn>(M, Nn, K, A, a_row, a_col, B, b_row, b_col, init, out);
-}
-
 // d_w[i, j] += Σ_c d_y[i, c]·x[j, c] over one staged chunk of value columns (dW: queries x keys).
-template <class S>
 __device__ inline void accumulate_d_w(float* dW, const float* dYs, const float* Vs, int queries, int keys, int width) {
-  backward_product<S, 2, 2>(
-      queries, keys, width, dYs, kAttnColumns + 1, 1, false, Vs, 1, kAttnColumns + 1, false,
+  tile_product<2, 2>(
+      queries, keys, width, dYs, kAttnColumns + 1, 1, Vs, 1, kAttnColumns + 1,
       [&](int i, int j) { return dW[i * keys + j]; }, [&](int i, int j, float v) { dW[i * keys + j] = v; });
 }
 
 // The weights w[i, j] = exp(score - lse[i]) of query q0 + i and key s0 + j (0 where masked), and the d_w
 // accumulator zeroed, for a queries x keys tile. The score C[t, g]·B[s, g] / sqrt(N) is summed over N in order,
 // as in the fp32 forward's score() (for bf16, in the tensor cores' order, as in the bf16 forward).
-template <int N, class S>
+template <int N>
 __device__ inline void tile_weights(float* W, float* dW, const float* Qs, const float* Ks, const float* lse,
                                     int queries, int keys, int q0, int valid_q, int s0, float inv_sqrt_n) {
   const auto weight = [&](int r, int j, float v) {
     W[r * keys + j] = r < valid_q && s0 + j <= q0 + r ? expf(v * inv_sqrt_n - lse[r]) : 0.0f;
     dW[r * keys + j] = 0.0f;
   };
-  backward_product<S, 2, 2>(queries, keys, N, Qs, N + 1, 1, false, Ks, 1, N + 1, false, [](int, int) { return 0.0f; },
-                            weight);
+  tile_product<2, 2>(queries, keys, N, Qs, N + 1, 1, Ks, 1, N + 1, [](int, int) { return 0.0f; }, weight);
 }
 
 // The slices of sequence b, group g that the backward kernels read: C and B at column g·N, x and d_y at the
@@ -424,8 +403,7 @@ __device__ inline GroupSlices<S> group_slices(const AttnPointersT<S>& p, int b, 
 
 // lse and the row statistics D, c of queries q0 .. q0 + kAttnTile - 1 into shared memory (0 past the valid
 // ones, and D, c when the kernel computes them).
-template <class S>
-__device__ inline void stage_stats(float* lse, float* D, float* center, const AttnPointersT<S>& p, std::int64_t stats,
+__device__ inline void stage_stats(float* lse, float* D, float* center, const AttnPointers& p, std::int64_t stats,
                                    int q0, int valid, bool read_d = true) {
   for (int r = threadIdx.x; r < kAttnTile; r += kAttnThreads) {
     lse[r] = r < valid ? p.lse[stats + q0 + r] : 0.0f;
@@ -440,16 +418,16 @@ __device__ inline void stage_stats(float* lse, float* D, float* center, const At
 // keys in order, keeps c = d_w of the heaviest key so far (the first of equal weights) and D = Σ w·(d_w - c)
 // over the keys so far; when a heavier key m' comes, D += (c - d_w[m'])·Σ w so far (the earlier keys' weights,
 // small at the rows where D is small), c = d_w[m'].
-template <int N, class S, bool kRowsum = false>
-__global__ void __launch_bounds__(kAttnThreads) attention_backward_query_kernel(AttnPointersT<S> p) {
+template <int N, bool kRowsum = false>
+__global__ void __launch_bounds__(kAttnThreads) attention_backward_query_kernel(AttnPointers p) {
   const int cols = p.cols, b = blockIdx.z, g = blockIdx.y, q0 = blockIdx.x * kAttnTile;
   const int valid = min(kAttnTile, p.P - q0);
   const AttnQueryBackwardLayout L(N);
   float* sh = dynamic_shared<float>();
   float *Qs = sh + L.q, *Ks = sh + L.k, *W = sh + L.w, *dS = sh + L.ds, *dYs = sh + L.dy, *Vs = sh + L.v,
         *dQ = sh + L.dq, *lse = sh + L.lse, *D = sh + L.d, *center = sh + L.c;
-  const GroupSlices<S> in = group_slices<N>(p, b, g);
-  const S *C = in.C, *B = in.B, *X = in.X, *dY = in.dY;
+  const GroupSlices<float> in = group_slices<N>(p, b, g);
+  const float *C = in.C, *B = in.B, *X = in.X, *dY = in.dY;
 
   stage(Qs, N + 1, kAttnTile, N, C, p.C.row, q0, valid, N);
   for (int i = threadIdx.x; i < kAttnTile * N; i += kAttnThreads) dQ[i] = 0.0f;
@@ -460,13 +438,13 @@ __global__ void __launch_bounds__(kAttnThreads) attention_backward_query_kernel(
     const int s0 = kt * kAttnKeyTile, valid_k = min(kAttnKeyTile, p.P - s0);
     stage(Ks, N + 1, kAttnKeyTile, N, B, p.B.row, s0, valid_k, N);
     __syncthreads();
-    tile_weights<N, S>(W, dS, Qs, Ks, lse, kAttnTile, kAttnKeyTile, q0, valid, s0, p.inv_sqrt_n);
+    tile_weights<N>(W, dS, Qs, Ks, lse, kAttnTile, kAttnKeyTile, q0, valid, s0, p.inv_sqrt_n);
     for (int c0 = 0; c0 < cols; c0 += kAttnColumns) {
       const int width = min(kAttnColumns, cols - c0);
       stage(dYs, kAttnColumns + 1, kAttnTile, kAttnColumns, dY + c0, p.d_y.row, q0, valid, width);
       stage(Vs, kAttnColumns + 1, kAttnKeyTile, kAttnColumns, X + c0, p.x.row, s0, valid_k, width);
       __syncthreads();
-      accumulate_d_w<S>(dS, dYs, Vs, kAttnTile, kAttnKeyTile, width);
+      accumulate_d_w(dS, dYs, Vs, kAttnTile, kAttnKeyTile, width);
       __syncthreads();
     }
     if constexpr (kRowsum) {
@@ -486,8 +464,8 @@ __global__ void __launch_bounds__(kAttnThreads) attention_backward_query_kernel(
         dS[i] = W[i] * ((dS[i] - center[i / kAttnKeyTile]) - D[i / kAttnKeyTile]) * p.inv_sqrt_n;
       __syncthreads();
       // dQ[r, k] += Σ_j dS[r, j]·Ks[j, k]
-      backward_product<S, 4, 4>(
-          kAttnTile, N, kAttnKeyTile, dS, kAttnKeyTile, 1, true, Ks, N + 1, 1, false, [&](int r, int k) { return dQ[r * N + k]; },
+      tile_product<4, 4>(
+          kAttnTile, N, kAttnKeyTile, dS, kAttnKeyTile, 1, Ks, N + 1, 1, [&](int r, int k) { return dQ[r * N + k]; },
           [&](int r, int k, float v) { dQ[r * N + k] = v; });
     }
     __syncthreads();
@@ -497,22 +475,22 @@ __global__ void __launch_bounds__(kAttnThreads) attention_backward_query_kernel(
       p.D_out[in.stats + q0 + r] = D[r], p.center_out[in.stats + q0 + r] = center[r];
     return;
   }
-  S* dC = p.d_C.data + b * p.d_C.batch + g * N;
-  for (int i = threadIdx.x; i < valid * N; i += kAttnThreads) dC[(q0 + i / N) * p.d_C.row + i % N] = from_float<S>(dQ[i]);
+  float* dC = p.d_C.data + b * p.d_C.batch + g * N;
+  for (int i = threadIdx.x; i < valid * N; i += kAttnThreads) dC[(q0 + i / N) * p.d_C.row + i % N] = dQ[i];
 }
 
 // d_B and d_x over key tiles of p.rows keys: for each query tile of kAttnTile from the diagonal on, w and d_w,
 // d_x[j] += Σ_i w[i, j]·d_y[i] (chunk by chunk with d_w), then d_B[j] += Σ_i d_score[i, j]·C[i].
-template <int N, class S>
-__global__ void __launch_bounds__(kAttnThreads) attention_backward_key_kernel(AttnPointersT<S> p) {
+template <int N>
+__global__ void __launch_bounds__(kAttnThreads) attention_backward_key_kernel(AttnPointers p) {
   const int rows = p.rows, cols = p.cols, b = blockIdx.z, g = blockIdx.y, s0 = blockIdx.x * rows;
   const int valid_k = min(rows, p.P - s0);
   const AttnKeyBackwardLayout L(rows, N, cols);
   float* sh = dynamic_shared<float>();
   float *Ks = sh + L.k, *Qs = sh + L.q, *W = sh + L.w, *dS = sh + L.ds, *dYs = sh + L.dy, *Vs = sh + L.v,
         *dK = sh + L.dk, *dV = sh + L.dv, *lse = sh + L.lse, *D = sh + L.d, *center = sh + L.c;
-  const GroupSlices<S> in = group_slices<N>(p, b, g);
-  const S *C = in.C, *B = in.B, *X = in.X, *dY = in.dY;
+  const GroupSlices<float> in = group_slices<N>(p, b, g);
+  const float *C = in.C, *B = in.B, *X = in.X, *dY = in.dY;
 
   stage(Ks, N + 1, rows, N, B, p.B.row, s0, valid_k, N);
   for (int i = threadIdx.x; i < rows * N; i += kAttnThreads) dK[i] = 0.0f;
@@ -522,16 +500,16 @@ __global__ void __launch_bounds__(kAttnThreads) attention_backward_key_kernel(At
     stage(Qs, N + 1, kAttnTile, N, C, p.C.row, q0, valid, N);
     stage_stats(lse, D, center, p, in.stats, q0, valid);
     __syncthreads();
-    tile_weights<N, S>(W, dS, Qs, Ks, lse, kAttnTile, rows, q0, valid, s0, p.inv_sqrt_n);
+    tile_weights<N>(W, dS, Qs, Ks, lse, kAttnTile, rows, q0, valid, s0, p.inv_sqrt_n);
     for (int c0 = 0; c0 < cols; c0 += kAttnColumns) {
       const int width = min(kAttnColumns, cols - c0);
       stage(dYs, kAttnColumns + 1, kAttnTile, kAttnColumns, dY + c0, p.d_y.row, q0, valid, width);
       stage(Vs, kAttnColumns + 1, rows, kAttnColumns, X + c0, p.x.row, s0, valid_k, width);
       __syncthreads();  // also orders the weights before the d_x update below
-      accumulate_d_w<S>(dS, dYs, Vs, kAttnTile, rows, width);
+      accumulate_d_w(dS, dYs, Vs, kAttnTile, rows, width);
       // dV[j, c0 + c] += Σ_r W[r, j]·dYs[r, c]
-      backward_product<S, 4, 4>(
-          rows, width, kAttnTile, W, 1, rows, true, dYs, kAttnColumns + 1, 1, false,
+      tile_product<4, 4>(
+          rows, width, kAttnTile, W, 1, rows, dYs, kAttnColumns + 1, 1,
           [&](int j, int c) { return dV[j * cols + c0 + c]; },
           [&](int j, int c, float v) { dV[j * cols + c0 + c] = v; });
       __syncthreads();
@@ -540,16 +518,212 @@ __global__ void __launch_bounds__(kAttnThreads) attention_backward_key_kernel(At
       dS[i] = W[i] * ((dS[i] - center[i / rows]) - D[i / rows]) * p.inv_sqrt_n;
     __syncthreads();
     // dK[j, k] += Σ_r dS[r, j]·Qs[r, k]
-    backward_product<S, 4, 4>(
-        rows, N, kAttnTile, dS, 1, rows, true, Qs, N + 1, 1, false, [&](int j, int k) { return dK[j * N + k]; },
+    tile_product<4, 4>(
+        rows, N, kAttnTile, dS, 1, rows, Qs, N + 1, 1, [&](int j, int k) { return dK[j * N + k]; },
         [&](int j, int k, float v) { dK[j * N + k] = v; });
     __syncthreads();
   }
-  S* dB = p.d_B.data + b * p.d_B.batch + g * N;
-  for (int i = threadIdx.x; i < valid_k * N; i += kAttnThreads) dB[(s0 + i / N) * p.d_B.row + i % N] = from_float<S>(dK[i]);
-  S* dX = p.d_x.data + b * p.d_x.batch + g * cols;
+  float* dB = p.d_B.data + b * p.d_B.batch + g * N;
+  for (int i = threadIdx.x; i < valid_k * N; i += kAttnThreads) dB[(s0 + i / N) * p.d_B.row + i % N] = dK[i];
+  float* dX = p.d_x.data + b * p.d_x.batch + g * cols;
   for (int i = threadIdx.x; i < valid_k * cols; i += kAttnThreads)
-    dX[(s0 + i / cols) * p.d_x.row + i % cols] = from_float<S>(dV[i]);
+    dX[(s0 + i / cols) * p.d_x.row + i % cols] = dV[i];
+}
+
+// ---- bf16 backward on tensor cores --------------------------------------------------------------------------
+// The backward's formulas (the header's) with every product on mma.sync, in two kernels of kAttnBf16Warps warps.
+// Each warp owns 16 rows of its block's kAttnBf16Rows ("own" rows: Q and d_y, or K and x) and walks tiles of
+// kAttnBf16Keys rows of the other side ("tile" rows), staged in shared memory (AttnBf16BackwardLayout). Per
+// tile a warp computes, in C fragments (a lane: own rows gr, gr + 8; tile rows 8j + 2tq, +1),
+//   S = own_qk·tile_qkᵀ / sqrt(N) and d_w = own_v·tile_vᵀ   (query kernel: C·Bᵀ and d_y·xᵀ; key kernel: their
+//   transposes B·Cᵀ and x·d_yᵀ), then w = exp(S - lse) where the key is at or before the query, else 0.
+// Query kernel (blocks of queries, key tiles up to the diagonal), two passes over the key tiles: (1) the row
+// statistics c, D (RowStats), written to the workspace for the key kernel; (2) d_score = w ∘ ((d_w - c) - D)
+// / sqrt(N) and d_C += d_score·K.
+// Key kernel (blocks of keys and one column block of kAttnBf16Columns value columns; query tiles from the
+// diagonal on): d_x[:, block] += wᵀ·d_y[:, block] and, in column block 0 only, d_B += d_scoreᵀ·Q. d_w sums over
+// all R·p columns, so every column block computes it (at the paper's 384 columns, 3 times).
+// The weights and d_score enter their products in two bf16 parts (warp_product_cb's kSplit: to 2^-16 relative,
+// as the fp32 staging of the earlier bf16 backward had them); C, B, x and d_y are bf16 values already. Every
+// output is accumulated by one lane in a fixed order: bitwise the same in every thread order.
+
+// A warp's w and d_w against one tile (the comment above): kOwnQueries: the own rows are queries (the query
+// kernel) or keys (the key kernel); own0, tile0: the token positions of the warp's first own row and of the
+// tile's first row; lse(h, col): the log-sum-exp of the query at own row gr + 8h or tile row col.
+template <int N, bool kOwnQueries, class Lse>
+__device__ inline void tile_weights_bf16(MmaC (&w)[kAttnBf16Keys / 8], MmaC (&d_w)[kAttnBf16Keys / 8], const bf16* own_qk,
+                                         const bf16* own_v, const bf16* tile_qk, const bf16* tile_v, int cols, int own0,
+                                         int tile0, int P, float inv_sqrt_n, Lse lse) {
+  constexpr int kTiles = kAttnBf16Keys / 8, ldq = N + kAttnBf16Pad;
+  const int ldv = cols + kAttnBf16Pad, lane = mma_lane();
+  for (int j = 0; j < kTiles; ++j) w[j] = d_w[j] = MmaC{};
+  warp_product_abt(w, own_qk, ldq, tile_qk, ldq, N);
+  warp_product_abt(d_w, own_v, ldv, tile_v, ldv, cols);
+#pragma unroll
+  for (int j = 0; j < kTiles; ++j)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const MmaAt at = mma_c_at(lane, i);
+      const int own = own0 + at.row, other = tile0 + 8 * j + at.col;
+      const int query = kOwnQueries ? own : other, key = kOwnQueries ? other : own;
+      w[j].v[i] = key <= query && query < P ? expf(w[j].v[i] * inv_sqrt_n - lse(i / 2, 8 * j + at.col)) : 0.0f;
+    }
+}
+
+// The row statistics of the header over a set of one row's keys: c = d_w of the heaviest key (the first of
+// equal weights) and D = Σ w·(d_w - c), centered as it goes (when a heavier key comes, the sum so far moves to
+// the new center: + (c_old - c_new)·Σ w so far, small where D is). A lane adds its keys in order, then the
+// quad's four sets are merged.
+struct RowStats {
+  float heaviest = 0.0f, center = 0.0f, sum = 0.0f, weights = 0.0f;  // the heaviest weight, c, D, Σ w
+  int key = 0x7fffffff;                                              // the heaviest key
+
+  __device__ void add(float w, float d_w, int k) {
+    if (w > heaviest) sum += (center - d_w) * weights, center = d_w, heaviest = w, key = k;
+    sum += w * (d_w - center);
+    weights += w;
+  }
+  // Two disjoint key sets, centered on the heavier's key: the same result in either order.
+  __device__ static RowStats merge(const RowStats& a, const RowStats& b) {
+    const bool b_heavier = b.heaviest > a.heaviest || (b.heaviest == a.heaviest && b.key < a.key);
+    const RowStats &h = b_heavier ? b : a, &l = b_heavier ? a : b;
+    RowStats m = h;
+    m.sum = h.sum + (l.sum + (l.center - h.center) * l.weights);
+    m.weights = h.weights + l.weights;
+    return m;
+  }
+  __device__ RowStats merged_over_quad() const {
+    RowStats m = *this;
+    for (int o = 1; o <= 2; o <<= 1) {
+      RowStats other;
+      other.heaviest = __shfl_xor_sync(0xffffffffu, m.heaviest, o);
+      other.center = __shfl_xor_sync(0xffffffffu, m.center, o);
+      other.sum = __shfl_xor_sync(0xffffffffu, m.sum, o);
+      other.weights = __shfl_xor_sync(0xffffffffu, m.weights, o);
+      other.key = __shfl_xor_sync(0xffffffffu, m.key, o);
+      m = merge(m, other);
+    }
+    return m;
+  }
+};
+
+template <int N>
+__global__ void __launch_bounds__(32 * kAttnBf16Warps) attention_backward_query_bf16_kernel(AttnPointersT<Bf16> p) {
+  constexpr int kTiles = kAttnBf16Keys / 8, ldq = N + kAttnBf16Pad;
+  const int cols = p.cols, ldv = cols + kAttnBf16Pad, b = blockIdx.z, g = blockIdx.y, q0 = blockIdx.x * kAttnBf16Rows;
+  const int valid = min(kAttnBf16Rows, p.P - q0);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gr = lane / 4, tq = lane % 4;
+  const int wq0 = q0 + 16 * warp, w_last = min(wq0 + 15, p.P - 1);  // the warp's queries (none when w_last < wq0)
+  const AttnBf16BackwardLayout L(N, cols);
+  bf16* sh = dynamic_shared<bf16>();
+  bf16 *Qs = sh + L.own_qk, *dYs = sh + L.own_v, *Ks = sh + L.tile_qk, *Vs = sh + L.tile_v;
+  const GroupSlices<Bf16> in = group_slices<N>(p, b, g);
+
+  stage_bf16(Qs, ldq, kAttnBf16Rows, N, in.C, p.C.row, q0, valid, N);
+  stage_bf16(dYs, ldv, kAttnBf16Rows, cols, in.dY, p.d_y.row, q0, valid, cols);
+  float lse[2], D[2] = {}, center[2] = {};  // the lane's rows gr, gr + 8
+  for (int h = 0; h < 2; ++h) lse[h] = wq0 + gr + 8 * h < p.P ? p.lse[in.stats + wq0 + gr + 8 * h] : 0.0f;
+  MmaC d_q[N / 8] = {};
+  const int key_tiles = (q0 + valid - 1) / kAttnBf16Keys + 1;
+  for (int pass = 0; pass < 2; ++pass) {  // 0: the row statistics; 1: d_C
+    RowStats stats[2];
+    for (int kt = 0; kt < key_tiles; ++kt) {
+      const int s0 = kt * kAttnBf16Keys, valid_k = min(kAttnBf16Keys, p.P - s0);
+      __syncthreads();  // every warp is done with the previous tile
+      stage_bf16(Ks, ldq, kAttnBf16Keys, N, in.B, p.B.row, s0, valid_k, N);
+      stage_bf16(Vs, ldv, kAttnBf16Keys, cols, in.X, p.x.row, s0, valid_k, cols);
+      __syncthreads();
+      if (s0 > w_last) continue;  // warp-uniform: none of the warp's queries sees these keys
+      MmaC w[kTiles], d_w[kTiles];
+      tile_weights_bf16<N, true>(w, d_w, Qs + 16 * warp * ldq, dYs + 16 * warp * ldv, Ks, Vs, cols, wq0, s0, p.P,
+                                 p.inv_sqrt_n, [&](int h, int) { return lse[h]; });
+#pragma unroll
+      for (int j = 0; j < kTiles; ++j)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {  // keys s0 + 8j + 2tq + i % 2: in order for each row
+          if (pass == 0)
+            stats[i / 2].add(w[j].v[i], d_w[j].v[i], s0 + 8 * j + 2 * tq + i % 2);
+          else
+            d_w[j].v[i] = w[j].v[i] * ((d_w[j].v[i] - center[i / 2]) - D[i / 2]) * p.inv_sqrt_n;  // d_score
+        }
+      if (pass == 1) warp_product_cb<true>(d_q, d_w, Ks, ldq, N / 8);  // d_C += d_score·K
+    }
+    if (pass == 0)
+      for (int h = 0; h < 2; ++h) {
+        const RowStats m = stats[h].merged_over_quad();
+        D[h] = m.sum, center[h] = m.center;
+        const int t = wq0 + gr + 8 * h;
+        if (tq == 0 && t < p.P) p.D_out[in.stats + t] = D[h], p.center_out[in.stats + t] = center[h];
+      }
+  }
+  Bf16* dC = p.d_C.data + b * p.d_C.batch + g * N;
+#pragma unroll
+  for (int c = 0; c < N / 8; ++c)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const MmaAt at = mma_c_at(lane, i);
+      if (wq0 + at.row < p.P) dC[(wq0 + at.row) * p.d_C.row + 8 * c + at.col] = to_bf16(d_q[c].v[i]);
+    }
+}
+
+template <int N>
+__global__ void __launch_bounds__(32 * kAttnBf16Warps) attention_backward_key_bf16_kernel(AttnPointersT<Bf16> p) {
+  constexpr int kTiles = kAttnBf16Keys / 8, kColTiles = kAttnBf16Columns / 8, ldq = N + kAttnBf16Pad;
+  const int cols = p.cols, ldv = cols + kAttnBf16Pad, b = blockIdx.z, g = blockIdx.y / p.column_blocks;
+  const int column_block = blockIdx.y % p.column_blocks, c0 = column_block * kAttnBf16Columns;
+  const int col_tiles = min(kAttnBf16Columns, cols - c0) / 8;  // even: R·p is a multiple of 16
+  const int s0 = blockIdx.x * kAttnBf16Rows, valid_k = min(kAttnBf16Rows, p.P - s0);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, ws0 = s0 + 16 * warp;  // the warp's first key
+  const AttnBf16BackwardLayout L(N, cols);
+  bf16* sh = dynamic_shared<bf16>();
+  bf16 *Ks = sh + L.own_qk, *Vs = sh + L.own_v, *Qs = sh + L.tile_qk, *dYs = sh + L.tile_v;
+  float* lse = reinterpret_cast<float*>(sh + L.stats);  // of the query tile; then its D and c
+  float *D = lse + kAttnBf16Keys, *center = D + kAttnBf16Keys;
+  const GroupSlices<Bf16> in = group_slices<N>(p, b, g);
+
+  stage_bf16(Ks, ldq, kAttnBf16Rows, N, in.B, p.B.row, s0, valid_k, N);
+  stage_bf16(Vs, ldv, kAttnBf16Rows, cols, in.X, p.x.row, s0, valid_k, cols);
+  MmaC d_v[kColTiles] = {}, d_k[N / 8] = {};
+  for (int q0 = s0; q0 < p.P; q0 += kAttnBf16Keys) {  // queries before s0 see none of the block's keys
+    const int valid = min(kAttnBf16Keys, p.P - q0);
+    __syncthreads();  // every warp is done with the previous tile
+    stage_bf16(Qs, ldq, kAttnBf16Keys, N, in.C, p.C.row, q0, valid, N);
+    stage_bf16(dYs, ldv, kAttnBf16Keys, cols, in.dY, p.d_y.row, q0, valid, cols);
+    for (int r = threadIdx.x; r < kAttnBf16Keys; r += 32 * kAttnBf16Warps) {
+      lse[r] = r < valid ? p.lse[in.stats + q0 + r] : 0.0f;
+      D[r] = r < valid ? p.D[in.stats + q0 + r] : 0.0f;
+      center[r] = r < valid ? p.center[in.stats + q0 + r] : 0.0f;
+    }
+    __syncthreads();
+    if (ws0 >= p.P || q0 + kAttnBf16Keys - 1 < ws0) continue;  // warp-uniform: no query sees the warp's keys
+    MmaC w[kTiles], d_w[kTiles];  // transposed: the warp's keys x the tile's queries
+    tile_weights_bf16<N, false>(w, d_w, Ks + 16 * warp * ldq, Vs + 16 * warp * ldv, Qs, dYs, cols, ws0, q0, p.P,
+                                p.inv_sqrt_n, [&](int, int col) { return lse[col]; });
+    warp_product_cb<true>(d_v, w, dYs + c0, ldv, col_tiles);  // d_x[:, block] += wᵀ·d_y[:, block]
+    if (column_block != 0) continue;                            // block-uniform
+#pragma unroll
+    for (int j = 0; j < kTiles; ++j)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const int col = 8 * j + mma_c_at(lane, i).col;
+        d_w[j].v[i] = w[j].v[i] * ((d_w[j].v[i] - center[col]) - D[col]) * p.inv_sqrt_n;  // d_scoreᵀ
+      }
+    warp_product_cb<true>(d_k, d_w, Qs, ldq, N / 8);  // d_B += d_scoreᵀ·Q
+  }
+  Bf16* dX = p.d_x.data + b * p.d_x.batch + g * cols + c0;
+  Bf16* dB = p.d_B.data + b * p.d_B.batch + g * N;
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const MmaAt at = mma_c_at(lane, i);
+    const int s = ws0 + at.row;
+    if (s >= p.P) continue;
+#pragma unroll
+    for (int c = 0; c < kColTiles; ++c)
+      if (c < col_tiles) dX[s * p.d_x.row + 8 * c + at.col] = to_bf16(d_v[c].v[i]);
+    if (column_block == 0)
+#pragma unroll
+      for (int c = 0; c < N / 8; ++c) dB[s * p.d_B.row + 8 * c + at.col] = to_bf16(d_k[c].v[i]);
+  }
 }
 
 template <class T>
@@ -587,15 +761,22 @@ struct ForwardBf16Kernel {
   template <int N>
   static auto get() { return &attention_forward_bf16_kernel<N>; }
 };
-template <class S, bool kRowsum = false>
+template <bool kRowsum = false>
 struct QueryBackwardKernel {
   template <int N>
-  static auto get() { return &attention_backward_query_kernel<N, S, kRowsum>; }
+  static auto get() { return &attention_backward_query_kernel<N, kRowsum>; }
 };
-template <class S>
 struct KeyBackwardKernel {
   template <int N>
-  static auto get() { return &attention_backward_key_kernel<N, S>; }
+  static auto get() { return &attention_backward_key_kernel<N>; }
+};
+struct QueryBackwardBf16Kernel {
+  template <int N>
+  static auto get() { return &attention_backward_query_bf16_kernel<N>; }
+};
+struct KeyBackwardBf16Kernel {
+  template <int N>
+  static auto get() { return &attention_backward_key_bf16_kernel<N>; }
 };
 
 // The forward's pointers and plan (fp32: attention_plan; bf16: attention_plan_bf16).
@@ -610,11 +791,10 @@ AttnPointersT<S> forward_pointers(const AttentionForwardT<S>& a, const Attention
   return p;
 }
 
+// The backward's pointers (the row statistics D, c in the workspace's two halves).
 template <class S>
-void backward(const AttentionBackwardT<S>& a, const LaunchContext& ctx) {
+AttnPointersT<S> backward_pointers(const AttentionBackwardT<S>& a, const AttentionPlan& plan) {
   const AttentionShape& s = a.shape;
-  if (s.Bt == 0 || s.P == 0) return;
-  const AttentionPlan plan = attention_plan(s);
   AttnPointersT<S> p = pointers(s, a.C, a.B, a.x);
   const std::int64_t E = std::int64_t(s.H) * s.p, GN = std::int64_t(s.G) * s.N;
   p.d_y = strided(a.d_y, s.P, E);
@@ -624,11 +804,8 @@ void backward(const AttentionBackwardT<S>& a, const LaunchContext& ctx) {
   p.lse = a.lse.data;
   p.D = p.D_out = a.workspace.data;
   p.center = p.center_out = a.workspace.data + plan.workspace / 2;
-  p.rows = kAttnTile;
-  launch(TM_SITE("attention_rowsum"), for_n<QueryBackwardKernel<S, true>>(s.N), plan.backward_query, ctx, p);
-  launch(TM_SITE("attention_backward_query"), for_n<QueryBackwardKernel<S>>(s.N), plan.backward_query, ctx, p);
-  p.rows = plan.backward_rows;
-  launch(TM_SITE("attention_backward_key"), for_n<KeyBackwardKernel<S>>(s.N), plan.backward_key, ctx, p);
+  p.column_blocks = plan.forward_column_blocks;
+  return p;
 }
 
 }  // namespace
@@ -646,7 +823,25 @@ void attention_forward(const AttentionForwardBf16& a, const LaunchContext& ctx) 
          forward_pointers(a, plan));
 }
 
-void attention_backward(const AttentionBackward& a, const LaunchContext& ctx) { backward(a, ctx); }
-void attention_backward(const AttentionBackwardBf16& a, const LaunchContext& ctx) { backward(a, ctx); }
+void attention_backward(const AttentionBackward& a, const LaunchContext& ctx) {
+  const AttentionShape& s = a.shape;
+  if (s.Bt == 0 || s.P == 0) return;
+  const AttentionPlan plan = attention_plan(s);
+  AttnPointersT<float> p = backward_pointers(a, plan);
+  p.rows = kAttnTile;
+  launch(TM_SITE("attention_rowsum"), for_n<QueryBackwardKernel<true>>(s.N), plan.backward_query, ctx, p);
+  launch(TM_SITE("attention_backward_query"), for_n<QueryBackwardKernel<>>(s.N), plan.backward_query, ctx, p);
+  p.rows = plan.backward_rows;
+  launch(TM_SITE("attention_backward_key"), for_n<KeyBackwardKernel>(s.N), plan.backward_key, ctx, p);
+}
+
+void attention_backward(const AttentionBackwardBf16& a, const LaunchContext& ctx) {
+  const AttentionShape& s = a.shape;
+  if (s.Bt == 0 || s.P == 0) return;
+  const AttentionPlan plan = attention_plan_bf16(s);
+  const AttnPointersT<Bf16> p = backward_pointers(a, plan);
+  launch(TM_SITE("attention_backward_query_bf16"), for_n<QueryBackwardBf16Kernel>(s.N), plan.backward_query, ctx, p);
+  launch(TM_SITE("attention_backward_key_bf16"), for_n<KeyBackwardBf16Kernel>(s.N), plan.backward_key, ctx, p);
+}
 
 }  // namespace transmamba::gpu::TM_BACKEND_NS

@@ -119,9 +119,26 @@ struct AttnBf16ForwardLayout {  // offsets in bf16 elements
   }
 };
 
+// The bf16 backward on tensor cores (cuda/attention.cu): two kernels of kAttnBf16Warps warps. Each block owns
+// kAttnBf16Rows rows of one side ("own": the query kernel's queries, Q = C and d_y; the key kernel's keys, K = B
+// and x) and walks tiles of kAttnBf16Keys rows of the other ("tile"), whose fp32 row statistics (the key
+// kernel's query tile: lse, D, c) follow. Offsets in bf16 elements; rows padded by kAttnBf16Pad (16-byte rows
+// for ldmatrix, 8 rows on 8 different 16-byte bank groups).
+struct AttnBf16BackwardLayout {
+  int own_qk, own_v, tile_qk, tile_v, stats, total;
+  TM_HD AttnBf16BackwardLayout(int N, int cols) {
+    own_qk = 0;                                             // [kAttnBf16Rows][N + pad]
+    own_v = own_qk + kAttnBf16Rows * (N + kAttnBf16Pad);    // [kAttnBf16Rows][cols + pad]
+    tile_qk = own_v + kAttnBf16Rows * (cols + kAttnBf16Pad);  // [kAttnBf16Keys][N + pad]
+    tile_v = tile_qk + kAttnBf16Keys * (N + kAttnBf16Pad);    // [kAttnBf16Keys][cols + pad]
+    stats = tile_v + kAttnBf16Keys * (cols + kAttnBf16Pad);   // fp32 [3][kAttnBf16Keys]
+    total = stats + 2 * 3 * kAttnBf16Keys;
+  }
+};
+
 struct AttentionPlan {
   int forward_rows = 0;   // the forward's query tile
-  int forward_column_blocks = 1;  // the bf16 forward: blocks of kAttnBf16Columns value columns per group
+  int forward_column_blocks = 1;  // bf16: blocks of kAttnBf16Columns value columns per group (forward, key kernel)
   int backward_rows = 0;  // the d_B, d_x kernel's key tile
   LaunchShape forward;         // grid (query tiles, G, Bt)
   LaunchShape backward_query;  // the row statistics D, c, then d_C: grid (query tiles of kAttnTile, G, Bt)
@@ -169,18 +186,27 @@ inline AttentionPlan attention_plan(const AttentionShape& s) {
   return plan;
 }
 
-// The plan of the bf16 kernels: the same shape checks, lse, workspace and backward launches as attention_plan
-// (the bf16 backward runs the fp32 algorithm on bf16 storage, its products on tensor cores), and the tensor-core
-// forward's launch: grid (query tiles of kAttnBf16Rows, G · column blocks, Bt), kAttnBf16Warps warps,
-// AttnBf16ForwardLayout.
+// The plan of the bf16 kernels: the same shape checks, lse and workspace as attention_plan, and their own
+// launches: the forward, grid (query tiles of kAttnBf16Rows, G · column blocks, Bt), AttnBf16ForwardLayout;
+// the backward's query kernel, grid (query tiles of kAttnBf16Rows, G, Bt), and key kernel, grid (key tiles of
+// kAttnBf16Rows, G · column blocks, Bt), both AttnBf16BackwardLayout; kAttnBf16Warps warps each.
 inline AttentionPlan attention_plan_bf16(const AttentionShape& s) {
   AttentionPlan plan = attention_plan(s);
+  const std::size_t backward_bytes = sizeof(Bf16) * AttnBf16BackwardLayout(s.N, s.group_columns()).total;
+  if (backward_bytes > kMaxDynamicShared)
+    throw std::invalid_argument("attention: (H/G)·p = " + std::to_string(s.group_columns()) +
+                                " value columns per group do not fit in the bf16 backward's shared memory");
+  const unsigned tiles = unsigned(ceil_div(std::max(s.P, 1), kAttnBf16Rows)), G = unsigned(s.G),
+                 Bt = unsigned(std::max(s.Bt, 1));
+  const Dim3 block{32 * kAttnBf16Warps, 1, 1};
   plan.forward_rows = kAttnBf16Rows;
   plan.forward_column_blocks = ceil_div(s.group_columns(), kAttnBf16Columns);
-  plan.forward = {{unsigned(ceil_div(std::max(s.queries(), 1), kAttnBf16Rows)), unsigned(s.G * plan.forward_column_blocks),
-                   unsigned(std::max(s.Bt, 1))},
-                  {32 * kAttnBf16Warps, 1, 1},
+  const unsigned column_blocks = unsigned(plan.forward_column_blocks);
+  plan.forward = {{unsigned(ceil_div(std::max(s.queries(), 1), kAttnBf16Rows)), G * column_blocks, Bt}, block,
                   sizeof(Bf16) * AttnBf16ForwardLayout(s.N).total};
+  plan.backward_rows = kAttnBf16Rows;
+  plan.backward_query = {{tiles, G, Bt}, block, backward_bytes};
+  plan.backward_key = {{tiles, G * column_blocks, Bt}, block, backward_bytes};
   return plan;
 }
 
@@ -213,8 +239,7 @@ using AttentionForwardBf16 = AttentionForwardT<Bf16>;
 using AttentionBackwardBf16 = AttentionBackwardT<Bf16>;
 
 // Check every argument (naming the first that does not fit), then run on the stream's device.
-// The bf16 overloads: the forward on tensor cores (attention_plan_bf16), the backward the fp32 algorithm on bf16
-// storage (attention_plan's launches).
+// The bf16 overloads: forward and backward on tensor cores (attention_plan_bf16's launches).
 void attention_forward(const Stream& stream, const AttentionForward& args);
 void attention_forward(const Stream& stream, const AttentionForwardBf16& args);
 void attention_backward(const Stream& stream, const AttentionBackward& args);

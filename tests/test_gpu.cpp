@@ -219,7 +219,7 @@ TEST_CASE("attention plan: grids cover every token, shared memory fits, the wide
   CHECK_THROWS_WITH(attention_plan({1, 8, 1024, 1, 16, 128}), Catch::Contains("131072 value columns per group do not fit"));
 }
 
-TEST_CASE("attention bf16 plan: the tensor-core forward's grid covers every query and column, shared memory fits", "[gpu][plan]") {
+TEST_CASE("attention bf16 plan: the tensor-core kernels' grids cover every row and column, shared memory fits", "[gpu][plan]") {
   for (int N : {16, 32, 64, 128})
     for (int p : {16, 32, 64, 128})
       for (int R = 1; R * p <= 768; ++R)
@@ -238,13 +238,27 @@ TEST_CASE("attention bf16 plan: the tensor-core forward's grid covers every quer
           CHECK(plan.forward.grid.y == unsigned(G * plan.forward_column_blocks));
           CHECK(plan.forward.grid.z == 3);
           CHECK_NOTHROW(check_launch_shape("attention bf16", plan.forward));
-          // The rest is attention_plan's: the bf16 backward runs its launches.
+          // The backward's two kernels: blocks of kAttnBf16Rows rows covering P; the key kernel also per column block.
+          const std::size_t backward_bytes = sizeof(Bf16) * AttnBf16BackwardLayout(N, cols).total;
+          for (const LaunchShape& b : {plan.backward_query, plan.backward_key}) {
+            CHECK(b.dynamic_shared_bytes == backward_bytes);
+            CHECK(b.block.x == unsigned(32 * kAttnBf16Warps));
+            CHECK(b.grid.x * unsigned(kAttnBf16Rows) >= unsigned(P));
+            CHECK((b.grid.x - 1) * unsigned(kAttnBf16Rows) < unsigned(P));
+            CHECK(b.grid.z == 3);
+            CHECK_NOTHROW(check_launch_shape("attention bf16 backward", b));
+          }
+          CHECK(plan.backward_query.grid.y == unsigned(G));
+          CHECK(plan.backward_key.grid.y == unsigned(G * plan.forward_column_blocks));
+          // lse and the workspace are attention_plan's.
           const AttentionPlan fp32 = attention_plan(s);
           CHECK(plan.lse == fp32.lse);
           CHECK(plan.workspace == fp32.workspace);
-          CHECK(plan.backward_key.dynamic_shared_bytes == fp32.backward_key.dynamic_shared_bytes);
         }
   CHECK(attention_plan_bf16({1, 8192, 48, 8, 128, 64}).forward_column_blocks == 3);  // the paper's 384 columns
+  CHECK_NOTHROW(attention_plan({1, 8, 16, 1, 128, 128}));  // 2048 columns: fp32 fits (smaller tiles), bf16 does not
+  CHECK_THROWS_WITH(attention_plan_bf16({1, 8, 16, 1, 128, 128}),
+                    "attention: (H/G)·p = 2048 value columns per group do not fit in the bf16 backward's shared memory");
   CHECK_THROWS_WITH(attention_plan_bf16({1, 8, 4, 2, 24, 16}), "attention: N=24 is not supported (16, 32, 64 or 128)");
   CHECK_THROWS_WITH(attention_plan_bf16({1, 8, 4, 2, 16, 8}), "attention: p=8 is not supported (16, 32, 64 or 128)");
 }
@@ -334,22 +348,30 @@ TEST_CASE("attention bf16 host API: null or undersized bf16 buffers and unsuppor
 namespace {
 // Forward and backward of one shape with fixed inputs on an emulated device of this thread-order seed:
 // y, lse, d_C, d_B, d_x one after another.
+// y, lse, d_C, d_B, d_x (one after another) of the kernels of storage S (float or Bf16, values as fp32) on fixed inputs.
+template <class S = float>
 std::vector<float> attention_run(const AttentionShape& s, std::uint64_t seed) {
   const std::size_t qk = std::size_t(s.Bt) * s.P * s.G * s.N, v = std::size_t(s.Bt) * s.P * s.H * s.p;
   auto values = [](std::size_t n, float f) {
-    std::vector<float> h(n);
-    for (std::size_t i = 0; i < n; ++i) h[i] = std::sin(f * float(i) + 0.3f);
+    std::vector<S> h(n);
+    for (std::size_t i = 0; i < n; ++i) h[i] = from_float<S>(std::sin(f * float(i) + 0.3f));
     return h;
   };
   const Device dev = Device::emulated(seed);
   Stream stream(dev);
-  const AttentionPlan plan = attention_plan(s);
-  DeviceBuffer<float> C(dev, values(qk, 0.37f)), B(dev, values(qk, 0.73f)), x(dev, values(v, 0.11f)),
-      d_y(dev, values(v, 0.29f)), y(dev, v), lse(dev, plan.lse), ws(dev, plan.workspace), d_C(dev, qk), d_B(dev, qk), d_x(dev, v);
-  attention_forward(stream, {s, C.view(), B.view(), x.view(), y.view(), lse.view()});
-  attention_backward(stream, {s, C.view(), B.view(), x.view(), lse.view(), d_y.view(), d_C.view(), d_B.view(), d_x.view(),
-                              ws.view()});
-  return downloads({&y, &lse, &d_C, &d_B, &d_x});
+  const AttentionPlan plan = std::is_same_v<S, Bf16> ? attention_plan_bf16(s) : attention_plan(s);
+  DeviceBuffer<S> C(dev, values(qk, 0.37f)), B(dev, values(qk, 0.73f)), x(dev, values(v, 0.11f)),
+      d_y(dev, values(v, 0.29f)), y(dev, v), d_C(dev, qk), d_B(dev, qk), d_x(dev, v);
+  DeviceBuffer<float> lse(dev, plan.lse), ws(dev, plan.workspace);
+  attention_forward(stream, AttentionForwardT<S>{s, C.view(), B.view(), x.view(), y.view(), lse.view()});
+  attention_backward(stream, AttentionBackwardT<S>{s, C.view(), B.view(), x.view(), lse.view(), d_y.view(), d_C.view(),
+                                                   d_B.view(), d_x.view(), ws.view()});
+  std::vector<float> all;
+  auto append = [&](const auto& buffer) {
+    for (const auto value : buffer.download()) all.push_back(to_float(value));
+  };
+  append(y), append(lse), append(d_C), append(d_B), append(d_x);
+  return all;
 }
 }  // namespace
 
@@ -358,6 +380,9 @@ TEST_CASE("attention kernels: bitwise the same result on every call and in every
   const std::vector<float> first = attention_run(s, 1);
   CHECK(first == attention_run(s, 1));
   CHECK(first == attention_run(s, 2));
+  const std::vector<float> bf16 = attention_run<Bf16>(s, 1);  // the tensor-core kernels
+  CHECK(bf16 == attention_run<Bf16>(s, 1));
+  CHECK(bf16 == attention_run<Bf16>(s, 2));
 }
 
 // The widest groups take tiles of fewer than 32 rows (the forward's queries, the backward's keys); the kernel
