@@ -77,9 +77,9 @@ step verify 300 bash -c "'$verify' --backend cuda --seed 1 --json '$out/tm-verif
 # float references' (the device's is seconds), mostly their GEMMs (the projections and the floors' products, in
 # column blocks on the threads) and, at P = 8192, the 8 groups' T x T attention. Measured with the references
 # alone on 2 threads: 119 CPU-s for the three P at T = 1024, 262 at T = 2048. Measured on the H100 host's 16 cores
-# (2026-11-26, its log): forward + backward 31 + 48 s at P = 0, 33 + 58 s at P = 2048, forward 49 s at P = 8192,
-# whose backward the former budget of 300 s cut off; its attention part grows as P^2 (P = 0 -> 2048 added 10 s to
-# the backward), so about 48 + 16·10 = 208 s. Budget: 540 s; with it the script takes up to 10 minutes.
+# (2026-11-26, the step's logs of two runs): forward + backward 31-45 + 48-68 s at P = 0, 33-39 + 58-72 s at
+# P = 2048, 49-57 + 111 s at P = 8192 (the backward's attention grows as P^2); the whole step 397 s. Budget:
+# 540 s; with it the script takes up to 10 minutes.
 step paper-size 540 env OMP_NUM_THREADS="$(nproc)" bash -c "'$verify' --backend cuda --suite cuda.mixer_paper_size --seed 1 \
   --json '$out/tm-verify-paper-size.json' && ran_on_device '$out/tm-verify-paper-size.json'"
 # The tensor-core wrapper on the hardware; its case prints "skipped: no CUDA device" and passes without one.
