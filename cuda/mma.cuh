@@ -151,13 +151,21 @@ __device__ inline void ldmatrix_x4(std::uint32_t (&reg)[4], const bf16* row) {
 #endif
 }
 
-// The fragments by ldmatrix (the same registers as mma_load_a and mma_load_b / mma_load(.., mma_b_at)):
+// The fragments by ldmatrix (the same registers as mma_load_a, mma_load_b, mma_load(.., mma_a_at / mma_b_at)):
 // A (16x16) from a row-major tile, A[r][k] = tile[r·ld + k]: matrices (rows 0-7, 8-15) x (columns 0-7, 8-15)
 // in the order of a0a1, a2a3, a4a5, a6a7.
 __device__ inline MmaA mma_ldmatrix_a(const bf16* tile, int ld) {
   const int lane = mma_lane(), i = lane / 8, r = lane % 8;
   MmaA a;
   ldmatrix_x4<false>(a.reg, tile + (r + 8 * (i % 2)) * ld + 8 * (i / 2));
+  return a;
+}
+// A (16x16) from a tile holding Aᵀ row-major, A[r][k] = tile[k·ld + r] (e.g. xᵀ for a sum over x's rows), by
+// the transposing load; matrix i: rows k 8(i/2).., columns r 8(i%2)...
+__device__ inline MmaA mma_ldmatrix_a_trans(const bf16* tile, int ld) {
+  const int lane = mma_lane(), i = lane / 8, r = lane % 8;
+  MmaA a;
+  ldmatrix_x4<true>(a.reg, tile + (r + 8 * (i / 2)) * ld + 8 * (i % 2));
   return a;
 }
 // B of two n8 tiles, b[0] for n = 0..7 and b[1] for n = 8..15, k = 0..15, from a tile holding Bᵀ row-major

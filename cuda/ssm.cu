@@ -180,7 +180,8 @@ __global__ void __launch_bounds__(kScanThreads) ssm_output_kernel(ScanPointers<S
 // ---- the bf16 forward's tensor-core kernels (stage 1, stages 3+4) -----------------------------------------
 // The chunk matmuls on tensor cores (cuda/mma.cuh: bf16 operands, fp32 accumulation), every operand staged in
 // shared memory as a tile padded with zeros to multiples of 16 (scan_tile: tokens of a partial chunk, p, N), so
-// that the padding adds exact zeros. x, B, C are bf16 already (exact operands). Every fp32 operand (stage 1's
+// that the padding adds exact zeros, and whose rows (scan_ld) are 16-byte multiples: every fragment comes by
+// ldmatrix (cuda/mma.cuh), a 16 x 16 output tile per warp at a time. x, B, C are bf16 already (exact operands). Every fp32 operand (stage 1's
 // w[s]·B[s], stages 3+4's weights L[t,s]·dt[s]·(C[t]·B[s]) and the start state) is split into two bf16,
 // hi = bf16(v) and lo = bf16(v - hi), and both are multiplied (X·hi + X·lo: v to 2^-16 relative): rounded once
 // to bf16 (2^-8 relative), they failed the bf16 rule (measured: y of one token, p = 2, rel 3.5e-3 against a
@@ -190,9 +191,20 @@ __device__ inline bf16 as_bf16(Bf16 v) { return __ushort_as_bfloat16(v.bits); }
 __device__ inline int warp_index() { return int(threadIdx.x) / 32; }
 constexpr int kScanWarps = int(kScanThreads) / 32;
 
+// f(r, c) for every r < rows, c < cols: warp w takes rows w, w + kScanWarps, ..., its lanes consecutive
+// columns (a row of a tile or of a token's values: coalesced, and no division per entry).
+template <class F>
+__device__ inline void for_each_entry(int rows, int cols, F f) {
+  const int lane = int(threadIdx.x) % 32;
+  for (int r = warp_index(); r < rows; r += kScanWarps)
+    for (int c = lane; c < cols; c += 32) f(r, c);
+}
+
 // Stage 1 in bf16: chunk_state[c][i, n] = Σ_s x[s, i]·v[s, n], v[s, n] = w[s]·B[s, n] as in ssm_chunk_state_kernel,
-// a [p', N'] = [p', Q'] x [Q', N'] product: warp tiles of 16 x 8 (i, n), over the chunk's tokens in steps of 16.
+// a [p', N'] = [p', Q'] x [Q', N'] product: warp tiles of 16 x 16 (i, n), over the chunk's tokens in steps of 16,
+// the fragments by ldmatrix (xᵀ's by the transposing load of x's rows).
 __global__ void __launch_bounds__(kScanThreads) ssm_chunk_state_tc_kernel(ScanPointers<Bf16> p) {
+  static_assert(kScanMaxChunk < int(kScanThreads), "a thread per token's weight and one more for the chunk's total");
   const ChunkPlace k = chunk_place(p);
   const int Qt = scan_tile(p.Q), Pt = scan_tile(p.p), Nt = scan_tile(p.N), len_t = scan_tile(k.len);
   const int ldP = scan_ld(Pt), ldN = scan_ld(Nt);  // the tiles' row strides (ssm.hpp)
@@ -202,12 +214,11 @@ __global__ void __launch_bounds__(kScanThreads) ssm_chunk_state_tc_kernel(ScanPo
   bf16* lo = hi + Qt * ldN;                       // [Qt][ldN]: bf16(v - hi)
   const float A = p.A[k.h];
   const float* dt = p.dt + k.b * p.dt_batch + std::int64_t(k.c0) * p.dt_row + k.h;
-  for (int s = threadIdx.x; s < len_t; s += blockDim.x) {
+  if (const int s = threadIdx.x; s < len_t) {
     float segment = 0.0f;  // Σ_{r=s+1..len-1} dt[r]·A, from the chunk's end back to s+1
     for (int r = k.len - 1; r > s; --r) segment += dt[r * p.dt_row] * A;
     w[s] = s < k.len ? expf(segment) * dt[s * p.dt_row] : 0.0f;
-  }
-  if (threadIdx.x == 0) {
+  } else if (s == len_t) {  // the chunk's whole log-decay, beside the weights
     float total = 0.0f;
     for (int r = k.len - 1; r >= 0; --r) total += dt[r * p.dt_row] * A;
     p.chunk_decays[(std::int64_t(k.b) * p.chunks + k.c) * p.H + k.h] = total;
@@ -215,35 +226,35 @@ __global__ void __launch_bounds__(kScanThreads) ssm_chunk_state_tc_kernel(ScanPo
   const Bf16* x = p.x + k.b * p.x_batch + std::int64_t(k.c0) * p.x_row + k.h * p.p;
   const Bf16* B = p.B + k.b * p.B_batch + std::int64_t(k.c0) * p.B_row + k.g * p.N;
   const bf16 zero = __float2bfloat16_rn(0.0f);
-  for (int e = threadIdx.x; e < len_t * Pt; e += blockDim.x) {
-    const int s = e / Pt, i = e % Pt;
-    xs[s * ldP + i] = s < k.len && i < p.p ? as_bf16(x[s * p.x_row + i]) : zero;
-  }
+  for_each_entry(len_t, Pt, [&](int s, int i) { xs[s * ldP + i] = s < k.len && i < p.p ? as_bf16(x[s * p.x_row + i]) : zero; });
   __syncthreads();
-  for (int e = threadIdx.x; e < len_t * Nt; e += blockDim.x) {
-    const int s = e / Nt, n = e % Nt;
+  for_each_entry(len_t, Nt, [&](int s, int n) {
     split_bf16(s < k.len && n < p.N ? w[s] * to_float(B[s * p.B_row + n]) : 0.0f, hi[s * ldN + n], lo[s * ldN + n]);
-  }
+  });
   __syncthreads();
   float* state = p.chunk_states + (std::int64_t(k.b) * p.chunks + k.c) * p.chunk_batch + std::int64_t(k.h) * p.p * p.chunk_row;
-  const int col_tiles = Nt / 8;
+  const int col_tiles = Nt / 16;
   for (int tile = warp_index(); tile < Pt / 16 * col_tiles; tile += kScanWarps) {
-    const int i0 = tile / col_tiles * 16, n0 = tile % col_tiles * 8;
-    MmaC acc{};
+    const int i0 = tile / col_tiles * 16, n0 = tile % col_tiles * 16;
+    MmaC acc[2] = {};  // columns n0 .. n0 + 7, n0 + 8 .. n0 + 15
     for (int s0 = 0; s0 < len_t; s0 += 16) {
-      MmaA a;  // A[i][s] = x[s0 + s, i0 + i]: the x tile read transposed
-      mma_load(a.reg, xs + s0 * ldP + i0, 1, ldP, mma_a_at);
-      MmaB b;  // B[s][n] = v[s0 + s, n0 + n]
-      mma_load(b.reg, hi + s0 * ldN + n0, ldN, 1, mma_b_at);
-      mma_m16n8k16(acc, a, b, acc);
-      mma_load(b.reg, lo + s0 * ldN + n0, ldN, 1, mma_b_at);
-      mma_m16n8k16(acc, a, b, acc);
+      const MmaA a = mma_ldmatrix_a_trans(xs + s0 * ldP + i0, ldP);  // A[i][s] = x[s0 + s, i0 + i]
+      MmaB b_hi[2], b_lo[2];                                          // B[s][n] = v[s0 + s, n0 + n]
+      mma_ldmatrix_b2_trans(b_hi, hi + s0 * ldN + n0, ldN);
+      mma_ldmatrix_b2_trans(b_lo, lo + s0 * ldN + n0, ldN);
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        mma_m16n8k16(acc[e], a, b_hi[e], acc[e]);
+        mma_m16n8k16(acc[e], a, b_lo[e], acc[e]);
+      }
     }
-    for (int j = 0; j < 4; ++j) {
-      const MmaAt at = mma_c_at(mma_lane(), j);
-      const int i = i0 + at.row, n = n0 + at.col;
-      if (i < p.p && n < p.N) state[i * p.chunk_row + n] = acc.v[j];
-    }
+#pragma unroll
+    for (int e = 0; e < 2; ++e)
+      for (int j = 0; j < 4; ++j) {
+        const MmaAt at = mma_c_at(mma_lane(), j);
+        const int i = i0 + at.row, n = n0 + 8 * e + at.col;
+        if (i < p.p && n < p.N) state[i * p.chunk_row + n] = acc[e].v[j];
+      }
   }
 }
 
@@ -254,6 +265,7 @@ __global__ void __launch_bounds__(kScanThreads) ssm_chunk_state_tc_kernel(ScanPo
 //   (two products over 16 x 8 tiles (t, i): W·X over the tokens s <= t, C·S_startᵀ over N, S_start split too).
 // B is needed only for the scores: the start state's two parts take its place (scan_bf16_output_bytes).
 __global__ void __launch_bounds__(kScanThreads) ssm_output_tc_kernel(ScanPointers<Bf16> p) {
+  static_assert(2 * kScanMaxChunk <= int(kScanThreads), "a thread per row's weights and one per its decay");
   const int c = blockIdx.x, g = blockIdx.y, b = blockIdx.z, c0 = c * p.Q, len = min(p.Q, p.L - c0);
   const int Qt = scan_tile(p.Q), Pt = scan_tile(p.p), Nt = scan_tile(p.N), len_t = scan_tile(len);
   const int ldS = scan_scores_ld(Qt), ldQ = scan_ld(Qt), ldP = scan_ld(Pt), ldN = scan_ld(Nt);  // row strides (ssm.hpp)
@@ -270,22 +282,25 @@ __global__ void __launch_bounds__(kScanThreads) ssm_output_tc_kernel(ScanPointer
   const bf16 zero = __float2bfloat16_rn(0.0f);
   const Bf16* B = p.B + b * p.B_batch + std::int64_t(c0) * p.B_row + g * p.N;
   const Bf16* C = p.C + b * p.C_batch + std::int64_t(c0) * p.C_row + g * p.N;
-  for (int e = threadIdx.x; e < len_t * Nt; e += blockDim.x) {
-    const int t = e / Nt, n = e % Nt;
+  for_each_entry(len_t, Nt, [&](int t, int n) {
     const bool in = t < len && n < p.N;
     cs[t * ldN + n] = in ? as_bf16(C[t * p.C_row + n]) : zero;
     bs[t * ldN + n] = in ? as_bf16(B[t * p.B_row + n]) : zero;
-  }
+  });
   __syncthreads();
-  // scores: the tiles on and below the diagonal (t0 + 15 >= s0).
-  const int tok_tiles = len_t / 8;
-  for (int tile = warp_index(); tile < len_t / 16 * tok_tiles; tile += kScanWarps) {
-    const int t0 = tile / tok_tiles * 16, s0 = tile % tok_tiles * 8;
-    if (s0 > t0 + 15) continue;  // uniform over the warp
-    MmaC acc{};
-    for (int n0 = 0; n0 < Nt; n0 += 16)
-      mma_m16n8k16(acc, mma_load_a(cs + t0 * ldN + n0, ldN), mma_load_b(bs + s0 * ldN + n0, ldN), acc);
-    mma_store_c(acc, scores + t0 * ldS + s0, ldS);
+  // scores: the 16 x 16 tiles on and below the diagonal (s0 <= t0).
+  const int tok_tiles = len_t / 16;
+  for (int tile = warp_index(); tile < tok_tiles * tok_tiles; tile += kScanWarps) {
+    const int t0 = tile / tok_tiles * 16, s0 = tile % tok_tiles * 16;
+    if (s0 > t0) continue;  // uniform over the warp
+    MmaC acc[2] = {};
+    for (int n0 = 0; n0 < Nt; n0 += 16) {
+      const MmaA a = mma_ldmatrix_a(cs + t0 * ldN + n0, ldN);
+      MmaB b[2];
+      mma_ldmatrix_b2(b, bs + s0 * ldN + n0, ldN);
+      for (int e = 0; e < 2; ++e) mma_m16n8k16(acc[e], a, b[e], acc[e]);
+    }
+    for (int e = 0; e < 2; ++e) mma_store_c(acc[e], scores + t0 * ldS + s0 + 8 * e, ldS);
   }
   const int per = p.H / p.G;
   for (int h = g * per; h < (g + 1) * per; ++h) {
@@ -294,56 +309,62 @@ __global__ void __launch_bounds__(kScanThreads) ssm_output_tc_kernel(ScanPointer
     const float* dt = p.dt + b * p.dt_batch + std::int64_t(c0) * p.dt_row + h;
     for (int t = threadIdx.x; t < len_t; t += blockDim.x) dts[t] = t < len ? dt[t * p.dt_row] : 0.0f;
     __syncthreads();
-    for (int t = threadIdx.x; t < len_t; t += blockDim.x) {
+    // Row t's weights on thread t, its decay from the chunk's start on thread len_t + t (two serial sums side by side).
+    if (const int t = threadIdx.x; t < len_t) {
       bf16 *hi = W_hi + t * ldQ, *lo = W_lo + t * ldQ;  // row t
       for (int s = t + 1; s < len_t; ++s) hi[s] = lo[s] = zero;
       if (t >= len) {
         for (int s = 0; s <= t; ++s) hi[s] = lo[s] = zero;
-        decay_in[t] = 0.0f;
-        continue;
+      } else {
+        split_bf16(dts[t] * scores[t * ldS + t], hi[t], lo[t]);
+        float segment = 0.0f;  // Σ_{r=s+1..t} dt[r]·A, leftwards from the diagonal
+        for (int s = t - 1; s >= 0; --s) {
+          segment += dts[s + 1] * A;
+          split_bf16(expf(segment) * dts[s] * scores[t * ldS + s], hi[s], lo[s]);
+        }
       }
-      split_bf16(dts[t] * scores[t * ldS + t], hi[t], lo[t]);
-      float segment = 0.0f;  // Σ_{r=s+1..t} dt[r]·A, leftwards from the diagonal
-      for (int s = t - 1; s >= 0; --s) {
-        segment += dts[s + 1] * A;
-        split_bf16(expf(segment) * dts[s] * scores[t * ldS + s], hi[s], lo[s]);
-      }
+    } else if (const int r0 = t - len_t; r0 < len_t) {
       float from_start = 0.0f;
-      for (int r = 0; r <= t; ++r) from_start += dts[r] * A;
-      decay_in[t] = expf(from_start);
+      for (int r = 0; r <= r0; ++r) from_start += dts[r] * A;
+      decay_in[r0] = r0 < len ? expf(from_start) : 0.0f;
     }
     const Bf16* x = p.x + b * p.x_batch + std::int64_t(c0) * p.x_row + h * p.p;
-    for (int e = threadIdx.x; e < len_t * Pt; e += blockDim.x) {
-      const int s = e / Pt, i = e % Pt;
-      xs[s * ldP + i] = s < len && i < p.p ? as_bf16(x[s * p.x_row + i]) : zero;
-    }
+    for_each_entry(len_t, Pt, [&](int s, int i) { xs[s * ldP + i] = s < len && i < p.p ? as_bf16(x[s * p.x_row + i]) : zero; });
     const float* start = p.start_states + (std::int64_t(b) * p.chunks + c) * p.start_batch + std::int64_t(h) * p.p * p.start_row;
-    for (int e = threadIdx.x; e < Pt * Nt; e += blockDim.x) {
-      const int i = e / Nt, n = e % Nt;
+    for_each_entry(Pt, Nt, [&](int i, int n) {
       split_bf16(i < p.p && n < p.N ? start[i * p.start_row + n] : 0.0f, ss_hi[i * ldN + n], ss_lo[i * ldN + n]);
-    }
+    });
     __syncthreads();
     Bf16* y = p.y + b * p.y_batch + std::int64_t(c0) * p.y_row + h * p.p;
-    const int col_tiles = Pt / 8;
+    const int col_tiles = Pt / 16;
     for (int tile = warp_index(); tile < len_t / 16 * col_tiles; tile += kScanWarps) {
-      const int t0 = tile / col_tiles * 16, i0 = tile % col_tiles * 8;
-      MmaC intra{}, inter{};
+      const int t0 = tile / col_tiles * 16, i0 = tile % col_tiles * 16;
+      MmaC intra[2] = {}, inter[2] = {};  // columns i0 .. i0 + 7, i0 + 8 .. i0 + 15
       for (int s0 = 0; s0 <= t0; s0 += 16) {
-        MmaB xb;  // B[s][i] = x[s0 + s, i0 + i]
-        mma_load(xb.reg, xs + s0 * ldP + i0, ldP, 1, mma_b_at);
-        mma_m16n8k16(intra, mma_load_a(W_hi + t0 * ldQ + s0, ldQ), xb, intra);
-        mma_m16n8k16(intra, mma_load_a(W_lo + t0 * ldQ + s0, ldQ), xb, intra);
+        MmaB xb[2];  // B[s][i] = x[s0 + s, i0 + i]
+        mma_ldmatrix_b2_trans(xb, xs + s0 * ldP + i0, ldP);
+        const MmaA w_hi = mma_ldmatrix_a(W_hi + t0 * ldQ + s0, ldQ), w_lo = mma_ldmatrix_a(W_lo + t0 * ldQ + s0, ldQ);
+        for (int e = 0; e < 2; ++e) {
+          mma_m16n8k16(intra[e], w_hi, xb[e], intra[e]);
+          mma_m16n8k16(intra[e], w_lo, xb[e], intra[e]);
+        }
       }
       for (int n0 = 0; n0 < Nt; n0 += 16) {
-        const MmaA ca = mma_load_a(cs + t0 * ldN + n0, ldN);
-        mma_m16n8k16(inter, ca, mma_load_b(ss_hi + i0 * ldN + n0, ldN), inter);
-        mma_m16n8k16(inter, ca, mma_load_b(ss_lo + i0 * ldN + n0, ldN), inter);
+        const MmaA ca = mma_ldmatrix_a(cs + t0 * ldN + n0, ldN);
+        MmaB s_hi[2], s_lo[2];  // B[n][i] = S_start[i0 + i, n0 + n]: the state's rows, as Bᵀ
+        mma_ldmatrix_b2(s_hi, ss_hi + i0 * ldN + n0, ldN);
+        mma_ldmatrix_b2(s_lo, ss_lo + i0 * ldN + n0, ldN);
+        for (int e = 0; e < 2; ++e) {
+          mma_m16n8k16(inter[e], ca, s_hi[e], inter[e]);
+          mma_m16n8k16(inter[e], ca, s_lo[e], inter[e]);
+        }
       }
-      for (int j = 0; j < 4; ++j) {
-        const MmaAt at = mma_c_at(mma_lane(), j);
-        const int t = t0 + at.row, i = i0 + at.col;
-        if (t < len && i < p.p) y[t * p.y_row + i] = to_bf16(intra.v[j] + decay_in[t] * inter.v[j]);
-      }
+      for (int e = 0; e < 2; ++e)
+        for (int j = 0; j < 4; ++j) {
+          const MmaAt at = mma_c_at(mma_lane(), j);
+          const int t = t0 + at.row, i = i0 + 8 * e + at.col;
+          if (t < len && i < p.p) y[t * p.y_row + i] = to_bf16(intra[e].v[j] + decay_in[t] * inter[e].v[j]);
+        }
     }
   }
 }
