@@ -5,7 +5,7 @@ The machines that build and test this project have no PyTorch; the GPU hosts tha
 do. So that the baseline's layer is checked before its first GPU run, this test runs torch_layer.layer() on a
 small stand-in for the part of torch it calls (NumPy float64 arrays with torch's method names and argument
 conventions: split by sizes, transpose of two dims, flip, expand, masked_fill, repeat_interleave, F.pad's
-pairs from the last dim, a depthwise conv1d, causal SDPA with scale 1/sqrt(head size)), on the layer
+pairs from the last dim, a depthwise conv1d, causal SDPA with its scale argument or 1/sqrt(head size)), on the layer
 fixtures (fixtures/layer_*.safetensors: P = 0, mid-chunk, T; G = 1, 2, H), and compares its out with the
 fixture's, written by the double reference: rel-norm <= 1e-10. The stand-in has no autograd: the backward
 and the timing run only where torch is (tm-bench --baseline). Exit 77 without NumPy or safetensors.
@@ -118,9 +118,10 @@ def make_torch():
         out = sum(w[None, :, 0, k, None] * xp[:, :, k:k + n] for k in range(W))
         return (out + b[None, :, None]).view(T)
 
-    def sdpa(q, k, v, is_causal):
+    def sdpa(q, k, v, is_causal, scale=None):  # torch's default scale: 1 / sqrt(q's head size)
         q, k, v = np.asarray(q), np.asarray(k), np.asarray(v)
-        s = q @ np.swapaxes(k, -1, -2) / np.sqrt(q.shape[-1])
+        assert is_causal and q.shape[-1] == k.shape[-1]
+        s = q @ np.swapaxes(k, -1, -2) * (1 / np.sqrt(q.shape[-1]) if scale is None else scale)
         n = s.shape[-1]
         s = np.where(np.tril(np.ones((n, n), dtype=bool)), s, -np.inf)
         w = np.exp(s - s.max(-1, keepdims=True))

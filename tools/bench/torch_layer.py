@@ -13,6 +13,8 @@ Bt T P. The layer (DESIGN.md section 2, E1-E8, as reference/mixer.hpp computes i
   E3  dt = softplus(dt_raw + dt_bias), A = -exp(A_log)                        fp32
   E4  t < P: y = softmax(C B^T / sqrt(N), causal) x per head, Q = C and K = B of head h's group g = h / (H/G)
       expanded to every head (repeat_interleave)                               F.scaled_dot_product_attention
+      (q, k of head size N and v of p padded with zero columns to one size, as PyTorch's flash and cuDNN
+      kernels take only q, k, v of equal head sizes; the scale stays 1 / sqrt(N))
   E5  S0[h] = sum_{s<P} exp(A[h] sum_{r>s} dt[r,h]) dt[s,h] x[s,h] (x) B[s,g]  (the converter; 0 when P = 0)
   E6  t >= P: the chunked scan (SSD) from S0, chunks of Q, + D_skip[h] x[t,h]   plain PyTorch (ssd_minimal's
       structure: intra-chunk, chunk states, state passing between chunks, state to output)
@@ -185,9 +187,12 @@ def layer(prm, u, c):
     dt = F.softplus(dt_raw.float() + prm["dt_bias"])  # E3
     A = -torch.exp(prm["A_log"])
     ys = []
-    if P > 0:  # E4: causal attention among the prefix, scale 1 / sqrt(N) (SDPA's default for head size N)
+    if P > 0:  # E4: causal attention among the prefix, scale 1 / sqrt(N)
         q, k, v = (t[:, :P].transpose(1, 2) for t in (C, B, x))
-        ys.append(F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2))
+        d = max(N, p)  # zero columns change neither q·k nor the first p columns of w·v
+        q, k, v = (F.pad(t, (0, d - t.shape[-1])) for t in (q, k, v))
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=1.0 / math.sqrt(N))
+        ys.append(y[..., :p].transpose(1, 2))
     if P < T:  # E5, E6 in fp32
         S0 = converter(x[:, :P].float(), dt[:, :P], A, B[:, :P].float())
         y_scan = ssd(x[:, P:].float(), dt[:, P:], A, B[:, P:].float(), C[:, P:].float(), S0, c["Q"])
