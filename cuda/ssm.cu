@@ -14,7 +14,8 @@
 //   y[t]    = Σ_{s<=t} L[t,s]·dt[s]·(C[t]·B[s])·x[s] + exp(seg(c0..t))·S_c·C[t]
 //   S_{c+1} = Σ_s exp(seg(s+1..end))·dt[s]·x[s] ⊗ B[s] + exp(seg(c0..end))·S_c.
 // 1. ssm_chunk_grad_kernel, parallel over chunks: Y_c = Σ_t exp(seg(c0..t))·d_y[t] ⊗ C[t] (what y gives S_c),
-//    and the chunk's whole log-decay seg(c0..end).
+//    and the chunk's whole log-decay seg(c0..end) (bf16: ssm_chunk_grad_tc_kernel, the forward's stage-1
+//    product on tensor cores).
 // 2. ssm_state_grad_passing_kernel, one thread per state entry over the chunks in reverse (not over tokens):
 //    dS_c = exp(seg(c0..end))·G_{c+1} + Y_c, G_c = dS_c; d_S_init = dS_0 = G_0. Slot c of the workspace holds
 //    Y_c before and G_{c+1} after.
@@ -200,45 +201,34 @@ __device__ inline void for_each_entry(int rows, int cols, F f) {
     for (int c = lane; c < cols; c += 32) f(r, c);
 }
 
-// Stage 1 in bf16: chunk_state[c][i, n] = Σ_s x[s, i]·v[s, n], v[s, n] = w[s]·B[s, n] as in ssm_chunk_state_kernel,
-// a [p', N'] = [p', Q'] x [Q', N'] product: warp tiles of 16 x 16 (i, n), over the chunk's tokens in steps of 16,
-// the fragments by ldmatrix (xᵀ's by the transposing load of x's rows).
-__global__ void __launch_bounds__(kScanThreads) ssm_chunk_state_tc_kernel(ScanPointers<Bf16> p) {
-  static_assert(kScanMaxChunk < int(kScanThreads), "a thread per token's weight and one more for the chunk's total");
-  const ChunkPlace k = chunk_place(p);
-  const int Qt = scan_tile(p.Q), Pt = scan_tile(p.p), Nt = scan_tile(p.N), len_t = scan_tile(k.len);
+// The product of stage 1 and of the backward's step 1 in bf16, for one chunk of len tokens:
+//   out[i, n] = Σ_s X[s, i]·v[s, n],  v[s, n] = f[s]·Y[s, n]   (i < P, n < N)
+// X and Y the chunk's rows of two bf16 tensors (row strides x_row, y_row), f fp32 in shared memory at the start of
+// the dynamic shared memory (written by the caller before: the first barrier here orders it), then x [Qt][ld(P')]
+// and v's two bf16 parts [Qt][ld(N')] (scan_bf16_chunk_state_bytes). A [P', N'] = [P', Q'] x [Q', N'] product:
+// warp tiles of 16 x 16 (i, n), over the tokens in steps of 16, the fragments by ldmatrix (Xᵀ's by the
+// transposing load of X's rows).
+__device__ void chunk_product_tc(int len, int Qt, int P, int N, const Bf16* X, std::int64_t x_row, const Bf16* Y,
+                                 std::int64_t y_row, float* out, std::int64_t out_row) {
+  const int Pt = scan_tile(P), Nt = scan_tile(N), len_t = scan_tile(len);
   const int ldP = scan_ld(Pt), ldN = scan_ld(Nt);  // the tiles' row strides (ssm.hpp)
-  float* w = dynamic_shared<float>();             // [Qt]
-  bf16* xs = reinterpret_cast<bf16*>(w + Qt);    // [Qt][ldP]: x[s, i]
+  const float* f = dynamic_shared<float>();       // [Qt]
+  bf16* xs = reinterpret_cast<bf16*>(dynamic_shared<float>() + Qt);  // [Qt][ldP]: X[s, i]
   bf16* hi = xs + Qt * ldP;                       // [Qt][ldN]: bf16(v)
   bf16* lo = hi + Qt * ldN;                       // [Qt][ldN]: bf16(v - hi)
-  const float A = p.A[k.h];
-  const float* dt = p.dt + k.b * p.dt_batch + std::int64_t(k.c0) * p.dt_row + k.h;
-  if (const int s = threadIdx.x; s < len_t) {
-    float segment = 0.0f;  // Σ_{r=s+1..len-1} dt[r]·A, from the chunk's end back to s+1
-    for (int r = k.len - 1; r > s; --r) segment += dt[r * p.dt_row] * A;
-    w[s] = s < k.len ? expf(segment) * dt[s * p.dt_row] : 0.0f;
-  } else if (s == len_t) {  // the chunk's whole log-decay, beside the weights
-    float total = 0.0f;
-    for (int r = k.len - 1; r >= 0; --r) total += dt[r * p.dt_row] * A;
-    p.chunk_decays[(std::int64_t(k.b) * p.chunks + k.c) * p.H + k.h] = total;
-  }
-  const Bf16* x = p.x + k.b * p.x_batch + std::int64_t(k.c0) * p.x_row + k.h * p.p;
-  const Bf16* B = p.B + k.b * p.B_batch + std::int64_t(k.c0) * p.B_row + k.g * p.N;
   const bf16 zero = __float2bfloat16_rn(0.0f);
-  for_each_entry(len_t, Pt, [&](int s, int i) { xs[s * ldP + i] = s < k.len && i < p.p ? as_bf16(x[s * p.x_row + i]) : zero; });
+  for_each_entry(len_t, Pt, [&](int s, int i) { xs[s * ldP + i] = s < len && i < P ? as_bf16(X[s * x_row + i]) : zero; });
   __syncthreads();
   for_each_entry(len_t, Nt, [&](int s, int n) {
-    split_bf16(s < k.len && n < p.N ? w[s] * to_float(B[s * p.B_row + n]) : 0.0f, hi[s * ldN + n], lo[s * ldN + n]);
+    split_bf16(s < len && n < N ? f[s] * to_float(Y[s * y_row + n]) : 0.0f, hi[s * ldN + n], lo[s * ldN + n]);
   });
   __syncthreads();
-  float* state = p.chunk_states + (std::int64_t(k.b) * p.chunks + k.c) * p.chunk_batch + std::int64_t(k.h) * p.p * p.chunk_row;
   const int col_tiles = Nt / 16;
   for (int tile = warp_index(); tile < Pt / 16 * col_tiles; tile += kScanWarps) {
     const int i0 = tile / col_tiles * 16, n0 = tile % col_tiles * 16;
     MmaC acc[2] = {};  // columns n0 .. n0 + 7, n0 + 8 .. n0 + 15
     for (int s0 = 0; s0 < len_t; s0 += 16) {
-      const MmaA a = mma_ldmatrix_a_trans(xs + s0 * ldP + i0, ldP);  // A[i][s] = x[s0 + s, i0 + i]
+      const MmaA a = mma_ldmatrix_a_trans(xs + s0 * ldP + i0, ldP);  // A[i][s] = X[s0 + s, i0 + i]
       MmaB b_hi[2], b_lo[2];                                          // B[s][n] = v[s0 + s, n0 + n]
       mma_ldmatrix_b2_trans(b_hi, hi + s0 * ldN + n0, ldN);
       mma_ldmatrix_b2_trans(b_lo, lo + s0 * ldN + n0, ldN);
@@ -253,9 +243,31 @@ __global__ void __launch_bounds__(kScanThreads) ssm_chunk_state_tc_kernel(ScanPo
       for (int j = 0; j < 4; ++j) {
         const MmaAt at = mma_c_at(mma_lane(), j);
         const int i = i0 + at.row, n = n0 + 8 * e + at.col;
-        if (i < p.p && n < p.N) state[i * p.chunk_row + n] = acc[e].v[j];
+        if (i < P && n < N) out[i * out_row + n] = acc[e].v[j];
       }
   }
+}
+
+// Stage 1 in bf16: chunk_state[c][i, n] = Σ_s x[s, i]·(w[s]·B[s, n]) with w as in ssm_chunk_state_kernel
+// (chunk_product_tc), and the chunk's whole log-decay beside the weights.
+__global__ void __launch_bounds__(kScanThreads) ssm_chunk_state_tc_kernel(ScanPointers<Bf16> p) {
+  static_assert(kScanMaxChunk < int(kScanThreads), "a thread per token's weight and one more for the chunk's total");
+  const ChunkPlace k = chunk_place(p);
+  float* w = dynamic_shared<float>();  // [len]
+  const float A = p.A[k.h];
+  const float* dt = p.dt + k.b * p.dt_batch + std::int64_t(k.c0) * p.dt_row + k.h;
+  if (const int s = threadIdx.x; s < k.len) {
+    float segment = 0.0f;  // Σ_{r=s+1..len-1} dt[r]·A, from the chunk's end back to s+1
+    for (int r = k.len - 1; r > s; --r) segment += dt[r * p.dt_row] * A;
+    w[s] = expf(segment) * dt[s * p.dt_row];
+  } else if (s == k.len) {
+    float total = 0.0f;
+    for (int r = k.len - 1; r >= 0; --r) total += dt[r * p.dt_row] * A;
+    p.chunk_decays[(std::int64_t(k.b) * p.chunks + k.c) * p.H + k.h] = total;
+  }
+  float* state = p.chunk_states + (std::int64_t(k.b) * p.chunks + k.c) * p.chunk_batch + std::int64_t(k.h) * p.p * p.chunk_row;
+  chunk_product_tc(k.len, scan_tile(p.Q), p.p, p.N, p.x + k.b * p.x_batch + std::int64_t(k.c0) * p.x_row + k.h * p.p,
+                   p.x_row, p.B + k.b * p.B_batch + std::int64_t(k.c0) * p.B_row + k.g * p.N, p.B_row, state, p.chunk_row);
 }
 
 // Stages 3+4 in bf16 for one chunk and the H/G heads of one group, which share C and B:
@@ -510,7 +522,34 @@ __global__ void __launch_bounds__(kScanBackwardThreads) ssm_chunk_grad_kernel(Sc
       [&](int t, int n) { return to_float(C[t * p.C_row + n]); }, [&](int i, int n, float v) { Y[i * p.N + n] = v; }, work);
 }
 
-// Step 2: one thread per state entry (row h·p + i, column n) of one sequence, over the chunks in reverse.
+// Step 1 in bf16, on tensor cores: Y_c[i, n] = Σ_t d_y[t, i]·(exp(seg(c0..t))·C[t, n]) (chunk_product_tc, the
+// decays as ssm_chunk_grad_kernel's), and seg(c0..end).
+__global__ void __launch_bounds__(kScanThreads) ssm_chunk_grad_tc_kernel(ScanGradPointers<Bf16> g) {
+  const ScanPointers<Bf16>& p = g.f;
+  const ChunkPlace k = chunk_place(p);
+  float* decay_in = dynamic_shared<float>();  // [len]: exp(seg(c0..t))
+  const float A = p.A[k.h];
+  const float* dt = p.dt + k.b * p.dt_batch + std::int64_t(k.c0) * p.dt_row + k.h;
+  if (const int t = threadIdx.x; t < k.len) {
+    float segment = 0.0f;
+    for (int r = 0; r <= t; ++r) segment += dt[r * p.dt_row] * A;
+    decay_in[t] = expf(segment);
+    if (t == k.len - 1) g.chunk_decays[(std::int64_t(k.b) * p.chunks + k.c) * p.H + k.h] = segment;
+  }
+  float* Y = g.end_grads + ((std::int64_t(k.b) * p.chunks + k.c) * p.H + k.h) * p.p * p.N;
+  if (!g.d_y) {  // uniform over the grid: no output gradient, Y_c = 0
+    for_each_entry(p.p, p.N, [&](int i, int n) { Y[i * p.N + n] = 0.0f; });
+    return;
+  }
+  chunk_product_tc(k.len, scan_tile(p.Q), p.p, p.N, g.d_y + k.b * g.d_y_batch + std::int64_t(k.c0) * g.d_y_row + k.h * p.p,
+                   g.d_y_row, p.C + k.b * p.C_batch + std::int64_t(k.c0) * p.C_row + k.g * p.N, p.C_row, Y, p.N);
+}
+
+// Step 2: one thread per state entry (row h·p + i, column n) of one sequence, over the chunks in reverse. Each
+// chunk's step needs two values from memory (Y_c and the chunk's decay), fetched kScanPrefetch chunks ahead into
+// registers (slot j of the arrays for the chunks c0 - j: compile-time indices), so that that many loads are in
+// flight while the recurrence runs (one chunk at a time, ncu on the H100: 729 cycles per issued instruction).
+constexpr int kScanPrefetch = 4;
 template <class S>
 __global__ void __launch_bounds__(kScanThreads) ssm_state_grad_passing_kernel(ScanGradPointers<S> g) {
   const ScanPointers<S>& p = g.f;
@@ -518,14 +557,25 @@ __global__ void __launch_bounds__(kScanThreads) ssm_state_grad_passing_kernel(Sc
   const int b = blockIdx.y;
   if (e >= entries) return;
   const int row = int(e / p.N), n = int(e % p.N), h = row / p.p;
+  float* slots = g.end_grads + std::int64_t(b) * p.chunks * entries + e;  // chunk c's entry at c·entries
+  const float* decays = g.chunk_decays + std::int64_t(b) * p.chunks * p.H + h;  // at c·H
+  float Y[kScanPrefetch], decay[kScanPrefetch];
+  auto fetch = [&](int c, int j) {
+    if (c >= 0) Y[j] = slots[c * entries], decay[j] = decays[c * p.H];
+  };
+#pragma unroll
+  for (int j = 0; j < kScanPrefetch; ++j) fetch(p.chunks - 1 - j, j);
   float G = g.d_final ? g.d_final[b * g.d_final_batch + row * g.d_final_row + n] : 0.0f;
-  for (int c = p.chunks - 1; c >= 0; --c) {
-    const std::int64_t bc = std::int64_t(b) * p.chunks + c;
-    float& slot = g.end_grads[bc * entries + e];
-    const float Y = slot;
-    slot = G;  // G_{c+1}
-    G = expf(g.chunk_decays[bc * p.H + h]) * G + Y;
-  }
+  for (int c0 = p.chunks - 1; c0 >= 0; c0 -= kScanPrefetch)
+#pragma unroll
+    for (int j = 0; j < kScanPrefetch; ++j) {
+      const int c = c0 - j;
+      if (c < 0) break;
+      const float y = Y[j], d = decay[j];
+      fetch(c - kScanPrefetch, j);
+      slots[c * entries] = G;  // G_{c+1}
+      G = expf(d) * G + y;
+    }
   if (g.d_S_init) g.d_S_init[b * g.d_init_batch + row * g.d_init_row + n] = G;
 }
 
@@ -752,7 +802,12 @@ void backward(const ScanBackwardT<S>& a, const LaunchContext& ctx) {
     set(g.d_x, g.d_x_batch, g.d_x_row, a.d_x, s.L, HP);
     set(g.d_dt, g.d_dt_batch, g.d_dt_row, a.d_dt, s.L, s.H);
     set(g.d_S_init, g.d_init_batch, g.d_init_row, a.d_S_init, HP, s.N);
-    if (blocks > 0) launch(TM_SITE("ssm_chunk_grad"), ssm_chunk_grad_kernel<S>, plan.chunk_grad, ctx, g);
+    if (blocks > 0) {
+      if constexpr (std::is_same_v<S, Bf16>)  // the same launch as the forward's stage 1 (chunk_product_tc)
+        launch(TM_SITE("ssm_chunk_grad_tc"), ssm_chunk_grad_tc_kernel, plan.bf16_chunk_states, ctx, g);
+      else
+        launch(TM_SITE("ssm_chunk_grad"), ssm_chunk_grad_kernel<S>, plan.chunk_grad, ctx, g);
+    }
     launch(TM_SITE("ssm_state_grad_passing"), ssm_state_grad_passing_kernel<S>, plan.state_passing, ctx, g);
     if (blocks > 0) {
       launch(TM_SITE("ssm_chunk_backward"), ssm_chunk_backward_kernel<S>, plan.backward_chunk, ctx, g);

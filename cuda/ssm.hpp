@@ -52,7 +52,8 @@ struct ScanPlan {
   std::size_t head_values = 0;    // Bt · L · H·N: per-head d_B (and d_C) before the group sum
   std::size_t backward_workspace = 0;  // floats: chunk_decays + state_values + chunk_decays + 2·head_values
   // The bf16 forward's tensor-core kernels (cuda/ssm.cu) in place of stage 1's and stages 3+4's:
-  LaunchShape bf16_chunk_states;  // grid (chunks, H, Bt); shared memory scan_bf16_chunk_state_bytes
+  LaunchShape bf16_chunk_states;  // grid (chunks, H, Bt); shared memory scan_bf16_chunk_state_bytes (also the
+                                  // backward's step 1 in bf16, the same product)
   LaunchShape bf16_output;        // grid (chunks, G, Bt): a group's heads share C·Bᵀ; scan_bf16_output_bytes
 };
 
