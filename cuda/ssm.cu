@@ -496,6 +496,120 @@ __device__ void block_product(int M, int cols, int K, FA a, FB b, Out out, float
   }
 }
 
+// block_product on tensor cores, for the bf16 kernels: the same contract (outputs, row sums in a fixed order,
+// `work`, barriers), the same tiles and slices, with each staged operand value split into two bf16 parts
+// (split_bf16) and every product taken as hi·hi + hi·lo + lo·hi (the lo·lo term, 2^-32 relative, dropped): each
+// a(m, k)·b(k, n) to about 2^-16 relative, summed in fp32 (mma.sync m16n8k16). A's slice is staged [m][k] when
+// kAAlongK, else [k][m]; B's [k][n] when kBAlongN, else [n][k]: along the threads' consecutive entries either
+// way, and ldmatrix reads each layout (the transposing form where needed). The 16 warps take the tile's 8 x 4
+// pieces of 16 x 16, two each; a row's partial sum: a lane's four values of the row in column order, the
+// quad's four lanes in lane order, then the pieces' and the tiles' partials in column order.
+template <bool kAAlongK, bool kBAlongN, class FA, class FB, class Out, class Dot = NoRowSum>
+__device__ void block_product_tc(int M, int cols, int K, FA a, FB b, Out out, float* work, float* row_sum = nullptr,
+                                 Dot dot = {}) {
+  constexpr int kRows = kScanProductRows, kCols = kScanProductCols, kSlice = kScanProductSlice;
+  constexpr int kThreads = int(kScanBackwardThreads), kWarps = kThreads / 32, kPieceCols = kCols / 16;
+  constexpr int kPieces = kRows / 16 * kPieceCols, kPerWarp = kPieces / kWarps;
+  static_assert(kPieces % kWarps == 0 && kSlice % 16 == 0, "whole 16 x 16 pieces per warp, k16 steps per slice");
+  constexpr int ldA = kAAlongK ? kSlice + 8 : kRows + 8, ldB = kBAlongN ? kCols + 8 : kSlice + 8;  // 16-byte rows
+  constexpr int sizeA = kAAlongK ? kRows * ldA : kSlice * ldA, sizeB = kBAlongN ? kSlice * ldB : kCols * ldB;
+  static_assert(2 * (sizeA + sizeB) * int(sizeof(bf16)) + kRows * kPieceCols * int(sizeof(float)) <=
+                    int(scan_product_floats() * sizeof(float)),
+                "the bf16 staging and the row sums' partials fit in block_product's work area");
+  bf16* A_hi = reinterpret_cast<bf16*>(work);
+  bf16 *A_lo = A_hi + sizeA, *B_hi = A_lo + sizeA, *B_lo = B_hi + sizeB;
+  float* partial = reinterpret_cast<float*>(B_lo + sizeB);  // [kRows][kPieceCols]
+  const int tid = int(threadIdx.x), warp = tid / 32, lane = tid % 32;
+  const int col_tiles = ceil_div(cols, kCols);
+  for (int tile = 0; tile < ceil_div(M, kRows) * col_tiles; ++tile) {
+    const int r0 = tile / col_tiles * kRows, n0 = tile % col_tiles * kCols;
+    MmaC acc[kPerWarp][2] = {};
+    for (int k0 = 0; k0 < K; k0 += kSlice) {
+      __syncthreads();  // the previous slice is consumed
+      for (int e = tid; e < kSlice * kRows; e += kThreads) {
+        const int k = kAAlongK ? e % kSlice : e / kRows, m = kAAlongK ? e / kSlice : e % kRows;
+        const int at = kAAlongK ? m * ldA + k : k * ldA + m;
+        split_bf16(r0 + m < M && k0 + k < K ? a(r0 + m, k0 + k) : 0.0f, A_hi[at], A_lo[at]);
+      }
+      for (int e = tid; e < kSlice * kCols; e += kThreads) {
+        const int k = kBAlongN ? e / kCols : e % kSlice, n = kBAlongN ? e % kCols : e / kSlice;
+        const int at = kBAlongN ? k * ldB + n : n * ldB + k;
+        split_bf16(n0 + n < cols && k0 + k < K ? b(k0 + k, n0 + n) : 0.0f, B_hi[at], B_lo[at]);
+      }
+      __syncthreads();
+#pragma unroll
+      for (int q = 0; q < kPerWarp; ++q) {
+        const int piece = warp + q * kWarps, m16 = piece / kPieceCols * 16, c16 = piece % kPieceCols * 16;
+        if (r0 + m16 >= M || n0 + c16 >= cols) continue;  // uniform over the warp: no output of the piece exists
+        for (int kk = 0; kk < kSlice && k0 + kk < K; kk += 16) {
+          auto load_a = [&](const bf16* t) {
+            return kAAlongK ? mma_ldmatrix_a(t + m16 * ldA + kk, ldA) : mma_ldmatrix_a_trans(t + kk * ldA + m16, ldA);
+          };
+          auto load_b = [&](MmaB(&frag)[2], const bf16* t) {
+            if constexpr (kBAlongN)
+              mma_ldmatrix_b2_trans(frag, t + kk * ldB + c16, ldB);
+            else
+              mma_ldmatrix_b2(frag, t + c16 * ldB + kk, ldB);
+          };
+          const MmaA ah = load_a(A_hi), al = load_a(A_lo);
+          MmaB bh[2], bl[2];
+          load_b(bh, B_hi);
+          load_b(bl, B_lo);
+#pragma unroll
+          for (int e = 0; e < 2; ++e) {
+            mma_m16n8k16(acc[q][e], ah, bh[e], acc[q][e]);
+            mma_m16n8k16(acc[q][e], ah, bl[e], acc[q][e]);
+            mma_m16n8k16(acc[q][e], al, bh[e], acc[q][e]);
+          }
+        }
+      }
+    }
+#pragma unroll
+    for (int q = 0; q < kPerWarp; ++q) {
+      const int piece = warp + q * kWarps, m16 = piece / kPieceCols * 16, c16 = piece % kPieceCols * 16;
+      float part[2] = {};  // this lane's rows gr, gr + 8 of the piece
+#pragma unroll
+      for (int e = 0; e < 2; ++e)
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+          const MmaAt at = mma_c_at(lane, j);
+          const int m = r0 + m16 + at.row, n = n0 + c16 + 8 * e + at.col;
+          if (m < M && n < cols) {
+            out(m, n, acc[q][e].v[j]);
+            if (row_sum) part[j / 2] += acc[q][e].v[j] * dot(m, n);
+          }
+        }
+      if (row_sum)  // the quad's lanes hold the row's 16 columns: added in lane order, the same sum on each lane
+        for (int h = 0; h < 2; ++h) {
+          float quad[4];
+          for (int t = 0; t < 4; ++t) quad[t] = __shfl_sync(0xffffffffu, part[h], (lane & ~3) + t);
+          const float sum = ((quad[0] + quad[1]) + quad[2]) + quad[3];
+          const int row = m16 + lane / 4 + 8 * h;
+          if (lane % 4 == 0 && r0 + row < M)
+            partial[row * kPieceCols + c16 / 16] = n0 == 0 ? sum : partial[row * kPieceCols + c16 / 16] + sum;
+        }
+    }
+  }
+  __syncthreads();
+  if (row_sum) {
+    for (int m = tid; m < M; m += kThreads) {
+      float sum = 0.0f;
+      for (int j = 0; j < kPieceCols; ++j) sum += partial[m * kPieceCols + j];
+      row_sum[m] = sum;
+    }
+    __syncthreads();
+  }
+}
+
+// The product of the chunk kernels of storage S: on tensor cores for bf16 (block_product_tc), else fp32.
+template <class S, bool kAAlongK, bool kBAlongN, class... Args>
+__device__ void chunk_product(Args&&... args) {
+  if constexpr (std::is_same_v<S, Bf16>)
+    block_product_tc<kAAlongK, kBAlongN>(args...);
+  else
+    block_product<kAAlongK, kBAlongN>(args...);
+}
+
 // Step 1: Y_c[i, n] = Σ_t exp(seg(c0..t))·d_y[t, i]·C[t, n] into the chunk's slot of end_grads (0 without d_y),
 // and the chunk's seg(c0..end).
 template <class S>
@@ -580,7 +694,8 @@ __global__ void __launch_bounds__(kScanThreads) ssm_state_grad_passing_kernel(Sc
 }
 
 // Step 3: every gradient of one chunk and head (the header comment's formulas) as matrix products of the chunk's
-// operands (block_product) and O(Q^2) passes over K and D, in phases between barriers.
+// operands (chunk_product: block_product, on tensor cores for bf16) and O(Q^2) passes over K and D, in phases
+// between barriers.
 template <class S>
 __global__ void __launch_bounds__(kScanBackwardThreads) ssm_chunk_backward_kernel(ScanGradPointers<S> g) {
   const ScanPointers<S>& p = g.f;
@@ -643,8 +758,8 @@ __global__ void __launch_bounds__(kScanBackwardThreads) ssm_chunk_backward_kerne
 
   // Phase 1: K = L∘(C·Bᵀ), D = L∘(d_y·xᵀ).
   if (d_y) {
-    block_product<true, false>(len, len, p.N, C_at, [&](int n, int s) { return B_at(s, n); }, scale_causal(K), work);
-    block_product<true, false>(len, len, p.p, dy_at, [&](int i, int s) { return x_at(s, i); }, scale_causal(D), work);
+    chunk_product<S, true, false>(len, len, p.N, C_at, [&](int n, int s) { return B_at(s, n); }, scale_causal(K), work);
+    chunk_product<S, true, false>(len, len, p.p, dy_at, [&](int i, int s) { return x_at(s, i); }, scale_causal(D), work);
   }
 
   // Phase 2: d_x, per-head d_B and d_C, u[t] and w[s]/dt[s]. Each product sums the intra-chunk term (the first
@@ -653,20 +768,20 @@ __global__ void __launch_bounds__(kScanBackwardThreads) ssm_chunk_backward_kerne
   const std::int64_t token0 = std::int64_t(k.b) * p.L + k.c0;  // row of [Bt·L, ...] of the chunk's first token
   S* d_x = g.d_x + k.b * g.d_x_batch + std::int64_t(k.c0) * g.d_x_row + k.h * p.p;
   // gx[s, i] = Σ_{t>=s} K[t,s]·d_y[t,i] + Σ_n exp(seg(s+1..end))·B[s,n]·G[i,n];  d_x = dt·gx
-  block_product<true, true>(
+  chunk_product<S, true, true>(
       len, p.p, causal + p.N,
       [&](int s, int kk) { return kk < causal ? (kk >= s ? K[kk * ld + s] : 0.0f) : decay_out[s] * B_at(s, kk - causal); },
       [&](int kk, int i) { return kk < causal ? dy_at(kk, i) : G_at(i, kk - causal); },
       [&](int s, int i, float v) { d_x[s * g.d_x_row + i] = from_float<S>(dts[s] * v); }, work);
   // d_B[s, n] = dt[s]·(Σ_{t>=s} D[t,s]·C[t,n] + Σ_i exp(seg(s+1..end))·x[s,i]·G[i,n])
-  block_product<true, true>(
+  chunk_product<S, true, true>(
       len, p.N, causal + p.p,
       [&](int s, int kk) { return kk < causal ? (kk >= s ? D[kk * ld + s] : 0.0f) : decay_out[s] * x_at(s, kk - causal); },
       [&](int kk, int n) { return kk < causal ? C_at(kk, n) : G_at(kk - causal, n); },
       [&](int s, int n, float v) { g.head_d_B[((token0 + s) * p.H + k.h) * p.N + n] = dts[s] * v; }, work);
   // d_C[t, n] = Σ_{s<=t} D[t,s]·dt[s]·B[s,n] + Σ_i exp(seg(c0..t))·d_y[t,i]·S_c[i,n]   (0 without d_y)
   if (g.head_d_C)
-    block_product<true, true>(
+    chunk_product<S, true, true>(
         len, p.N, d_y ? len + p.p : 0,
         [&](int t, int kk) { return kk < len ? (kk <= t ? D[t * ld + kk] * dts[kk] : 0.0f) : decay_in[t] * dy_at(t, kk - len); },
         [&](int kk, int n) { return kk < len ? B_at(kk, n) : S_at(kk - len, n); },
@@ -674,15 +789,15 @@ __global__ void __launch_bounds__(kScanBackwardThreads) ssm_chunk_backward_kerne
   // u[t] = Σ_n (d_y·S_c)[t,n]·exp(seg(c0..t))·C[t,n];  w[s] = Σ_i (B·Gᵀ)[s,i]·exp(seg(s+1..end))·x[s,i]
   const auto discard = [](int, int, float) {};
   if (d_y)
-    block_product<true, true>(len, p.N, p.p, dy_at, S_at, discard, work, u,
+    chunk_product<S, true, true>(len, p.N, p.p, dy_at, S_at, discard, work, u,
                               [&](int t, int n) { return decay_in[t] * C_at(t, n); });
   else
     for (int t = threadIdx.x; t < len; t += blockDim.x) u[t] = 0.0f;
-  block_product<true, false>(len, p.p, p.N, B_at, [&](int n, int i) { return G_at(i, n); }, discard, work, w,
+  chunk_product<S, true, false>(len, p.p, p.N, B_at, [&](int n, int i) { return G_at(i, n); }, discard, work, w,
                              [&](int s, int i) { return decay_out[s] * x_at(s, i); });
 
   // Phase 3: K[t,s] = L[t,s]·(C[t]·B[s])·(d_y[t]·x[s]) = v[t,s] / dt[s].
-  if (d_y) block_product<true, false>(len, len, p.p, dy_at, [&](int i, int s) { return x_at(s, i); }, scale_causal(K), work);
+  if (d_y) chunk_product<S, true, false>(len, len, p.p, dy_at, [&](int i, int s) { return x_at(s, i); }, scale_causal(K), work);
 
   // Phase 4: direct[s] = Σ_{t>=s} K[t,s] + w[s]/dt[s] (= x[s]·gx[s]); D[t,r] = Σ_{s<r} v[t,s] for r <= t.
   for (int s = threadIdx.x; s < len; s += blockDim.x) {
