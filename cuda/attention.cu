@@ -368,6 +368,43 @@ __device__ inline void tile_product(int M, int Nn, int K, const float* A, int a_
   }
 }
 
+// The row statistics of the header over a set of one row's keys: c = d_w of the heaviest key (the first of
+// equal weights) and D = Σ w·(d_w - c), centered as it goes (when a heavier key comes, the sum so far moves to
+// the new center: + (c_old - c_new)·Σ w so far, small where D is). A lane adds its keys in order, then the
+// quad's four sets are merged (the bf16 kernel); the fp32 kernel's thread per row adds all of them.
+struct RowStats {
+  float heaviest = 0.0f, center = 0.0f, sum = 0.0f, weights = 0.0f;  // the heaviest weight, c, D, Σ w
+  int key = 0x7fffffff;                                              // the heaviest key
+
+  __device__ void add(float w, float d_w, int k) {
+    if (w > heaviest) sum += (center - d_w) * weights, center = d_w, heaviest = w, key = k;
+    sum += w * (d_w - center);
+    weights += w;
+  }
+  // Two disjoint key sets, centered on the heavier's key: the same result in either order.
+  __device__ static RowStats merge(const RowStats& a, const RowStats& b) {
+    const bool b_heavier = b.heaviest > a.heaviest || (b.heaviest == a.heaviest && b.key < a.key);
+    const RowStats &h = b_heavier ? b : a, &l = b_heavier ? a : b;
+    RowStats m = h;
+    m.sum = h.sum + (l.sum + (l.center - h.center) * l.weights);
+    m.weights = h.weights + l.weights;
+    return m;
+  }
+  __device__ RowStats merged_over_quad() const {
+    RowStats m = *this;
+    for (int o = 1; o <= 2; o <<= 1) {
+      RowStats other;
+      other.heaviest = __shfl_xor_sync(0xffffffffu, m.heaviest, o);
+      other.center = __shfl_xor_sync(0xffffffffu, m.center, o);
+      other.sum = __shfl_xor_sync(0xffffffffu, m.sum, o);
+      other.weights = __shfl_xor_sync(0xffffffffu, m.weights, o);
+      other.key = __shfl_xor_sync(0xffffffffu, m.key, o);
+      m = merge(m, other);
+    }
+    return m;
+  }
+};
+
 // d_w[i, j] += Σ_c d_y[i, c]·x[j, c] over one staged chunk of value columns (dW: queries x keys).
 __device__ inline void accumulate_d_w(float* dW, const float* dYs, const float* Vs, int queries, int keys, int width) {
   tile_product<2, 2>(
@@ -414,10 +451,8 @@ __device__ inline void stage_stats(float* lse, float* D, float* center, const At
 
 // d_C over query tiles of kAttnTile: for each key tile up to the diagonal, w and d_w of the tile, then
 // d_score = w ∘ ((d_w - c) - D) / sqrt(N) and d_C[i] += Σ_j d_score[i, j]·B[j].
-// kRowsum: instead, the row statistics from the same tiles, written to the workspace: thread i walks row i's
-// keys in order, keeps c = d_w of the heaviest key so far (the first of equal weights) and D = Σ w·(d_w - c)
-// over the keys so far; when a heavier key m' comes, D += (c - d_w[m'])·Σ w so far (the earlier keys' weights,
-// small at the rows where D is small), c = d_w[m'].
+// kRowsum: instead, the row statistics from the same tiles (RowStats), written to the workspace: thread i
+// walks row i's keys in order.
 template <int N, bool kRowsum = false>
 __global__ void __launch_bounds__(kAttnThreads) attention_backward_query_kernel(AttnPointers p) {
   const int cols = p.cols, b = blockIdx.z, g = blockIdx.y, q0 = blockIdx.x * kAttnTile;
@@ -432,7 +467,7 @@ __global__ void __launch_bounds__(kAttnThreads) attention_backward_query_kernel(
   stage(Qs, N + 1, kAttnTile, N, C, p.C.row, q0, valid, N);
   for (int i = threadIdx.x; i < kAttnTile * N; i += kAttnThreads) dQ[i] = 0.0f;
   stage_stats(lse, D, center, p, in.stats, q0, valid, !kRowsum);
-  float heaviest = 0.0f, weight_sum = 0.0f;  // kRowsum: row threadIdx.x's heaviest weight so far, Σ w so far
+  RowStats stats;  // kRowsum: row threadIdx.x's
   const int key_tiles = (q0 + valid - 1) / kAttnKeyTile + 1;
   for (int kt = 0; kt < key_tiles; ++kt) {
     const int s0 = kt * kAttnKeyTile, valid_k = min(kAttnKeyTile, p.P - s0);
@@ -449,16 +484,8 @@ __global__ void __launch_bounds__(kAttnThreads) attention_backward_query_kernel(
     }
     if constexpr (kRowsum) {
       static_assert(kAttnTile <= kAttnThreads, "a thread per row");
-      if (const int r = threadIdx.x; r < kAttnTile) {
-        float acc = D[r], c = center[r];
-        for (int j = 0; j < kAttnKeyTile; ++j) {
-          const float w = W[r * kAttnKeyTile + j], d_w = dS[r * kAttnKeyTile + j];
-          if (w > heaviest) acc += (c - d_w) * weight_sum, c = d_w, heaviest = w;
-          acc += w * (d_w - c);
-          weight_sum += w;
-        }
-        D[r] = acc, center[r] = c;
-      }
+      if (const int r = threadIdx.x; r < kAttnTile)
+        for (int j = 0; j < kAttnKeyTile; ++j) stats.add(W[r * kAttnKeyTile + j], dS[r * kAttnKeyTile + j], s0 + j);
     } else {
       for (int i = threadIdx.x; i < kAttnTile * kAttnKeyTile; i += kAttnThreads)
         dS[i] = W[i] * ((dS[i] - center[i / kAttnKeyTile]) - D[i / kAttnKeyTile]) * p.inv_sqrt_n;
@@ -471,8 +498,7 @@ __global__ void __launch_bounds__(kAttnThreads) attention_backward_query_kernel(
     __syncthreads();
   }
   if constexpr (kRowsum) {
-    for (int r = threadIdx.x; r < valid; r += kAttnThreads)
-      p.D_out[in.stats + q0 + r] = D[r], p.center_out[in.stats + q0 + r] = center[r];
+    if (const int r = threadIdx.x; r < valid) p.D_out[in.stats + q0 + r] = stats.sum, p.center_out[in.stats + q0 + r] = stats.center;
     return;
   }
   float* dC = p.d_C.data + b * p.d_C.batch + g * N;
@@ -569,43 +595,6 @@ __device__ inline void tile_weights_bf16(MmaC (&w)[kAttnBf16Keys / 8], MmaC (&d_
       w[j].v[i] = key <= query && query < P ? expf(w[j].v[i] * inv_sqrt_n - lse(i / 2, 8 * j + at.col)) : 0.0f;
     }
 }
-
-// The row statistics of the header over a set of one row's keys: c = d_w of the heaviest key (the first of
-// equal weights) and D = Σ w·(d_w - c), centered as it goes (when a heavier key comes, the sum so far moves to
-// the new center: + (c_old - c_new)·Σ w so far, small where D is). A lane adds its keys in order, then the
-// quad's four sets are merged.
-struct RowStats {
-  float heaviest = 0.0f, center = 0.0f, sum = 0.0f, weights = 0.0f;  // the heaviest weight, c, D, Σ w
-  int key = 0x7fffffff;                                              // the heaviest key
-
-  __device__ void add(float w, float d_w, int k) {
-    if (w > heaviest) sum += (center - d_w) * weights, center = d_w, heaviest = w, key = k;
-    sum += w * (d_w - center);
-    weights += w;
-  }
-  // Two disjoint key sets, centered on the heavier's key: the same result in either order.
-  __device__ static RowStats merge(const RowStats& a, const RowStats& b) {
-    const bool b_heavier = b.heaviest > a.heaviest || (b.heaviest == a.heaviest && b.key < a.key);
-    const RowStats &h = b_heavier ? b : a, &l = b_heavier ? a : b;
-    RowStats m = h;
-    m.sum = h.sum + (l.sum + (l.center - h.center) * l.weights);
-    m.weights = h.weights + l.weights;
-    return m;
-  }
-  __device__ RowStats merged_over_quad() const {
-    RowStats m = *this;
-    for (int o = 1; o <= 2; o <<= 1) {
-      RowStats other;
-      other.heaviest = __shfl_xor_sync(0xffffffffu, m.heaviest, o);
-      other.center = __shfl_xor_sync(0xffffffffu, m.center, o);
-      other.sum = __shfl_xor_sync(0xffffffffu, m.sum, o);
-      other.weights = __shfl_xor_sync(0xffffffffu, m.weights, o);
-      other.key = __shfl_xor_sync(0xffffffffu, m.key, o);
-      m = merge(m, other);
-    }
-    return m;
-  }
-};
 
 template <int N>
 __global__ void __launch_bounds__(32 * kAttnBf16Warps) attention_backward_query_bf16_kernel(AttnPointersT<Bf16> p) {

@@ -187,11 +187,11 @@ __device__ inline void mma_ldmatrix_b2_trans(MmaB (&b)[2], const bf16* tile, int
 }
 
 // The A operand (16 x 16) of a product X·B whose X is held as C fragments (a previous product's result):
-// x_lo for X's columns 0..7, x_hi for 8..15. By the tables, a lane's a0,a1 = x_lo c0,c1; a2,a3 = x_lo c2,c3;
-// a4,a5 = x_hi c0,c1; a6,a7 = x_hi c2,c3 (the same rows, columns 2t, 2t+1 and 8 + 2t, 8 + 2t+1), so no value
+// left for X's columns 0..7, right for 8..15. By the tables, a lane's a0,a1 = left c0,c1; a2,a3 = left c2,c3;
+// a4,a5 = right c0,c1; a6,a7 = right c2,c3 (the same rows, columns 2t, 2t+1 and 8 + 2t, 8 + 2t+1), so no value
 // moves between lanes. hi: the values rounded to bf16; where lo is not null, what they left (split_bf16).
-__device__ inline void mma_a_from_c(const MmaC& x_lo, const MmaC& x_hi, MmaA& hi, MmaA* lo) {
-  const float* v[2] = {x_lo.v, x_hi.v};
+__device__ inline void mma_a_from_c(const MmaC& left, const MmaC& right, MmaA& hi, MmaA* lo) {
+  const float* v[2] = {left.v, right.v};
   for (int j = 0; j < 4; ++j) {
     bf16 h0, l0, h1, l1;
     split_bf16(v[j / 2][2 * (j % 2)], h0, l0);
