@@ -434,6 +434,19 @@ __device__ float block_sum(float value) {
 // runs along k; else along m); kBAlongN likewise for B's n (else along k). Each output and each row sum is one thread's, in a fixed order
 // (the row sum's 16 partials of one tile, then its tiles, added in order): bitwise the same in every thread order.
 // Returns after a barrier: the outputs and row sums are visible to the block, `work` is free.
+// The end of block_product and block_product_tc: a barrier (every output and row-sum partial written), then
+// with row_sum, row_sum[m] = the `groups` partials of row m added in order and another barrier. On return the
+// outputs and row sums are visible to the block and `work` is free.
+__device__ inline void finish_block_product(int M, const float* partial, int groups, float* row_sum) {
+  __syncthreads();
+  if (!row_sum) return;  // uniform over the block
+  for (int m = int(threadIdx.x); m < M; m += int(blockDim.x)) {
+    float sum = 0.0f;
+    for (int j = 0; j < groups; ++j) sum += partial[m * groups + j];
+    row_sum[m] = sum;
+  }
+  __syncthreads();
+}
 struct NoRowSum {
   __device__ float operator()(int, int) const { return 0.0f; }
 };
@@ -485,15 +498,7 @@ __device__ void block_product(int M, int cols, int K, FA a, FB b, Out out, float
       if (row_sum) partial[(m - r0) * kColGroups + tx] = n0 == 0 ? part : partial[(m - r0) * kColGroups + tx] + part;
     }
   }
-  __syncthreads();
-  if (row_sum) {
-    for (int m = tid; m < M; m += kThreads) {
-      float sum = 0.0f;
-      for (int j = 0; j < kColGroups; ++j) sum += partial[m * kColGroups + j];
-      row_sum[m] = sum;
-    }
-    __syncthreads();
-  }
+  finish_block_product(M, partial, kColGroups, row_sum);
 }
 
 // block_product on tensor cores, for the bf16 kernels: the same contract (outputs, row sums in a fixed order,
@@ -590,15 +595,7 @@ __device__ void block_product_tc(int M, int cols, int K, FA a, FB b, Out out, fl
         }
     }
   }
-  __syncthreads();
-  if (row_sum) {
-    for (int m = tid; m < M; m += kThreads) {
-      float sum = 0.0f;
-      for (int j = 0; j < kPieceCols; ++j) sum += partial[m * kPieceCols + j];
-      row_sum[m] = sum;
-    }
-    __syncthreads();
-  }
+  finish_block_product(M, partial, kPieceCols, row_sum);
 }
 
 // The product of the chunk kernels of storage S: on tensor cores for bf16 (block_product_tc), else fp32.
