@@ -30,6 +30,7 @@
 #include "cuda/device_math.hpp"
 #include "cuda/launch.cuh"
 #include "cuda/mma.cuh"
+#include "cuda/stage.cuh"
 
 namespace transmamba::gpu::TM_BACKEND_NS {
 
@@ -171,30 +172,11 @@ __global__ void __launch_bounds__(kAttnThreads) attention_forward_kernel(AttnPoi
 // arrays run to their compile-time bounds and skip by condition (col_tiles < kColTiles in a narrow last
 // column block), so that the arrays stay in registers. Every value is computed by one lane in a fixed order: bitwise the same in every thread order.
 
-// tile[r·ld + c] = src[(first + r)·row + c] as bf16 bits, 0 where r >= valid or c >= width. Eight values (16
-// bytes) per load and store where the source's rows and the tile allow it (every multiple of 8 and 16-byte
-// aligned: the layer's C, B and x), else one at a time (e.g. a test's column block of odd row stride).
-struct alignas(16) Bf16x8 {
-  std::uint32_t words[4];
-};
+// tile[r·ld + c] = src[(first + r)·row + c] for r < valid, c < width, 0 in the rest of the tile (stage.cuh: 8
+// values per load where the source allows it, e.g. the layer's C, B and x; else one at a time).
 __device__ inline void stage_bf16(bf16* tile, int ld, int tile_rows, int tile_cols, const Bf16* src, std::int64_t row,
                                   int first, int valid, int width) {
-  const bool by_8 = tile_cols % 8 == 0 && width % 8 == 0 && ld % 8 == 0 && row % 8 == 0 &&
-                    reinterpret_cast<std::uintptr_t>(src) % 16 == 0;
-  if (by_8) {
-    const int chunks = tile_cols / 8;
-    for (int i = threadIdx.x; i < tile_rows * chunks; i += 32 * kAttnBf16Warps) {
-      const int r = i / chunks, c = i % chunks * 8;
-      Bf16x8 v{};
-      if (r < valid && c < width) v = *reinterpret_cast<const Bf16x8*>(src + (first + r) * row + c);
-      *reinterpret_cast<Bf16x8*>(tile + r * ld + c) = v;
-    }
-    return;
-  }
-  for (int i = threadIdx.x; i < tile_rows * tile_cols; i += 32 * kAttnBf16Warps) {
-    const int r = i / tile_cols, c = i % tile_cols;
-    tile[r * ld + c] = __ushort_as_bfloat16(r < valid && c < width ? src[(first + r) * row + c].bits : 0);
-  }
+  stage_bf16_tile<32 * kAttnBf16Warps>(tile, ld, tile_rows, tile_cols, src + first * row, row, valid, width);
 }
 
 __device__ inline float quad_max(float v) {

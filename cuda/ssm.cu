@@ -46,6 +46,7 @@
 #include "cuda/launch.cuh"
 #include "cuda/mma.cuh"
 #include "cuda/reduce.cuh"
+#include "cuda/stage.cuh"
 
 namespace transmamba::gpu::TM_BACKEND_NS {
 
@@ -180,15 +181,14 @@ __global__ void __launch_bounds__(kScanThreads) ssm_output_kernel(ScanPointers<S
 
 // ---- the bf16 forward's tensor-core kernels (stage 1, stages 3+4) -----------------------------------------
 // The chunk matmuls on tensor cores (cuda/mma.cuh: bf16 operands, fp32 accumulation), every operand staged in
-// shared memory as a tile padded with zeros to multiples of 16 (scan_tile: tokens of a partial chunk, p, N), so
-// that the padding adds exact zeros, and whose rows (scan_ld) are 16-byte multiples: every fragment comes by
+// shared memory (cuda/stage.cuh) as a tile padded with zeros to multiples of 16 (scan_tile: tokens of a partial
+// chunk, p, N), so that the padding adds exact zeros, and whose rows (scan_ld) are 16-byte multiples: every fragment comes by
 // ldmatrix (cuda/mma.cuh), a 16 x 16 output tile per warp at a time. x, B, C are bf16 already (exact operands). Every fp32 operand (stage 1's
 // w[s]·B[s], stages 3+4's weights L[t,s]·dt[s]·(C[t]·B[s]) and the start state) is split into two bf16,
 // hi = bf16(v) and lo = bf16(v - hi), and both are multiplied (X·hi + X·lo: v to 2^-16 relative): rounded once
 // to bf16 (2^-8 relative), they failed the bf16 rule (measured: y of one token, p = 2, rel 3.5e-3 against a
 // bound of 3e-3 from the float baseline's one rounding of y; the fp32 chunk states are held to the rule's floor
 // of 1e-3, which one rounding of every term would use up).
-__device__ inline bf16 as_bf16(Bf16 v) { return __ushort_as_bfloat16(v.bits); }
 __device__ inline int warp_index() { return int(threadIdx.x) / 32; }
 constexpr int kScanWarps = int(kScanThreads) / 32;
 
@@ -216,12 +216,9 @@ __device__ void chunk_product_tc(int len, int Qt, int P, int N, const Bf16* X, s
   bf16* xs = reinterpret_cast<bf16*>(dynamic_shared<float>() + Qt);  // [Qt][ldP]: X[s, i]
   bf16* hi = xs + Qt * ldP;                       // [Qt][ldN]: bf16(v)
   bf16* lo = hi + Qt * ldN;                       // [Qt][ldN]: bf16(v - hi)
-  const bf16 zero = __float2bfloat16_rn(0.0f);
-  for_each_entry(len_t, Pt, [&](int s, int i) { xs[s * ldP + i] = s < len && i < P ? as_bf16(X[s * x_row + i]) : zero; });
-  __syncthreads();
-  for_each_entry(len_t, Nt, [&](int s, int n) {
-    split_bf16(s < len && n < N ? f[s] * to_float(Y[s * y_row + n]) : 0.0f, hi[s * ldN + n], lo[s * ldN + n]);
-  });
+  __syncthreads();  // f is written
+  stage_bf16_tile<kScanThreads>(xs, ldP, len_t, Pt, X, x_row, len, P);
+  stage_split_tile<kScanThreads>(hi, lo, ldN, len_t, Nt, Y, y_row, len, N, f);
   __syncthreads();
   const int col_tiles = Nt / 16;
   for (int tile = warp_index(); tile < Pt / 16 * col_tiles; tile += kScanWarps) {
@@ -294,11 +291,8 @@ __global__ void __launch_bounds__(kScanThreads) ssm_output_tc_kernel(ScanPointer
   const bf16 zero = __float2bfloat16_rn(0.0f);
   const Bf16* B = p.B + b * p.B_batch + std::int64_t(c0) * p.B_row + g * p.N;
   const Bf16* C = p.C + b * p.C_batch + std::int64_t(c0) * p.C_row + g * p.N;
-  for_each_entry(len_t, Nt, [&](int t, int n) {
-    const bool in = t < len && n < p.N;
-    cs[t * ldN + n] = in ? as_bf16(C[t * p.C_row + n]) : zero;
-    bs[t * ldN + n] = in ? as_bf16(B[t * p.B_row + n]) : zero;
-  });
+  stage_bf16_tile<kScanThreads>(cs, ldN, len_t, Nt, C, p.C_row, len, p.N);
+  stage_bf16_tile<kScanThreads>(bs, ldN, len_t, Nt, B, p.B_row, len, p.N);
   __syncthreads();
   // scores: the 16 x 16 tiles on and below the diagonal (s0 <= t0).
   const int tok_tiles = len_t / 16;
@@ -341,11 +335,9 @@ __global__ void __launch_bounds__(kScanThreads) ssm_output_tc_kernel(ScanPointer
       decay_in[r0] = r0 < len ? expf(from_start) : 0.0f;
     }
     const Bf16* x = p.x + b * p.x_batch + std::int64_t(c0) * p.x_row + h * p.p;
-    for_each_entry(len_t, Pt, [&](int s, int i) { xs[s * ldP + i] = s < len && i < p.p ? as_bf16(x[s * p.x_row + i]) : zero; });
+    stage_bf16_tile<kScanThreads>(xs, ldP, len_t, Pt, x, p.x_row, len, p.p);
     const float* start = p.start_states + (std::int64_t(b) * p.chunks + c) * p.start_batch + std::int64_t(h) * p.p * p.start_row;
-    for_each_entry(Pt, Nt, [&](int i, int n) {
-      split_bf16(i < p.p && n < p.N ? start[i * p.start_row + n] : 0.0f, ss_hi[i * ldN + n], ss_lo[i * ldN + n]);
-    });
+    stage_split_tile<kScanThreads>(ss_hi, ss_lo, ldN, Pt, Nt, start, p.start_row, p.p, p.N);
     __syncthreads();
     Bf16* y = p.y + b * p.y_batch + std::int64_t(c0) * p.y_row + h * p.p;
     const int col_tiles = Pt / 16;
@@ -424,16 +416,6 @@ __device__ float block_sum(float value) {
   return result;
 }
 
-// A block-wide fp32 matrix product for the chunk kernels: for m < M, n < cols, out(m, n, v) with
-// v = Σ_{k<K} a(m, k)·b(k, n), and with row_sum (only for M <= kScanProductRows), also row_sum[m] = Σ_n v·dot(m, n).
-// The block has kScanBackwardThreads threads, all of which call it together (barriers). Per output tile of
-// kScanProductRows x kScanProductCols, thread (ty, tx) = (tid / 16, tid % 16) sums the 4 x 4 outputs at rows 4ty..,
-// columns 4tx.. of the tile in registers, k in order, from slices of both operands staged in `work`
-// (scan_product_floats()): A's slice as [k][m], B's as [k][n], each entry a(m, k) or b(k, n) read once per tile
-// (0 past M, cols, K). kAAlongK: the block's consecutive threads stage A's consecutive k (for an A whose memory
-// runs along k; else along m); kBAlongN likewise for B's n (else along k). Each output and each row sum is one thread's, in a fixed order
-// (the row sum's 16 partials of one tile, then its tiles, added in order): bitwise the same in every thread order.
-// Returns after a barrier: the outputs and row sums are visible to the block, `work` is free.
 // The end of block_product and block_product_tc: a barrier (every output and row-sum partial written), then
 // with row_sum, row_sum[m] = the `groups` partials of row m added in order and another barrier. On return the
 // outputs and row sums are visible to the block and `work` is free.
@@ -450,11 +432,42 @@ __device__ inline void finish_block_product(int M, const float* partial, int gro
 struct NoRowSum {
   __device__ float operator()(int, int) const { return 0.0f; }
 };
+// The staging of one slice of both operands of block_product and block_product_tc (indices k0 .. k0 +
+// kScanProductSlice - 1 of the summed index, the output tile at (r0, n0)): put_a(k, m, a(r0 + m, k0 + k)) and
+// put_b(k, n, b(k0 + k, n0 + n)), 0 past M, cols, K. The block's consecutive threads take A's consecutive k where
+// kAAlongK (else m) and B's consecutive n where kBAlongN (else k); each thread's reads kStageBatch at a time
+// (stage.cuh).
+template <bool kAAlongK, bool kBAlongN, class FA, class FB, class PutA, class PutB>
+__device__ void stage_operands(int M, int cols, int K, int r0, int n0, int k0, FA& a, FB& b, PutA put_a, PutB put_b) {
+  constexpr int kRows = kScanProductRows, kCols = kScanProductCols, kSlice = kScanProductSlice;
+  constexpr int kThreads = int(kScanBackwardThreads);
+  struct At {
+    int k, i;  // the summed index and m (A) or n (B)
+  };
+  auto a_at = [](int e) { return kAAlongK ? At{e % kSlice, e / kSlice} : At{e / kRows, e % kRows}; };
+  auto b_at = [](int e) { return kBAlongN ? At{e / kCols, e % kCols} : At{e % kSlice, e / kSlice}; };
+  auto stage = [&](int count, auto at, auto value, auto put) {
+    stage_chunks<kThreads>(count, [&](int e) { return value(at(e)); }, [&](int e, float v) { put(at(e).k, at(e).i, v); });
+  };
+  stage(kSlice * kRows, a_at, [&](At e) { return r0 + e.i < M && k0 + e.k < K ? a(r0 + e.i, k0 + e.k) : 0.0f; }, put_a);
+  stage(kSlice * kCols, b_at, [&](At e) { return n0 + e.i < cols && k0 + e.k < K ? b(k0 + e.k, n0 + e.i) : 0.0f; }, put_b);
+}
+
+// A block-wide fp32 matrix product for the chunk kernels: for m < M, n < cols, out(m, n, v) with
+// v = Σ_{k<K} a(m, k)·b(k, n), and with row_sum (only for M <= kScanProductRows), also row_sum[m] = Σ_n v·dot(m, n).
+// The block has kScanBackwardThreads threads, all of which call it together (barriers). Per output tile of
+// kScanProductRows x kScanProductCols, thread (ty, tx) = (tid / 16, tid % 16) sums the 4 x 4 outputs at rows 4ty..,
+// columns 4tx.. of the tile in registers, k in order, from slices of both operands staged in `work`
+// (scan_product_floats()): A's slice as [k][m], B's as [k][n], each entry a(m, k) or b(k, n) read once per tile
+// (0 past M, cols, K). kAAlongK: the block's consecutive threads stage A's consecutive k (for an A whose memory
+// runs along k; else along m); kBAlongN likewise for B's n (else along k). Each output and each row sum is one thread's, in a fixed order
+// (the row sum's 16 partials of one tile, then its tiles, added in order): bitwise the same in every thread order.
+// Returns after a barrier: the outputs and row sums are visible to the block, `work` is free.
 template <bool kAAlongK, bool kBAlongN, class FA, class FB, class Out, class Dot = NoRowSum>
 __device__ void block_product(int M, int cols, int K, FA a, FB b, Out out, float* work, float* row_sum = nullptr,
                               Dot dot = {}) {
   constexpr int kRows = kScanProductRows, kCols = kScanProductCols, kSlice = kScanProductSlice, ldA = kRows + 4;
-  constexpr int kThreads = int(kScanBackwardThreads), kColGroups = kCols / 4;
+  constexpr int kColGroups = kCols / 4;
   struct alignas(16) Four {
     float v[4];
   };
@@ -468,14 +481,8 @@ __device__ void block_product(int M, int cols, int K, FA a, FB b, Out out, float
     const bool busy = m0 < M && n0 + 4 * tx < cols;  // any of this thread's outputs exists
     for (int k0 = 0; k0 < K; k0 += kSlice) {
       __syncthreads();  // the previous slice is consumed
-      for (int e = tid; e < kSlice * kRows; e += kThreads) {
-        const int k = kAAlongK ? e % kSlice : e / kRows, m = kAAlongK ? e / kSlice : e % kRows;
-        As[k * ldA + m] = r0 + m < M && k0 + k < K ? a(r0 + m, k0 + k) : 0.0f;
-      }
-      for (int e = tid; e < kSlice * kCols; e += kThreads) {
-        const int k = kBAlongN ? e / kCols : e % kSlice, n = kBAlongN ? e % kCols : e / kSlice;
-        Bs[k * kCols + n] = n0 + n < cols && k0 + k < K ? b(k0 + k, n0 + n) : 0.0f;
-      }
+      stage_operands<kAAlongK, kBAlongN>(M, cols, K, r0, n0, k0, a, b, [&](int k, int m, float v) { As[k * ldA + m] = v; },
+                                         [&](int k, int n, float v) { Bs[k * kCols + n] = v; });
       __syncthreads();
       if (busy)
         for (int k = 0; k < min(kSlice, K - k0); ++k) {
@@ -531,16 +538,16 @@ __device__ void block_product_tc(int M, int cols, int K, FA a, FB b, Out out, fl
     MmaC acc[kPerWarp][2] = {};
     for (int k0 = 0; k0 < K; k0 += kSlice) {
       __syncthreads();  // the previous slice is consumed
-      for (int e = tid; e < kSlice * kRows; e += kThreads) {
-        const int k = kAAlongK ? e % kSlice : e / kRows, m = kAAlongK ? e / kSlice : e % kRows;
-        const int at = kAAlongK ? m * ldA + k : k * ldA + m;
-        split_bf16(r0 + m < M && k0 + k < K ? a(r0 + m, k0 + k) : 0.0f, A_hi[at], A_lo[at]);
-      }
-      for (int e = tid; e < kSlice * kCols; e += kThreads) {
-        const int k = kBAlongN ? e / kCols : e % kSlice, n = kBAlongN ? e % kCols : e / kSlice;
-        const int at = kBAlongN ? k * ldB + n : n * ldB + k;
-        split_bf16(n0 + n < cols && k0 + k < K ? b(k0 + k, n0 + n) : 0.0f, B_hi[at], B_lo[at]);
-      }
+      stage_operands<kAAlongK, kBAlongN>(
+          M, cols, K, r0, n0, k0, a, b,
+          [&](int k, int m, float v) {
+            const int at = kAAlongK ? m * ldA + k : k * ldA + m;
+            split_bf16(v, A_hi[at], A_lo[at]);
+          },
+          [&](int k, int n, float v) {
+            const int at = kBAlongN ? k * ldB + n : n * ldB + k;
+            split_bf16(v, B_hi[at], B_lo[at]);
+          });
       __syncthreads();
 #pragma unroll
       for (int q = 0; q < kPerWarp; ++q) {

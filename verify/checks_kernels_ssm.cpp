@@ -104,8 +104,14 @@ ScanInputs draw_scan_inputs(bool with_init) {
   in.Q = draw("Q", rc::gen::oneOf(rc::gen::inRange(1, 9), rc::gen::just(gpu::kScanMaxChunk)));
   // Now and then p past the backward's product tiles (cuda/ssm.cu's block_product: 128 rows, 64 columns; its step 1
   // is a [p x N] product), with short chunks only (the bf16 forward's shared memory grows with p·Q).
-  if (in.Q <= 8 && draw("p past 128", rc::gen::element(false, false, false, true)))
+  // Now and then p and N multiples of 8, so that the bf16 kernels stage their tiles 8 values at a time
+  // (cuda/stage.cuh; unpadded rows are 16-byte aligned then, padded ones are not and go value by value).
+  if (in.Q <= 8 && draw("p past 128", rc::gen::element(false, false, false, true))) {
     in.cfg.E = in.cfg.H * draw("p", rc::gen::inRange(129, 141));
+  } else if (draw("p, N multiples of 8", rc::gen::element(false, false, true))) {
+    in.cfg.E = in.cfg.H * draw("p", rc::gen::element(8, 16));
+    in.cfg.N = draw("N", rc::gen::element(8, 16));
+  }
   in.regime = draw("regime", gen_regime(Regimes::all));
   in.rnd = RandomTensors(draw("seed", rc::gen::arbitrary<std::uint64_t>()));
   RandomTensors& rnd = in.rnd;
