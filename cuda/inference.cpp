@@ -45,8 +45,7 @@ LayerStatePlan layer_state_plan(const LayerStateShape& s) {
   const StepSizePlan steps = step_size_plan({s.Bt, 1, c.H});
   if (s.P > 0) attention_plan({s.Bt, s.P, c.H, c.G, c.N, c.p(), s.P - 1});  // the widest step; N and p supported
   p.scan = scan_plan(step_scan_shape(s));
-  p.skip = skip_launch(s.Bt, 1, c.E);
-  for (const LaunchShape& l : {conv.step, norm.forward, steps.forward, p.scan.chunk_states, p.scan.output, p.skip})
+  for (const LaunchShape& l : {conv.step, norm.forward, steps.forward, p.scan.chunk_states, p.scan.output})
     check_launch_shape("a decode kernel", l);
   const std::size_t Bt = std::size_t(s.Bt);
   p.conv_window = Bt * (c.W - 1) * p.channels;
@@ -130,10 +129,10 @@ void mixer_step(const Stream& stream, const MixerDeviceParams& prm, LayerState& 
                           prm.conv_w, prm.conv_b, st.xBC.view()});
   step_size_forward(stream, {{Bt, 1, H}, part(st.zxbcdt, in_w, E + C), prm.dt_bias, prm.A_log, st.dt.view(), st.A.view()});
   const View<float> x = part(st.xBC, C, 0), B = part(st.xBC, C, E), C_t = part(st.xBC, C, E + GN);
-  // E6: the state over this token, in both modes; its output only in scan mode.
+  // E6: the state over this token, in both modes; its output (with the D skip) only in scan mode.
   ssm_chunked_forward(stream, {step_scan_shape(s), x, st.dt.view(), st.A.view(), B, C_t, st.scan_state.view(),
                                attends ? View<float>{} : st.y.view(), st.next_state.view(), st.chunk_states.view(),
-                               st.start_states.view(), st.chunk_decays.view()});
+                               st.start_states.view(), st.chunk_decays.view(), attends ? View<const float>{} : prm.D_skip});
   std::swap(st.scan_state, st.next_state);
   if (attends) {
     // E4: row t of the cache, then the query C_t over rows 0 .. t; E7 without the gate.
@@ -143,10 +142,8 @@ void mixer_step(const Stream& stream, const MixerDeviceParams& prm, LayerState& 
                                st.kv_cache.view(cache_batch, plan.cache_width), st.y.view(), st.lse.view()});
     rmsnorm_forward(stream, {{Bt, 1, E, c.G}, st.y.view(), {}, prm.norm_w, st.y_normed.view()});
   } else {
-    // Scan mode for good: the cache is freed. E6's D skip; E7 gated by z.
+    // Scan mode for good: the cache is freed. E7 gated by z.
     if (st.kv_cache.size()) st.kv_cache = DeviceBuffer<float>(stream.device(), 0);
-    const SkipForward skip{Bt, 1, H, c.p(), x, prm.D_skip, st.y.view(), plan.skip};
-    TM_DISPATCH(stream, mixer_skip_forward, skip);
     rmsnorm_forward(stream, {{Bt, 1, E, c.G}, st.y.view(), part(st.zxbcdt, in_w, 0), prm.norm_w, st.y_normed.view()});
   }
   // E8.

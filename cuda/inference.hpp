@@ -40,7 +40,6 @@ struct LayerStatePlan {
   int channels = 0;     // E + 2GN
   int cache_width = 0;  // E + GN: a cache row is [x | B], the first columns of an xBC row
   ScanPlan scan;        // E6 over one token
-  LaunchShape skip;     // E6's D skip over one token
   std::size_t conv_window = 0, kv_cache = 0, scan_state = 0;                    // the state
   std::size_t u = 0, zxbcdt = 0, xBC = 0, dt = 0, A = 0, y = 0, y_normed = 0, out = 0, lse = 0;  // one token
   std::size_t chunk_states = 0, chunk_decays = 0;                               // the step scan's workspace

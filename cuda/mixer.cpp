@@ -113,9 +113,8 @@ MixerPlan mixer_plan(const MixerShape& s) {
   p.converter = scan_plan(scan_shape(s, s.P));
   p.scan = scan_plan(scan_shape(s, s.L()));
   if (s.P > 0) p.attention = attention_plan({s.Bt, s.P, c.H, c.G, c.N, c.p()});
-  p.skip = skip_launch(s.Bt, s.L(), c.E);
   for (const LaunchShape& l : {conv.forward, norm.forward, steps.forward, p.converter.chunk_states, p.converter.state_passing,
-                               p.scan.chunk_states, p.scan.state_passing, p.scan.output, p.skip})
+                               p.scan.chunk_states, p.scan.state_passing, p.scan.output})
     check_launch_shape("a mixer kernel", l);
   if (s.P > 0) check_launch_shape("attention_forward", p.attention.forward);
 
@@ -327,15 +326,13 @@ std::vector<MixerStage> stages(const char* fn, const Stream& stream, const Mixer
                                         gr.d_B(), {}, gr.d_A_converter.view(), {}, ws});
           add<float>(stream, 1, 1, H, gr.d_A_converter.view(), gr.d_A.view());
         });
-  // E6: the scan over [P, T) from S0 (P = T: no tokens, final state = S0), then the D skip; back: the scan (its
-  // d_S_init is d_S0; no gradient reaches the final state), then the D skip's.
+  // E6: the scan over [P, T) from S0 (P = T: no tokens, final state = S0), its output kernel adding the D skip;
+  // back: the scan (its d_S_init is d_S0; no gradient reaches the final state), then the D skip's.
   stage("scan",
         [=, &stream, &f] {
           ssm_chunked_forward(stream, {scan_shape(s, L), f.x(P), f.part(f.dt, H, 0, P), f.A.view(), f.B(P), f.C(P), f.S0.view(),
                                        y_scan, f.final_state.view(), f.chunk_states.view(), f.start_states.view(),
-                                       f.chunk_decays.view()});
-          const SkipForwardT<S> skip{Bt, L, H, c.p(), f.x(P), prm.D_skip, y_scan, plan.skip};
-          TM_DISPATCH(stream, mixer_skip_forward, skip);
+                                       f.chunk_decays.view(), prm.D_skip});
         },
         [=, &stream, &f] {
           const MixerGradsDeviceT<S>& gr = *g;  // the backward lambdas exist only with g

@@ -1,9 +1,6 @@
 // The layer's own kernels (cuda/mixer.hpp). Every other stage of the layer is a kernel family of its own
 // (mixer.cpp calls them). Compiled for a GPU and for the CPU emulation (portable.cuh).
-//   - E6's D skip of the scan tokens, y[b, t, h·p + i] += D_skip[h] · x[b, t, h·p + i] for the L rows t >= P:
-//     one thread per value, consecutive threads along a row (coalesced); each value read and written by one
-//     thread: deterministic.
-//   - its backward, d_x += D_skip[h]·d_y and d_D_skip[h] = Σ_{b, t, i} d_y·x: a block per (tile of
+//   - the backward of E6's D skip (whose forward the scan's output kernel adds: cuda/ssm.hpp), d_x += D_skip[h]·d_y and d_D_skip[h] = Σ_{b, t, i} d_y·x: a block per (tile of
 //     kSkipTileRows scan rows, head), threads (32, kSkipRowGroups) along (channels of the head, rows); each
 //     thread sums its values in a fixed order, the block its threads (reduce.cuh: block_column_sum over the row
 //     groups, then a shuffle tree over the 32 lanes), and sum_partials the tiles in tile order: no atomics.
@@ -20,25 +17,6 @@
 namespace transmamba::gpu::TM_BACKEND_NS {
 
 namespace {
-template <class S>
-struct SkipPointers {
-  int L, E, p;
-  std::int64_t values;  // Bt·L·E
-  const S* x;
-  std::int64_t x_batch, x_row;
-  const float* D_skip;
-  S* y;
-  std::int64_t y_batch, y_row;
-};
-
-template <class S>
-__global__ void __launch_bounds__(kSkipThreads) mixer_skip_kernel(SkipPointers<S> k) {
-  const std::int64_t i = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i >= k.values) return;
-  const int e = int(i % k.E), t = int(i / k.E % k.L), b = int(i / k.E / k.L);
-  S& y = k.y[b * k.y_batch + t * k.y_row + e];
-  y = from_float<S>(to_float(y) + k.D_skip[e / k.p] * to_float(k.x[b * k.x_batch + t * k.x_row + e]));
-}
 template <class S>
 struct SkipGradPointers {
   int L, H, p;
@@ -133,19 +111,8 @@ void add(const MixerAddT<S>& a, const LaunchContext& ctx) {
   launch(TM_SITE("mixer_add"), mixer_add_kernel<S>, shape, ctx, k);
 }
 
-template <class S>
-void skip_forward(const SkipForwardT<S>& a, const LaunchContext& ctx) {
-  if (a.Bt == 0 || a.L == 0) return;
-  const std::int64_t E = std::int64_t(a.H) * a.p;
-  const Strides xs = resolved_strides(a.x, a.L, E), ys = resolved_strides(a.y, a.L, E);
-  const SkipPointers<S> k{a.L, int(E), a.p, std::int64_t(a.Bt) * a.L * E, a.x.data, xs.batch, xs.row, a.D_skip.data,
-                       a.y.data, ys.batch, ys.row};
-  launch(TM_SITE("mixer_skip"), mixer_skip_kernel<S>, a.launch, ctx, k);
-}
 }  // namespace
 
-void mixer_skip_forward(const SkipForward& a, const LaunchContext& ctx) { skip_forward(a, ctx); }
-void mixer_skip_forward(const SkipForwardBf16& a, const LaunchContext& ctx) { skip_forward(a, ctx); }
 void mixer_skip_backward(const SkipBackward& a, const LaunchContext& ctx) { skip_backward(a, ctx); }
 void mixer_skip_backward(const SkipBackwardBf16& a, const LaunchContext& ctx) { skip_backward(a, ctx); }
 void mixer_add(const MixerAdd& a, const LaunchContext& ctx) { add(a, ctx); }

@@ -7,7 +7,8 @@
 //   E3  dt = softplus(dt_raw + dt_bias), A = -exp(A_log)            (cuda/step_size.hpp)
 //   E4  y[t < P] = grouped causal attention(C, B, x) among the prefix (cuda/attention.hpp; lse kept)
 //   E5  S0 = the scan's state after the prefix from a zero state: the chunked scan over [0, P) with y null
-//   E6  y[t >= P] = the chunked scan over [P, T) from S0 (cuda/ssm.hpp) + D_skip[h]·x[t, h] (mixer.cu);
+//   E6  y[t >= P] = the chunked scan over [P, T) from S0 (cuda/ssm.hpp) + D_skip[h]·x[t, h] (added by the scan's
+//       output kernel: y is written once);
 //       final state = the scan's final state (= S0 when P = T: the scan over no tokens passes S0 through)
 //   E7  y_normed = RMSNorm_G(y) for t < P, RMSNorm_G(y ⊙ SiLU(z)) for t >= P     (cuda/norm.hpp, two calls)
 //   E8  out = y_normed · W_out                 one GEMM over the Bt·T rows
@@ -56,13 +57,6 @@ struct MixerShape {
   int L() const { return T - P; }  // scan tokens per sequence
 };
 
-constexpr unsigned kSkipThreads = 256;
-// E6's D skip launch (mixer.cu): one thread per value of the Bt·L scan rows of y [.., E] (one block at least).
-inline LaunchShape skip_launch(int Bt, int L, int E) {
-  const long long values = (long long)Bt * L * E;
-  return {{unsigned(std::max<long long>(1, (values + kSkipThreads - 1) / kSkipThreads)), 1, 1}, {kSkipThreads, 1, 1}, 0};
-}
-
 // The sizes (in floats) of every buffer of MixerForwardDevice, and the plans of the kernels the layer calls.
 struct MixerPlan {
   int in_width = 0;          // 2E + 2GN + H: the columns of zxbcdt = [z | xBC_in | dt_raw]
@@ -70,7 +64,6 @@ struct MixerPlan {
   ScanPlan converter;        // E5: the scan over [0, P), final state only
   ScanPlan scan;             // E6: the scan over [P, T)
   AttentionPlan attention;   // E4; only when P > 0 (a P = 0 layer, Mamba2, takes N and p attention does not)
-  LaunchShape skip;          // E6's D skip: one thread per value of the scan rows of y
   std::size_t u = 0, zxbcdt = 0, xBC = 0, dt = 0, A = 0, lse = 0, S0 = 0;
   std::size_t converter_chunk_states = 0, converter_start_states = 0, converter_chunk_decays = 0;
   std::size_t chunk_states = 0, start_states = 0, chunk_decays = 0;
@@ -179,19 +172,6 @@ using MixerForwardDeviceBf16 = MixerForwardDeviceT<Bf16>;
 // that does not fit: std::invalid_argument "mixer_forward: ..."), then E1-E8 on the stream.
 void mixer_forward(const Stream& stream, const MixerDeviceParams& params, MixerForwardDevice& f);
 void mixer_forward(const Stream& stream, const MixerDeviceParams& params, MixerForwardDeviceBf16& f);
-
-// E6's D skip (mixer.cu), for mixer_forward: y[b, t, h·p + i] += D_skip[h] · x[b, t, h·p + i] over the L scan rows.
-// Storage S (cuda/bf16.hpp): x and y float, or Bf16 for the bf16 layer (the sum in fp32, y rounded once); D_skip fp32.
-template <class S>
-struct SkipForwardT {
-  int Bt = 0, L = 0, H = 0, p = 0;
-  View<const S> x;           // [Bt, L, H·p]
-  View<const float> D_skip;  // [1, 1, H]
-  View<S> y;                 // [Bt, L, H·p]
-  LaunchShape launch;        // MixerPlan::skip
-};
-using SkipForward = SkipForwardT<float>;
-using SkipForwardBf16 = SkipForwardT<Bf16>;
 
 // ---- the backward ----------------------------------------------------------------------------------------
 

@@ -40,6 +40,8 @@ void forward(const Stream& stream, const ScanForwardT<S>& a) {
   const std::int64_t HP = std::int64_t(s.H) * s.p;
   check_inputs(fn, s, a.x, a.dt, a.A, a.B, a.C, a.y.data != nullptr, a.S_init);
   if (a.y.data) check_view(fn, "y", a.y, s.Bt, s.L, HP);
+  if (a.D_skip.data && !a.y.data) throw std::invalid_argument(std::string(fn) + ": D_skip is given without y (it is added to y)");
+  if (a.D_skip.data) check_view(fn, "D_skip", a.D_skip, 1, 1, s.H);
   check_view(fn, "final_state", a.final_state, s.Bt, HP, s.N);
   check_view(fn, "chunk_states", a.chunk_states, std::int64_t(s.Bt) * plan.chunks, HP, s.N);
   check_view(fn, "start_states", a.start_states, std::int64_t(s.Bt) * plan.chunks, HP, s.N);

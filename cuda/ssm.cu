@@ -75,6 +75,7 @@ struct ScanPointers {
   float* start_states;
   std::int64_t start_batch, start_row;
   float* chunk_decays;  // [Bt·chunks·H]
+  const float* D_skip;  // [H]; may be null: no D skip in y
 };
 
 struct ChunkPlace {
@@ -136,8 +137,9 @@ __global__ void __launch_bounds__(kScanThreads) ssm_state_passing_kernel(ScanPoi
   p.final_state[b * p.final_batch + row * p.final_row + n] = state;
 }
 
-// Stages 3 and 4: y[t] = Σ_{s<=t} M[t,s] · x[s] + exp(Σ_{r=c0..t} dt[r]·A) · start_state · C[t], with
-// M[t,s] = exp(Σ_{r=s+1..t} dt[r]·A) · dt[s] · (C[t]·B[s]) staged in shared memory (the chunk's Q x Q matrix).
+// Stages 3 and 4: y[t] = Σ_{s<=t} M[t,s] · x[s] + exp(Σ_{r=c0..t} dt[r]·A) · start_state · C[t] (+ D·x[t] with
+// D_skip), with M[t,s] = exp(Σ_{r=s+1..t} dt[r]·A) · dt[s] · (C[t]·B[s]) staged in shared memory (the chunk's Q x Q
+// matrix).
 template <class S>
 __global__ void __launch_bounds__(kScanThreads) ssm_output_kernel(ScanPointers<S> p) {
   float* M = dynamic_shared<float>();  // [Q][Q], lower triangle
@@ -175,7 +177,8 @@ __global__ void __launch_bounds__(kScanThreads) ssm_output_kernel(ScanPointers<S
     float intra = 0.0f, inter = 0.0f;
     for (int s = 0; s <= t; ++s) intra += M[t * p.Q + s] * to_float(x[s * p.x_row + i]);
     for (int n = 0; n < p.N; ++n) inter += start[i * p.start_row + n] * to_float(C[t * p.C_row + n]);
-    y[t * p.y_row + i] = from_float<S>(intra + decay_in[t] * inter);
+    const float skip = p.D_skip ? p.D_skip[k.h] * to_float(x[t * p.x_row + i]) : 0.0f;
+    y[t * p.y_row + i] = from_float<S>(intra + decay_in[t] * inter + skip);
   }
 }
 
@@ -271,7 +274,8 @@ __global__ void __launch_bounds__(kScanThreads) ssm_chunk_state_tc_kernel(ScanPo
 //   scores[t, s] = C[t]·B[s]                                     (once per group: [Q', Q'] = [Q', N'] x [N', Q'])
 //   then per head h: W[t, s] = exp(Σ_{r=s+1..t} dt[r]·A)·dt[s]·scores[t, s] for s <= t (0 elsewhere), in fp32,
 //   split into hi + lo, and y[t, i] = Σ_s W[t, s]·x[s, i] + exp(Σ_{r=c0..t} dt[r]·A)·Σ_n C[t, n]·S_start[i, n]
-//   (two products over 16 x 8 tiles (t, i): W·X over the tokens s <= t, C·S_startᵀ over N, S_start split too).
+//   (two products over 16 x 8 tiles (t, i): W·X over the tokens s <= t, C·S_startᵀ over N, S_start split too),
+//   plus D_skip[h]·x[t, i] with D_skip.
 // B is needed only for the scores: the start state's two parts take its place (scan_bf16_output_bytes).
 __global__ void __launch_bounds__(kScanThreads) ssm_output_tc_kernel(ScanPointers<Bf16> p) {
   static_assert(2 * kScanMaxChunk <= int(kScanThreads), "a thread per row's weights and one per its decay");
@@ -341,6 +345,7 @@ __global__ void __launch_bounds__(kScanThreads) ssm_output_tc_kernel(ScanPointer
     __syncthreads();
     Bf16* y = p.y + b * p.y_batch + std::int64_t(c0) * p.y_row + h * p.p;
     const int col_tiles = Pt / 16;
+    const float D = p.D_skip ? p.D_skip[h] : 0.0f;
     for (int tile = warp_index(); tile < len_t / 16 * col_tiles; tile += kScanWarps) {
       const int t0 = tile / col_tiles * 16, i0 = tile % col_tiles * 16;
       MmaC intra[2] = {}, inter[2] = {};  // columns i0 .. i0 + 7, i0 + 8 .. i0 + 15
@@ -367,7 +372,8 @@ __global__ void __launch_bounds__(kScanThreads) ssm_output_tc_kernel(ScanPointer
         for (int j = 0; j < 4; ++j) {
           const MmaAt at = mma_c_at(mma_lane(), j);
           const int t = t0 + at.row, i = i0 + 8 * e + at.col;
-          if (t < len && i < p.p) y[t * p.y_row + i] = to_bf16(intra[e].v[j] + decay_in[t] * inter[e].v[j]);
+          if (t < len && i < p.p)
+            y[t * p.y_row + i] = to_bf16(intra[e].v[j] + decay_in[t] * inter[e].v[j] + D * __bfloat162float(xs[t * ldP + i]));
         }
     }
   }
@@ -884,6 +890,7 @@ void forward(const ScanForwardT<S>& a, const LaunchContext& ctx) {
   set(p.chunk_states, p.chunk_batch, p.chunk_row, a.chunk_states, HP, s.N);
   set(p.start_states, p.start_batch, p.start_row, a.start_states, HP, s.N);
   p.chunk_decays = a.chunk_decays.data;
+  p.D_skip = a.D_skip.data;
   constexpr bool tensor_cores = std::is_same_v<S, Bf16>;
   if (plan.chunks > 0) {
     if constexpr (tensor_cores)

@@ -8,7 +8,8 @@
 //                          + exp(Σ_{r=c0..t} dt[r]·A) · start_state[c] · C[t].
 // Every exponent is a segment sum accumulated term by term (DESIGN.md section 3): never a difference of two
 // cumulative sums, which in fp32 cancels 1e8 times worse than the double reference's 1e-12.
-// Per head h, group g = h / (H/G); y excludes E6's D skip (the layer adds it). The Memory Converter (E5) is
+// Per head h, group g = h / (H/G); y is E6's output without the D skip, or with it where ScanForward::D_skip is
+// given (the layer's scan: y + D·x stored once, no pass of its own over y). The Memory Converter (E5) is
 // stages 1-2 over the prefix from a zero state, keeping only the final state (pass y.data == nullptr); its host
 // API is cuda/converter.hpp. The backward (ScanBackward) is derived in cuda/ssm.cu's header comment.
 #pragma once
@@ -140,6 +141,8 @@ struct ScanForwardT {
   View<float> chunk_states;   // [Bt·chunks, H·p, N]: stage 1
   View<float> start_states;   // [Bt·chunks, H·p, N]: stage 2, the state entering each chunk
   View<float> chunk_decays;   // [1, 1, Bt·chunks·H]: workspace
+  View<const float> D_skip;   // [1, 1, H]; data == nullptr: none. With y: y[t, h·p + i] += D_skip[h]·x[t, h·p + i]
+                              // (E6's D skip), added before y's one store
 };
 using ScanForward = ScanForwardT<float>;
 using ScanForwardBf16 = ScanForwardT<Bf16>;

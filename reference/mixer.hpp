@@ -34,24 +34,29 @@ inline void check_transpoint(int P, Eigen::Index T) {
     throw std::invalid_argument("TransPoint P=" + std::to_string(P) + " is outside [0, T=" + std::to_string(T) + "]");
 }
 
-// E6's skip of the scan tokens: D_skip[h] · x[t, h]. x: [L, H·p] -> [L, H·p]. (The forward and the decode
+// E6's skip of the scan tokens: D_skip[h] · x[t, h·p + i]. x: [L, H·p] -> [L, H·p]. (The forward and the decode
 // step of inference.hpp add it to the scan's y.)
 template <class S>
-Mat<S> skip_term(const MixerParams<S>& prm, const Mat<S>& x) {
-  const int p = prm.cfg.p();
-  check_shape("x", x, x.rows(), prm.cfg.E);
-  Mat<S> out(x.rows(), prm.cfg.E);
-  for (int h = 0; h < prm.cfg.H; ++h) out.middleCols(h * p, p) = prm.D_skip(h) * x.middleCols(h * p, p);
+Mat<S> skip_term(const MixerConfig& cfg, const Vec<S>& D_skip, const Mat<S>& x) {
+  const int p = cfg.p();
+  check_shape("x", x, x.rows(), cfg.E);
+  check_size("D_skip", D_skip, cfg.H);
+  Mat<S> out(x.rows(), cfg.E);
+  for (int h = 0; h < cfg.H; ++h) out.middleCols(h * p, p) = D_skip(h) * x.middleCols(h * p, p);
   return out;
+}
+template <class S>
+Mat<S> skip_term(const MixerParams<S>& prm, const Mat<S>& x) {
+  return skip_term(prm.cfg, prm.D_skip, x);
 }
 
 // The storage points of a lower-precision layer (DESIGN.md section 7's bf16 rule): the bf16 layer on a device
 // (cuda/mixer.cpp) keeps its per-token activations and their gradients in bf16 memory, so its baseline is the
 // float reference with `store` = round to bf16 applied to each tensor where that layer writes one: E1's zxbcdt,
-// E2's xBC, E4's and E6's y (the scan's y, then y + D skip), E7's y_normed, E8's out; in the backward d_y_normed,
-// both norms' d_y and d_z, the scan's d_x, d_B, d_C (d_x again after the D skip's addition), the converter's
-// and attention's d_x and d_B and their sum, attention's d_C, the conv's d_xBC_in, d_dt_raw and d_u. An empty
-// function (the default) stores exactly.
+// E2's xBC, E4's y and E6's y (with the D skip: the scan's output kernel adds it before its one store), E7's
+// y_normed, E8's out; in the backward d_y_normed, both norms' d_y and d_z, the scan's d_x, d_B, d_C (d_x again
+// after the D skip's addition), the converter's and attention's d_x and d_B and their sum, attention's d_C, the
+// conv's d_xBC_in, d_dt_raw and d_u. An empty function (the default) stores exactly.
 template <class S>
 using StorageRounding = std::function<Mat<S>(const Mat<S>&)>;
 template <class S>
@@ -108,7 +113,7 @@ MixerForward<S> mixer_forward(const MixerParams<S>& prm, const Mat<S>& u, int P,
   // E6: the scan from S0 over the remaining tokens (chunked, as the GPU runs it), plus the D skip.
   f.scan = ssm_chunked<S>(cfg, f.x.bottomRows(L), f.dt.bottomRows(L), f.A, f.B.bottomRows(L), f.C.bottomRows(L),
                           f.S0, cfg.chunk);
-  f.y.bottomRows(L) = stored(store, Mat<S>(stored(store, f.scan.y) + skip_term(prm, Mat<S>(f.x.bottomRows(L)))));
+  f.y.bottomRows(L) = stored(store, Mat<S>(f.scan.y + skip_term(prm, Mat<S>(f.x.bottomRows(L)))));
   f.final_state = P < T ? f.scan.final_state : f.S0;
   // E7: the norm, gated for scan tokens only.
   const Mat<S> z_scan = f.z.bottomRows(L);

@@ -596,7 +596,6 @@ TEST_CASE("mixer plan: every buffer's size, counted by hand; the device memory o
   CHECK(p.final_state == 2 * 512);
   CHECK(p.total_floats() == 13414);
   CHECK(mixer_forward_device_bytes({2, 10, 4, small_mixer()}) == 13414 * sizeof(float));
-  CHECK(p.skip.grid.x * p.skip.block.x >= 2 * 6 * 32);
   // P = 0: no attention (no lse), no converter chunks; P = T: no scan chunks.
   const MixerPlan mamba = mixer_plan({2, 10, 0, small_mixer()}), attention = mixer_plan({2, 10, 10, small_mixer()});
   CHECK(mamba.lse == 0);

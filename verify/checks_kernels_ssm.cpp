@@ -38,6 +38,7 @@
 #include "cuda/converter.hpp"
 #include "cuda/ssm.hpp"
 #include "reference/converter.hpp"
+#include "reference/mixer.hpp"
 #include "reference/ssm.hpp"
 #include "verify/bounds.hpp"
 #include "verify/checks_kernels.hpp"
@@ -182,7 +183,11 @@ std::vector<Comparison> ssm_case(gpu::Backend backend) {
   const bool final_only = draw("final state only (converter)", rc::gen::element(false, false, true));
   const MixerConfig& cfg = in.cfg;
   const int L = in.L, Q = in.Q, Bt = in.d.Bt, HP = in.HP();
+  // E6's D skip in y (the layer's scan) half of the time.
+  const bool with_skip = !final_only && draw("with D skip", rc::gen::arbitrary<bool>());
+  const Vec<double> D = with_skip ? Vec<double>(round_to_float(in.rnd.mat<double>(cfg.H, 1, -2, 2)).col(0)) : Vec<double>();
   ScanDevice<S> dev(backend, in);
+  DeviceBuffer<float> D_dev(dev.dev, floats(D));
   const gpu::ScanShape shape = in.shape();
   const gpu::ScanPlan plan = gpu::scan_plan(shape);
   PaddedOut<S> y_dev(dev.dev, Bt, L, HP, in.d.pad);
@@ -191,11 +196,12 @@ std::vector<Comparison> ssm_case(gpu::Backend backend) {
   gpu::ssm_chunked_forward(dev.stream, gpu::ScanForwardT<S>{shape, dev.x_view(), dev.dt.view(), dev.A.view(), dev.B_view(),
                                                             final_only ? gpu::View<S>{} : dev.C.view(), dev.S_init.view(),
                                                             final_only ? gpu::View<S>{} : y_dev.view(), final_dev.view(),
-                                                            chunk_dev.view(), start_dev.view(), decay_dev.view()});
+                                                            chunk_dev.view(), start_dev.view(), decay_dev.view(),
+                                                            with_skip ? D_dev.view() : gpu::View<float>{}});
   dev.stream.synchronize();
 
   // The truth per sequence; its magnitudes (the same scan on |x|, |B|, |C|, |S_init|) and without decay (A = 0);
-  // the float baseline (bf16 only).
+  // the float baseline (bf16 only). With the D skip, y and its magnitudes add D·x and |D|·|x|.
   const Vec<double> no_decay = Vec<double>::Zero(cfg.H);
   std::vector<MatD> y, fin, chunks, starts, y_mag, fin_mag, chunks_mag, starts_mag, y_free, fin_free, chunks_free, starts_free,
       y_base, fin_base, chunks_base, starts_base;
@@ -204,8 +210,9 @@ std::vector<Comparison> ssm_case(gpu::Backend backend) {
     const MatD ax = in.x[b].cwiseAbs(), aB = in.B[b].cwiseAbs(), aC = in.C[b].cwiseAbs(), aS = in.S_init[b].cwiseAbs();
     const auto m = ssm_chunked<double>(cfg, ax, in.dt[b], in.A, aB, aC, aS, Q);
     const auto f = ssm_chunked<double>(cfg, ax, in.dt[b], no_decay, aB, aC, aS, Q);
-    y.push_back(r.y), fin.push_back(r.final_state), y_mag.push_back(m.y), fin_mag.push_back(m.final_state);
-    y_free.push_back(f.y), fin_free.push_back(f.final_state);
+    auto skip = [&](const MatD& x) { return with_skip ? skip_term<double>(cfg, D, x) : MatD::Zero(L, HP); };
+    y.push_back(r.y + skip(in.x[b])), fin.push_back(r.final_state), y_mag.push_back(m.y + skip(ax).cwiseAbs());
+    y_free.push_back(f.y + skip(ax).cwiseAbs()), fin_free.push_back(f.final_state);
     chunks.insert(chunks.end(), r.chunk_states.begin(), r.chunk_states.end());
     starts.insert(starts.end(), r.start_states.begin(), r.start_states.end());
     chunks_mag.insert(chunks_mag.end(), m.chunk_states.begin(), m.chunk_states.end());
@@ -215,7 +222,8 @@ std::vector<Comparison> ssm_case(gpu::Backend backend) {
     if (kBf16<S>) {
       const auto base = ssm_chunked<float>(cfg, f32(in.x[b]), f32(in.dt[b]), in.A.cast<float>(), f32(in.B[b]), f32(in.C[b]),
                                            f32(in.S_init[b]), Q);
-      y_base.push_back(stored<S>(base.y)), fin_base.push_back(base.final_state.cast<double>());
+      const Mat<float> base_y = with_skip ? Mat<float>(base.y + skip_term<float>(cfg, D.cast<float>(), f32(in.x[b]))) : base.y;
+      y_base.push_back(stored<S>(base_y)), fin_base.push_back(base.final_state.cast<double>());
       for (const Mat<float>& c : base.chunk_states) chunks_base.push_back(c.cast<double>());
       for (const Mat<float>& c : base.start_states) starts_base.push_back(c.cast<double>());
     }
