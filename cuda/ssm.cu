@@ -2,9 +2,10 @@
 // of cuda/ssm.hpp. Compiled for a GPU and for the CPU emulation (portable.cuh).
 //
 // One block per (chunk, head, sequence) for stages 1 and 3+4; stage 2 walks the chunks (not the tokens) of one
-// state entry per thread. Every decay is the exp of a segment sum accumulated term by term (DESIGN.md
-// section 3): the terms dt·A all have one sign, so each sum is accurate relative to itself; a difference of
-// cumulative sums would carry fp32's eps times the whole prefix's sum instead.
+// state entry per thread. Every decay is the exp of a segment sum accumulated from its terms (DESIGN.md section
+// 3): term by term, or (the bf16 output kernel) from partial sums of 16-token tiles; the terms dt·A all have one
+// sign, so each sum is accurate relative to itself either way; a difference of cumulative sums would carry fp32's
+// eps times the whole prefix's sum instead.
 //
 // ---- The backward (ssm_chunked_backward), per sequence and head h (group g) -------------------------------
 // In chunk c (tokens c0..end, local indices s, t, r), with the log-decays a[r] = dt[r]·A, seg(i..j) = Σ_{r=i..j}
@@ -278,14 +279,15 @@ __global__ void __launch_bounds__(kScanThreads) ssm_chunk_state_tc_kernel(ScanPo
 //   plus D_skip[h]·x[t, i] with D_skip.
 // B is needed only for the scores: the start state's two parts take its place (scan_bf16_output_bytes).
 __global__ void __launch_bounds__(kScanThreads) ssm_output_tc_kernel(ScanPointers<Bf16> p) {
-  static_assert(2 * kScanMaxChunk <= int(kScanThreads), "a thread per row's weights and one per its decay");
+  static_assert(kScanMaxChunk <= int(kScanThreads), "a thread per token for its tile's partial log-decay");
   const int c = blockIdx.x, g = blockIdx.y, b = blockIdx.z, c0 = c * p.Q, len = min(p.Q, p.L - c0);
   const int Qt = scan_tile(p.Q), Pt = scan_tile(p.p), Nt = scan_tile(p.N), len_t = scan_tile(len);
   const int ldS = scan_scores_ld(Qt), ldQ = scan_ld(Qt), ldP = scan_ld(Pt), ldN = scan_ld(Nt);  // row strides (ssm.hpp)
   float* scores = dynamic_shared<float>();          // [Qt][ldS]
   float* decay_in = scores + Qt * ldS;              // [Qt]: exp(Σ_{r=c0..t} dt[r]·A)
   float* dts = decay_in + Qt;                       // [Qt]: dt (0 past the chunk)
-  bf16* cs = reinterpret_cast<bf16*>(dts + Qt);    // [Qt][ldN]: C
+  float* within = dts + Qt;                         // [Qt]: Σ_{r=16⌊t/16⌋..t} dt[r]·A, t's 16-token tile up to t
+  bf16* cs = reinterpret_cast<bf16*>(within + Qt); // [Qt][ldN]: C
   bf16* bs = cs + Qt * ldN;                         // [Qt][ldN]: B, then the start state's parts:
   bf16* ss_hi = bs;                                 //   [Pt][ldN]
   bf16* ss_lo = bs + Pt * ldN;                      //   [Pt][ldN]
@@ -318,30 +320,50 @@ __global__ void __launch_bounds__(kScanThreads) ssm_output_tc_kernel(ScanPointer
     const float A = p.A[h];
     const float* dt = p.dt + b * p.dt_batch + std::int64_t(c0) * p.dt_row + h;
     for (int t = threadIdx.x; t < len_t; t += blockDim.x) dts[t] = t < len ? dt[t * p.dt_row] : 0.0f;
-    __syncthreads();
-    // Row t's weights on thread t, its decay from the chunk's start on thread len_t + t (two serial sums side by side).
-    if (const int t = threadIdx.x; t < len_t) {
-      bf16 *hi = W_hi + t * ldQ, *lo = W_lo + t * ldQ;  // row t
-      for (int s = t + 1; s < len_t; ++s) hi[s] = lo[s] = zero;
-      if (t >= len) {
-        for (int s = 0; s <= t; ++s) hi[s] = lo[s] = zero;
-      } else {
-        split_bf16(dts[t] * scores[t * ldS + t], hi[t], lo[t]);
-        float segment = 0.0f;  // Σ_{r=s+1..t} dt[r]·A, leftwards from the diagonal
-        for (int s = t - 1; s >= 0; --s) {
-          segment += dts[s + 1] * A;
-          split_bf16(expf(segment) * dts[s] * scores[t * ldS + s], hi[s], lo[s]);
-        }
-      }
-    } else if (const int r0 = t - len_t; r0 < len_t) {
-      float from_start = 0.0f;
-      for (int r = 0; r <= r0; ++r) from_start += dts[r] * A;
-      decay_in[r0] = r0 < len ? expf(from_start) : 0.0f;
-    }
     const Bf16* x = p.x + b * p.x_batch + std::int64_t(c0) * p.x_row + h * p.p;
     stage_bf16_tile<kScanThreads>(xs, ldP, len_t, Pt, x, p.x_row, len, p.p);
     const float* start = p.start_states + (std::int64_t(b) * p.chunks + c) * p.start_batch + std::int64_t(h) * p.p * p.start_row;
     stage_split_tile<kScanThreads>(ss_hi, ss_lo, ldN, Pt, Nt, start, p.start_row, p.p, p.N);
+    __syncthreads();
+    // The exponents, every one a sum of terms dt[r]·A of one sign (no cancellation), accumulated leftwards: a
+    // token's own tile from its start up to it (within), then whole tiles (within of a tile's last token).
+    if (const int t = threadIdx.x; t < len_t) {
+      float sum = 0.0f;
+      for (int r = t / 16 * 16; r <= t; ++r) sum += dts[r] * A;
+      within[t] = sum;
+    }
+    __syncthreads();
+    if (const int t = threadIdx.x; t < len_t) {  // decay_in[t] = exp(seg(c0..t))
+      float sum = within[t];
+      for (int j = t / 16 - 1; j >= 0; --j) sum += within[16 * j + 15];
+      decay_in[t] = t < len ? expf(sum) : 0.0f;
+    }
+    // The weights in pieces of row t x column tile k <= t's tile kt (16 columns, up to t on the diagonal), all
+    // threads taking pieces in turn (a thread per row took up to Q serial steps): from the piece's last column
+    // leftwards, seg(s+1..t) starts at seg(16k+16..t) (within[t] and the whole tiles between; 0 on the diagonal)
+    // and adds dt[s]·A after column s. Past the diagonal, in its tile, zeros.
+    const int tiles = len_t / 16;
+    for (int q = threadIdx.x; q < 8 * tiles * (tiles + 1); q += blockDim.x) {
+      int kt = 0, k = q / 16;  // (kt, k): the pairs (0, 0), (1, 0), (1, 1), (2, 0), ...
+      while (k > kt) k -= ++kt;
+      const int t = 16 * kt + q % 16, last = k == kt ? t : 16 * k + 15;
+      bf16 *hi = W_hi + t * ldQ, *lo = W_lo + t * ldQ;  // row t
+      if (k == kt)
+        for (int s = t + 1; s < 16 * k + 16; ++s) hi[s] = lo[s] = zero;
+      if (t >= len) {
+        for (int s = 16 * k; s <= last; ++s) hi[s] = lo[s] = zero;
+        continue;
+      }
+      float segment = 0.0f;  // seg(last+1..t)
+      if (k < kt) {
+        segment = within[t];
+        for (int j = kt - 1; j > k; --j) segment += within[16 * j + 15];
+      }
+      for (int s = last; s >= 16 * k; --s) {
+        split_bf16(expf(segment) * dts[s] * scores[t * ldS + s], hi[s], lo[s]);
+        segment += dts[s] * A;  // seg(s..t): column s - 1's
+      }
+    }
     __syncthreads();
     Bf16* y = p.y + b * p.y_batch + std::int64_t(c0) * p.y_row + h * p.p;
     const int col_tiles = Pt / 16;

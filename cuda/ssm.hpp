@@ -6,8 +6,8 @@
 //                     + chunk_state[c]; the final state is the start state after the last chunk;
 //   3+4. output:      y[t] = Σ_{s<=t in c} exp(Σ_{r=s+1..t} dt[r]·A)·(C[t]·B[s])·dt[s]·x[s]
 //                          + exp(Σ_{r=c0..t} dt[r]·A) · start_state[c] · C[t].
-// Every exponent is a segment sum accumulated term by term (DESIGN.md section 3): never a difference of two
-// cumulative sums, which in fp32 cancels 1e8 times worse than the double reference's 1e-12.
+// Every exponent is a segment sum accumulated from its terms, all of one sign (DESIGN.md section 3; cuda/ssm.cu):
+// never a difference of two cumulative sums, which in fp32 cancels 1e8 times worse than the double reference's 1e-12.
 // Per head h, group g = h / (H/G); y is E6's output without the D skip, or with it where ScanForward::D_skip is
 // given (the layer's scan: y + D·x stored once, no pass of its own over y). The Memory Converter (E5) is
 // stages 1-2 over the prefix from a zero state, keeping only the final state (pass y.data == nullptr); its host
@@ -71,12 +71,12 @@ inline std::size_t scan_bf16_chunk_state_bytes(const ScanShape& s) {
   const std::size_t Q = scan_tile(s.Q), P = scan_ld(scan_tile(s.p)), N = scan_ld(scan_tile(s.N));
   return 4 * Q + 2 * (Q * P + 2 * Q * N);
 }
-// Stages 3+4 (bf16): C·Bᵀ [Q'][Q' + 1], dt and the decays from the chunk's start [Q'] fp32; C [Q'][ld(N')], B
-// [Q'][ld(N')] (later the start state's two bf16 parts, [p'][ld(N')] each, in its place), the weights' two parts
-// [Q'][ld(Q')] and x [Q'][ld(p')] bf16.
+// Stages 3+4 (bf16): C·Bᵀ [Q'][Q' + 1], and [Q'] each: dt, the decays from the chunk's start and the tiles'
+// partial log-decays, fp32; C [Q'][ld(N')], B [Q'][ld(N')] (later the start state's two bf16 parts, [p'][ld(N')]
+// each, in its place), the weights' two parts [Q'][ld(Q')] and x [Q'][ld(p')] bf16.
 inline std::size_t scan_bf16_output_bytes(const ScanShape& s) {
   const std::size_t Qt = scan_tile(s.Q), Q = scan_ld(Qt), P = scan_tile(s.p), N = scan_ld(scan_tile(s.N));
-  return 4 * (Qt * scan_scores_ld(int(Qt)) + 2 * Qt) + 2 * (Qt * N + std::max(Qt * N, 2 * P * N) + 2 * Qt * Q + Qt * scan_ld(int(P)));
+  return 4 * (Qt * scan_scores_ld(int(Qt)) + 3 * Qt) + 2 * (Qt * N + std::max(Qt * N, 2 * P * N) + 2 * Qt * Q + Qt * scan_ld(int(P)));
 }
 
 // The backward's chunk kernel holds K, D [Q][Q], six vectors [Q] and its matrix products' staging area in
