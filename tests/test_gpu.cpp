@@ -777,6 +777,15 @@ TEST_CASE("scan and converter bf16 host API: null or undersized bf16 buffers and
   fw_bad.C = View<const Bf16>{};  // y is wanted: C is read
   CHECK_THROWS_WITH(ssm_chunked_forward(stream, fw_bad), "ssm_chunked_forward: C [2, 5, 6]: null pointer");
   fw_bad = fw;
+  fw_bad.D_skip = f.A.view();  // H = 4 values: a D skip of the right size
+  CHECK_NOTHROW(ssm_chunked_forward(stream, fw_bad));
+  fw_bad.D_skip.size = 3;
+  CHECK_THROWS_WITH(ssm_chunked_forward(stream, fw_bad),
+                    "ssm_chunked_forward: D_skip [1, 1, 4]: the buffer holds 3 values from this pointer, the shape needs 4");
+  fw_bad.D_skip = f.A.view();
+  fw_bad.y = View<Bf16>{};  // the final state only: no y to add the skip to
+  CHECK_THROWS_WITH(ssm_chunked_forward(stream, fw_bad), "ssm_chunked_forward: D_skip is given without y (it is added to y)");
+  fw_bad = fw;
   fw_bad.shape.N = 256, fw_bad.shape.p = 64, fw_bad.shape.Q = 128;  // the tensor-core tiles would not fit shared memory
   CHECK_THROWS_WITH(ssm_chunked_forward(stream, fw_bad), Catch::Contains("ssm_chunked_forward: bf16 tiles of Q=128, p=64, N=256 need"));
   fw_bad.y = View<Bf16>{};  // stage 1's tiles alone fit
