@@ -1,9 +1,10 @@
 // The layer's own kernels (cuda/mixer.hpp). Every other stage of the layer is a kernel family of its own
 // (mixer.cpp calls them). Compiled for a GPU and for the CPU emulation (portable.cuh).
-//   - the backward of E6's D skip (whose forward the scan's output kernel adds: cuda/ssm.hpp), d_x += D_skip[h]·d_y and d_D_skip[h] = Σ_{b, t, i} d_y·x: a block per (tile of
-//     kSkipTileRows scan rows, head), threads (32, kSkipRowGroups) along (channels of the head, rows); each
-//     thread sums its values in a fixed order, the block its threads (reduce.cuh: block_column_sum over the row
-//     groups, then a shuffle tree over the 32 lanes), and sum_partials the tiles in tile order: no atomics.
+//   - the backward of E6's D skip (its forward is added by the scan's output kernels: cuda/ssm.hpp),
+//     d_x += D_skip[h]·d_y and d_D_skip[h] = Σ_{b, t, i} d_y·x: a block per (tile of kSkipTileRows scan rows,
+//     head), threads (32, kSkipRowGroups) along (channels of the head, rows); each thread sums its values in a
+//     fixed order, the block its threads (reduce.cuh: block_column_sum over the row groups, then a shuffle tree
+//     over the 32 lanes), and sum_partials the tiles in tile order: no atomics.
 //   - mixer_add, where two gradients of one tensor meet: dst += src elementwise (or dst = 0), one thread per value.
 //   - mixer_to_bf16, the bf16 layer's GEMM copies of W_in and W_out: one thread per value.
 // Each kernel is templated on the storage S of the activations (float or Bf16, mixer.hpp): read with to_float,

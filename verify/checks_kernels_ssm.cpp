@@ -211,8 +211,8 @@ std::vector<Comparison> ssm_case(gpu::Backend backend) {
     const auto m = ssm_chunked<double>(cfg, ax, in.dt[b], in.A, aB, aC, aS, Q);
     const auto f = ssm_chunked<double>(cfg, ax, in.dt[b], no_decay, aB, aC, aS, Q);
     auto skip = [&](const MatD& x) { return with_skip ? skip_term<double>(cfg, D, x) : MatD::Zero(L, HP); };
-    y.push_back(r.y + skip(in.x[b])), fin.push_back(r.final_state), y_mag.push_back(m.y + skip(ax).cwiseAbs());
-    y_free.push_back(f.y + skip(ax).cwiseAbs()), fin_free.push_back(f.final_state);
+    y.push_back(r.y + skip(in.x[b])), y_mag.push_back(m.y + skip(ax).cwiseAbs()), y_free.push_back(f.y + skip(ax).cwiseAbs());
+    fin.push_back(r.final_state), fin_mag.push_back(m.final_state), fin_free.push_back(f.final_state);
     chunks.insert(chunks.end(), r.chunk_states.begin(), r.chunk_states.end());
     starts.insert(starts.end(), r.start_states.begin(), r.start_states.end());
     chunks_mag.insert(chunks_mag.end(), m.chunk_states.begin(), m.chunk_states.end());
