@@ -333,11 +333,13 @@ __global__ void __launch_bounds__(kScanThreads) ssm_output_tc_kernel(ScanPointer
       within[t] = sum;
     }
     __syncthreads();
-    if (const int t = threadIdx.x; t < len_t) {  // decay_in[t] = exp(seg(c0..t))
+    // seg(16k+16..t) for k < t's tile: within[t], then the whole tiles k+1 .. down from t's (k = -1: seg(c0..t)).
+    auto to_tile_end = [&](int t, int k) {
       float sum = within[t];
-      for (int j = t / 16 - 1; j >= 0; --j) sum += within[16 * j + 15];
-      decay_in[t] = t < len ? expf(sum) : 0.0f;
-    }
+      for (int j = t / 16 - 1; j > k; --j) sum += within[16 * j + 15];
+      return sum;
+    };
+    if (const int t = threadIdx.x; t < len_t) decay_in[t] = t < len ? expf(to_tile_end(t, -1)) : 0.0f;
     // The weights in pieces of row t x column tile k <= t's tile kt (16 columns, up to t on the diagonal), all
     // threads taking pieces in turn (a thread per row took up to Q serial steps): from the piece's last column
     // leftwards, seg(s+1..t) starts at seg(16k+16..t) (within[t] and the whole tiles between; 0 on the diagonal)
@@ -354,11 +356,7 @@ __global__ void __launch_bounds__(kScanThreads) ssm_output_tc_kernel(ScanPointer
         for (int s = 16 * k; s <= last; ++s) hi[s] = lo[s] = zero;
         continue;
       }
-      float segment = 0.0f;  // seg(last+1..t)
-      if (k < kt) {
-        segment = within[t];
-        for (int j = kt - 1; j > k; --j) segment += within[16 * j + 15];
-      }
+      float segment = k < kt ? to_tile_end(t, k) : 0.0f;  // seg(last+1..t)
       for (int s = last; s >= 16 * k; --s) {
         split_bf16(expf(segment) * dts[s] * scores[t * ldS + s], hi[s], lo[s]);
         segment += dts[s] * A;  // seg(s..t): column s - 1's
