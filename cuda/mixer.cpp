@@ -175,11 +175,6 @@ MixerBackwardPlan mixer_backward_plan(const MixerShape& s) {
   p.forward = mixer_plan(s);
   const MixerPlan& f = p.forward;
   const MixerConfig& c = s.cfg;
-  const long long scan_rows = (long long)s.Bt * s.L();
-  p.skip_tiles = int((scan_rows + kSkipTileRows - 1) / kSkipTileRows);
-  p.skip_backward = {{unsigned(std::max(p.skip_tiles, 1)), unsigned(c.H), 1}, {32, kSkipRowGroups, 1}, 0};
-  p.skip_reduce = {{unsigned(ceil_div(c.H, 256)), 1, 1}, {256, 1, 1}, 0};
-  check_launch_shape("mixer_skip_backward", p.skip_backward);
   const NormPlan norm_prefix = norm_plan({s.Bt, s.P, c.E, c.G}), norm_scan = norm_plan({s.Bt, s.L(), c.E, c.G});
   const ConvPlan conv = conv_plan({s.Bt, s.T, f.channels, c.W});
   const StepSizePlan steps = step_size_plan({s.Bt, s.T, c.H});
@@ -205,8 +200,7 @@ MixerBackwardPlan mixer_backward_plan(const MixerShape& s) {
   p.attention_d_x = std::size_t(s.Bt) * s.P * c.E;
   p.attention_d_B = std::size_t(s.Bt) * s.P * c.G * c.N;
   p.workspace = std::max({norm_prefix.workspace, norm_scan.workspace, f.scan.backward_workspace,
-                          f.converter.backward_workspace, f.attention.workspace, steps.workspace, conv.workspace,
-                          std::size_t(p.skip_tiles) * c.H});
+                          f.converter.backward_workspace, f.attention.workspace, steps.workspace, conv.workspace});
   return p;
 }
 
@@ -327,7 +321,8 @@ std::vector<MixerStage> stages(const char* fn, const Stream& stream, const Mixer
           add<float>(stream, 1, 1, H, gr.d_A_converter.view(), gr.d_A.view());
         });
   // E6: the scan over [P, T) from S0 (P = T: no tokens, final state = S0), its output kernel adding the D skip;
-  // back: the scan (its d_S_init is d_S0; no gradient reaches the final state), then the D skip's.
+  // back: the scan (its d_S_init is d_S0; no gradient reaches the final state), its chunk kernel adding the D
+  // skip's D·d_y to d_x and summing d_D_skip.
   stage("scan",
         [=, &stream, &f] {
           ssm_chunked_forward(stream, {scan_shape(s, L), f.x(P), f.part(f.dt, H, 0, P), f.A.view(), f.B(P), f.C(P), f.S0.view(),
@@ -338,10 +333,7 @@ std::vector<MixerStage> stages(const char* fn, const Stream& stream, const Mixer
           const MixerGradsDeviceT<S>& gr = *g;  // the backward lambdas exist only with g
           ssm_chunked_backward(stream, {scan_shape(s, L), f.x(P), f.part(f.dt, H, 0, P), f.A.view(), f.B(P), f.C(P), f.S0.view(),
                                         f.start_states.view(), d_y_scan, {}, gr.d_x(P), gr.part(gr.d_dt, H, 0, P), gr.d_B(P),
-                                        gr.d_C(P), gr.d_A.view(), gr.d_S0.view(), ws});
-          const SkipBackwardT<S> skip{Bt, L, H, c.p(), f.x(P), d_y_scan, prm.D_skip, gr.d_x(P), gr.d_D_skip.view(), ws,
-                                      bplan.skip_backward, bplan.skip_reduce};
-          TM_DISPATCH(stream, mixer_skip_backward, skip);
+                                        gr.d_C(P), gr.d_A.view(), gr.d_S0.view(), ws, prm.D_skip, gr.d_D_skip.view()});
         });
   // E7: ungated for the attention rows, gated by z for the scan rows; back: d_norm_w from both (the second call
   // adding), d_z from the scan rows and 0 for the attention rows, which have no gate.

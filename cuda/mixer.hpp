@@ -15,7 +15,7 @@
 //
 // and the layer BACKWARD (mixer_backward), mirroring reference/mixer.hpp's mixer_backward, in reverse: E8's
 // GEMM pair, E7's two norm backwards (d_norm_w accumulated by the second), E6's scan backward over [P, T) from
-// S0 (its d_S_init is d_S0) and the D skip's backward (mixer.cu), E5's converter backward over [0, P) (the scan's
+// S0 (its d_S_init is d_S0; d_x gets the D skip's D·d_y and d_D_skip its sum there), E5's converter backward over [0, P) (the scan's
 // backward with no d_y and d_final_state = d_S0, from the forward's converter start states), E4's attention
 // backward, the sums where two of them meet (mixer.cu: mixer_add), E3, E2, and E1's GEMM pair on
 // d_zxbcdt = [d_z | d_xBC_in | d_dt_raw], whose column blocks the stages write as strided views.
@@ -175,24 +175,16 @@ void mixer_forward(const Stream& stream, const MixerDeviceParams& params, MixerF
 
 // ---- the backward ----------------------------------------------------------------------------------------
 
-// E6's D skip backward (mixer.cu): a block takes kSkipTileRows of the Bt·L scan rows (sequence-major) of one
-// head, with (32, kSkipRowGroups) threads: lane x the channels h·p + x, x + 32, ...; row group y the rows y,
-// y + kSkipRowGroups, ... .
-constexpr int kSkipTileRows = 32, kSkipRowGroups = 8;
-
 // The sizes (in floats) of every buffer of MixerGradsDevice and the backward's own launches.
 struct MixerBackwardPlan {
   MixerPlan forward;
-  int skip_tiles = 0;           // ceil(Bt·L / kSkipTileRows)
-  LaunchShape skip_backward;    // grid (skip_tiles, H): d_x += D_skip·d_y, one partial d_D_skip per tile and head
-  LaunchShape skip_reduce;      // the partials summed in tile order: H columns
   std::size_t d_out = 0, d_u = 0;
   std::size_t d_W_in = 0, d_conv_w = 0, d_conv_b = 0, d_dt_bias = 0, d_A_log = 0, d_D_skip = 0, d_norm_w = 0, d_W_out = 0;
   std::size_t d_zxbcdt = 0, d_xBC = 0, d_y_normed = 0, d_y = 0, d_dt = 0, d_A = 0, d_A_converter = 0, d_S0 = 0;
   std::size_t attention_d_x = 0, attention_d_B = 0;
   // One workspace for every stage (they run one after another on the stream): the largest of the norm's
-  // (either call), the scan's and the converter's backward workspace, attention's rowsum, the step size's,
-  // the conv's partials and the D skip's (skip_tiles·H).
+  // (either call), the scan's and the converter's backward workspace, attention's rowsum, the step size's
+  // and the conv's partials.
   std::size_t workspace = 0;
   std::size_t total_floats() const;  // every buffer of the fp32 layer
   template <class S>
@@ -270,22 +262,6 @@ std::vector<MixerStage> mixer_stages(const Stream& stream, const MixerDevicePara
 void mixer_backward(const Stream& stream, const MixerDeviceParams& params, const MixerForwardDevice& f, MixerGradsDevice& g);
 void mixer_backward(const Stream& stream, const MixerDeviceParams& params, const MixerForwardDeviceBf16& f,
                     MixerGradsDeviceBf16& g);
-
-// E6's D skip backward (mixer.cu), over the L scan rows:
-//   d_x[b, t, h·p + i] += D_skip[h] · d_y[b, t, h·p + i],   d_D_skip[h] = Σ_{b, t, i} d_y[b, t, h·p + i] · x[b, t, h·p + i]
-// Storage S: x, d_y, d_x (float or Bf16); D_skip, d_D_skip and the workspace fp32.
-template <class S>
-struct SkipBackwardT {
-  int Bt = 0, L = 0, H = 0, p = 0;
-  View<const S> x, d_y;      // [Bt, L, H·p]
-  View<const float> D_skip;  // [1, 1, H]
-  View<S> d_x;               // [Bt, L, H·p]: added to
-  View<float> d_D_skip;      // [1, 1, H]: written
-  View<float> workspace;     // skip_tiles·H partials
-  LaunchShape launch, reduce;  // MixerBackwardPlan::skip_backward, skip_reduce
-};
-using SkipBackward = SkipBackwardT<float>;
-using SkipBackwardBf16 = SkipBackwardT<Bf16>;
 
 // Where two gradients meet (mixer.cu): dst[b, t, c] += src[b, t, c]; src.data == nullptr: dst = 0. Storage S:
 // float, or Bf16 (the sum in fp32, rounded once).

@@ -67,6 +67,13 @@ void backward(const Stream& stream, const ScanBackwardT<S>& a) {
   check_view(fn, "d_A", a.d_A, 1, 1, s.H);
   if (a.d_S_init.data) check_view(fn, "d_S_init", a.d_S_init, s.Bt, HP, s.N);
   check_view(fn, "workspace", a.workspace, 1, 1, std::int64_t(plan.backward_workspace));
+  if (!a.D_skip.data != !a.d_D_skip.data)
+    throw std::invalid_argument(std::string(fn) + ": D_skip and d_D_skip are given together (one without the other)");
+  if (a.D_skip.data && !with_d_y) throw std::invalid_argument(std::string(fn) + ": D_skip is given without d_y (it scales d_y)");
+  if (a.D_skip.data) {
+    check_view(fn, "D_skip", a.D_skip, 1, 1, s.H);
+    check_view(fn, "d_D_skip", a.d_D_skip, 1, 1, s.H);
+  }
   TM_DISPATCH(stream, ssm_chunked_backward, a);
 }
 }  // namespace

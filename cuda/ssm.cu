@@ -35,8 +35,11 @@
 //      z      = exp(seg(c0..end))·<G_{c+1}, S_c>          (the entering state's share of it).
 //    The double sum over v is a prefix along each row (Σ_{s<r}) then a column sum (Σ_{t>=r}): O(Q^2) per block.
 //    The x[s]·gx[s] term is Σ_{t>=s} K[t,s]·(d_y[t]·x[s]) + w[s]/dt[s], summed as such (no division).
-// 4. ssm_group_sum_kernel: d_B, d_C of a group = its H/G heads' values in head order; sum_partials: d_A = the
-//    (sequence, chunk) blocks' partials in order. Every sum runs in a fixed order: bitwise deterministic.
+//    With E6's D skip (y += D_skip·x), d_x[s] += D_skip·d_y[s] before its store, and the block's partial of
+//    d_D_skip = Σ_{t, i} d_y[t, i]·x[t, i].
+// 4. ssm_group_sum_kernel: d_B, d_C of a group = its H/G heads' values in head order; sum_partials: d_A (and
+//    d_D_skip) = the (sequence, chunk) blocks' partials in order. Every sum runs in a fixed order: bitwise
+//    deterministic.
 // This is reference/ssm.hpp's ssm_backward (the recurrence in reverse, Gs_t = gradient of the state after t)
 // regrouped by chunks: Gs_t = Σ_{t'>=t in c} exp(seg(t+1..t'))·d_y[t'] ⊗ C[t'] + exp(seg(t+1..end))·G_{c+1}, and
 // its d_a = <Gs_t, S_{t-1}>·exp(a[t]) expanded over the terms of S_{t-1}.
@@ -415,10 +418,12 @@ struct ScanGradPointers {
   std::int64_t d_dt_batch, d_dt_row;
   float* d_S_init;                // may be null: not wanted
   std::int64_t d_init_batch, d_init_row;
+  const float* D_skip;            // [H]; may be null: no D skip (with it, d_y is not null)
   // The workspace (ScanPlan::backward_workspace), all contiguous:
   float* chunk_decays;            // [Bt·chunks·H]: seg(c0..end)
   float* end_grads;               // [Bt·chunks, H·p, N]: Y_c (step 1), then G_{c+1} (step 2)
   float* A_partials;              // [Bt·chunks, H]: Σ_{r in c} dt[r]·d_a[r]
+  float* skip_partials;           // [Bt·chunks, H]: Σ_{t in c, i} d_y[t, i]·x[t, i] (with D_skip)
   float* head_d_B;                // [Bt·L, H, N]: per-head d_B
   float* head_d_C;                // [Bt·L, H, N]: per-head d_C; null when d_C is not wanted
 };
@@ -797,12 +802,22 @@ __global__ void __launch_bounds__(kScanBackwardThreads) ssm_chunk_backward_kerne
   const int causal = d_y ? len : 0;
   const std::int64_t token0 = std::int64_t(k.b) * p.L + k.c0;  // row of [Bt·L, ...] of the chunk's first token
   S* d_x = g.d_x + k.b * g.d_x_batch + std::int64_t(k.c0) * g.d_x_row + k.h * p.p;
-  // gx[s, i] = Σ_{t>=s} K[t,s]·d_y[t,i] + Σ_n exp(seg(s+1..end))·B[s,n]·G[i,n];  d_x = dt·gx
+  // gx[s, i] = Σ_{t>=s} K[t,s]·d_y[t,i] + Σ_n exp(seg(s+1..end))·B[s,n]·G[i,n];  d_x = dt·gx (+ D_skip·d_y: E6's skip)
+  const float D_skip = g.D_skip ? g.D_skip[k.h] : 0.0f;
   chunk_product<S, true, true>(
       len, p.p, causal + p.N,
       [&](int s, int kk) { return kk < causal ? (kk >= s ? K[kk * ld + s] : 0.0f) : decay_out[s] * B_at(s, kk - causal); },
       [&](int kk, int i) { return kk < causal ? dy_at(kk, i) : G_at(i, kk - causal); },
-      [&](int s, int i, float v) { d_x[s * g.d_x_row + i] = from_float<S>(dts[s] * v); }, work);
+      [&](int s, int i, float v) {
+        d_x[s * g.d_x_row + i] = from_float<S>(g.D_skip ? dts[s] * v + D_skip * dy_at(s, i) : dts[s] * v);
+      },
+      work);
+  if (g.D_skip) {  // this chunk's share of d_D_skip[h] = Σ d_y·x (uniform branch: block_sum's barriers)
+    float part = 0.0f;
+    for (int e = threadIdx.x; e < len * p.p; e += blockDim.x) part += dy_at(e / p.p, e % p.p) * x_at(e / p.p, e % p.p);
+    const float total = block_sum<kScanBackwardThreads>(part);
+    if (threadIdx.x == 0) g.skip_partials[bc * p.H + k.h] = total;
+  }
   // d_B[s, n] = dt[s]·(Σ_{t>=s} D[t,s]·C[t,n] + Σ_i exp(seg(s+1..end))·x[s,i]·G[i,n])
   chunk_product<S, true, true>(
       len, p.N, causal + p.p,
@@ -937,7 +952,8 @@ void backward(const ScanBackwardT<S>& a, const LaunchContext& ctx) {
   g.chunk_decays = ws;
   g.end_grads = g.chunk_decays + plan.chunk_decays;
   g.A_partials = g.end_grads + plan.state_values;
-  g.head_d_B = g.A_partials + plan.chunk_decays;
+  g.skip_partials = g.A_partials + plan.chunk_decays;
+  g.head_d_B = g.skip_partials + plan.chunk_decays;
   g.head_d_C = a.d_C.data ? g.head_d_B + plan.head_values : nullptr;
   const int blocks = s.Bt * plan.chunks;  // (sequence, chunk) pairs, each one partial of d_A per head
   if (s.Bt > 0) {
@@ -948,6 +964,7 @@ void backward(const ScanBackwardT<S>& a, const LaunchContext& ctx) {
     set(g.d_x, g.d_x_batch, g.d_x_row, a.d_x, s.L, HP);
     set(g.d_dt, g.d_dt_batch, g.d_dt_row, a.d_dt, s.L, s.H);
     set(g.d_S_init, g.d_init_batch, g.d_init_row, a.d_S_init, HP, s.N);
+    g.D_skip = a.D_skip.data;
     if (blocks > 0) {
       if constexpr (std::is_same_v<S, Bf16>)  // the same launch as the forward's stage 1 (chunk_product_tc)
         launch(TM_SITE("ssm_chunk_grad_tc"), ssm_chunk_grad_tc_kernel, plan.bf16_chunk_states, ctx, g);
@@ -970,6 +987,9 @@ void backward(const ScanBackwardT<S>& a, const LaunchContext& ctx) {
   // d_A: the blocks' partials in (sequence, chunk) order; none: zeros.
   launch(TM_SITE("ssm_sum_partials(d_A)"), sum_partials<float>, plan.reduce_A, ctx, static_cast<const float*>(g.A_partials),
          blocks, s.H, std::int64_t(s.H), a.d_A.data, s.H, std::int64_t(s.H));
+  if (a.D_skip.data)  // d_D_skip likewise
+    launch(TM_SITE("ssm_sum_partials(d_D_skip)"), sum_partials<float>, plan.reduce_A, ctx,
+           static_cast<const float*>(g.skip_partials), blocks, s.H, std::int64_t(s.H), a.d_D_skip.data, s.H, std::int64_t(s.H));
 }
 }  // namespace
 

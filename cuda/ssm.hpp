@@ -9,7 +9,8 @@
 // Every exponent is a segment sum accumulated from its terms, all of one sign (DESIGN.md section 3; cuda/ssm.cu):
 // never a difference of two cumulative sums, which in fp32 cancels 1e8 times worse than the double reference's 1e-12.
 // Per head h, group g = h / (H/G); y is E6's output without the D skip, or with it where ScanForward::D_skip is
-// given (the layer's scan: y + D·x stored once, no pass of its own over y). The Memory Converter (E5) is
+// given (the layer's scan: y + D·x stored once, no pass of its own over y; likewise its backward adds D·d_y to
+// d_x before d_x's one store and sums d_D_skip beside d_A). The Memory Converter (E5) is
 // stages 1-2 over the prefix from a zero state, keeping only the final state (pass y.data == nullptr); its host
 // API is cuda/converter.hpp. The backward (ScanBackward) is derived in cuda/ssm.cu's header comment.
 #pragma once
@@ -49,9 +50,10 @@ struct ScanPlan {
   LaunchShape backward_chunk;     // grid (chunks, H, Bt): every gradient of one chunk and head; shared memory
                                   // scan_backward_shared_floats(Q) (two Q x Q matrices and the products' staging)
   LaunchShape group_sum;          // grid (ceil(Bt·L·G·N / 256)): d_B, d_C summed over the heads of each group
-  LaunchShape reduce_A;           // grid (ceil(H / 256)): d_A, the (sequence, chunk) partials summed in order
+  LaunchShape reduce_A;           // grid (ceil(H / 256)): d_A (and d_D_skip), the (sequence, chunk) partials summed in order
   std::size_t head_values = 0;    // Bt · L · H·N: per-head d_B (and d_C) before the group sum
-  std::size_t backward_workspace = 0;  // floats: chunk_decays + state_values + chunk_decays + 2·head_values
+  // floats: chunk_decays + state_values + 2·chunk_decays (the partials of d_A and d_D_skip) + 2·head_values
+  std::size_t backward_workspace = 0;
   // The bf16 forward's tensor-core kernels (cuda/ssm.cu) in place of stage 1's and stages 3+4's:
   LaunchShape bf16_chunk_states;  // grid (chunks, H, Bt); shared memory scan_bf16_chunk_state_bytes (also the
                                   // backward's step 1 in bf16, the same product)
@@ -120,7 +122,7 @@ inline ScanPlan scan_plan(const ScanShape& s) {
   p.group_sum = {{unsigned((group_values + kScanThreads - 1) / kScanThreads), 1, 1}, {kScanThreads, 1, 1}, 0};
   p.reduce_A = {{unsigned(ceil_div(s.H, int(kScanThreads))), 1, 1}, {kScanThreads, 1, 1}, 0};
   p.head_values = std::size_t(s.Bt) * s.L * s.H * s.N;
-  p.backward_workspace = 2 * p.chunk_decays + p.state_values + 2 * p.head_values;
+  p.backward_workspace = 3 * p.chunk_decays + p.state_values + 2 * p.head_values;
   p.bf16_chunk_states = {p.chunk_states.grid, {kScanThreads, 1, 1}, scan_bf16_chunk_state_bytes(s)};
   p.bf16_output = {{chunks, unsigned(s.G), unsigned(std::max(s.Bt, 1))}, {kScanThreads, 1, 1}, scan_bf16_output_bytes(s)};
   return p;
@@ -171,6 +173,10 @@ struct ScanBackwardT {
   View<float> d_A;                    // [1, 1, H]: written, summed over sequences and tokens
   View<float> d_S_init;               // [Bt, H·p, N]: written; data == nullptr: not wanted
   View<float> workspace;              // [1, 1, ScanPlan::backward_workspace] floats
+  // E6's D skip (ScanForward::D_skip), with d_y: d_x[t, h·p + i] += D_skip[h]·d_y[t, h·p + i] before d_x's one
+  // store, and d_D_skip[h] = Σ_{b, t, i} d_y[t, h·p + i]·x[t, h·p + i]. data == nullptr (both): none.
+  View<const float> D_skip;           // [1, 1, H]
+  View<float> d_D_skip;               // [1, 1, H]: written
 };
 using ScanBackward = ScanBackwardT<float>;
 using ScanBackwardBf16 = ScanBackwardT<Bf16>;

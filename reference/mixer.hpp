@@ -35,7 +35,7 @@ inline void check_transpoint(int P, Eigen::Index T) {
 }
 
 // E6's skip of the scan tokens: D_skip[h] · x[t, h·p + i]. x: [L, H·p] -> [L, H·p]. (The forward and the decode
-// step of inference.hpp add it to the scan's y.)
+// step of inference.hpp add it to the scan's y; the backward adds skip_term(D_skip, d_y) to the scan's d_x.)
 template <class S>
 Mat<S> skip_term(const MixerConfig& cfg, const Vec<S>& D_skip, const Mat<S>& x) {
   const int p = cfg.p();
@@ -49,13 +49,23 @@ template <class S>
 Mat<S> skip_term(const MixerParams<S>& prm, const Mat<S>& x) {
   return skip_term(prm.cfg, prm.D_skip, x);
 }
+// The D skip's parameter gradient: d_D_skip[h] = Σ_{t, i} d_y[t, h·p + i] · x[t, h·p + i]. x, d_y: [L, H·p].
+template <class S>
+Vec<S> skip_d_D(const MixerConfig& cfg, const Mat<S>& x, const Mat<S>& d_y) {
+  const int p = cfg.p();
+  check_shape("x", x, x.rows(), cfg.E);
+  check_shape("d_y", d_y, x.rows(), cfg.E);
+  Vec<S> d_D(cfg.H);
+  for (int h = 0; h < cfg.H; ++h) d_D(h) = d_y.middleCols(h * p, p).cwiseProduct(x.middleCols(h * p, p)).sum();
+  return d_D;
+}
 
 // The storage points of a lower-precision layer (DESIGN.md section 7's bf16 rule): the bf16 layer on a device
 // (cuda/mixer.cpp) keeps its per-token activations and their gradients in bf16 memory, so its baseline is the
 // float reference with `store` = round to bf16 applied to each tensor where that layer writes one: E1's zxbcdt,
 // E2's xBC, E4's y and E6's y (with the D skip: the scan's output kernel adds it before its one store), E7's
-// y_normed, E8's out; in the backward d_y_normed, both norms' d_y and d_z, the scan's d_x, d_B, d_C (d_x again
-// after the D skip's addition), the converter's and attention's d_x and d_B and their sum, attention's d_C, the
+// y_normed, E8's out; in the backward d_y_normed, both norms' d_y and d_z, the scan's d_x (with the D skip's
+// D·d_y: the scan's chunk kernel adds it before its one store), d_B, d_C, the converter's and attention's d_x and d_B and their sum, attention's d_C, the
 // conv's d_xBC_in, d_dt_raw and d_u. An empty function (the default) stores exactly.
 template <class S>
 using StorageRounding = std::function<Mat<S>(const Mat<S>&)>;
@@ -139,7 +149,7 @@ template <class S>
 MixerGrads<S> mixer_backward(const MixerParams<S>& prm, const MixerForward<S>& f, const Mat<S>& d_out,
                              const StorageRounding<S>& store = {}) {
   const MixerConfig& cfg = prm.cfg;
-  const int P = f.P, p = cfg.p();
+  const int P = f.P;
   const Eigen::Index T = f.u.rows(), L = T - P;
   check_shape("d_out", d_out, T, cfg.D);
   MixerGrads<S> g{MixerParams<S>::zeros(cfg), Mat<S>()};
@@ -161,13 +171,10 @@ MixerGrads<S> mixer_backward(const MixerParams<S>& prm, const MixerForward<S>& f
   // E6: the D skip, then the scan (its gradient reaches S0).
   const Mat<S>& d_y_scan = norm_scan.d_v;
   Mat<S> d_x = Mat<S>::Zero(T, cfg.E), d_B = Mat<S>::Zero(T, cfg.G * cfg.N), d_C = d_B, d_dt = Mat<S>::Zero(T, cfg.H);
-  for (int h = 0; h < cfg.H; ++h) {
-    g.d_params.D_skip(h) = d_y_scan.middleCols(h * p, p).cwiseProduct(f.x.bottomRows(L).middleCols(h * p, p)).sum();
-    d_x.bottomRows(L).middleCols(h * p, p) = prm.D_skip(h) * d_y_scan.middleCols(h * p, p);
-  }
+  g.d_params.D_skip = skip_d_D<S>(cfg, f.x.bottomRows(L), d_y_scan);
   ScanGrads<S> scan = ssm_backward<S>(cfg, f.x.bottomRows(L), f.dt.bottomRows(L), f.A, f.B.bottomRows(L),
                                       f.C.bottomRows(L), f.S0, d_y_scan, Mat<S>::Zero(cfg.E, cfg.N));
-  d_x.bottomRows(L) = stored(store, Mat<S>(d_x.bottomRows(L) + stored(store, scan.d_x)));
+  d_x.bottomRows(L) = stored(store, Mat<S>(skip_term(prm, d_y_scan) + scan.d_x));
   d_B.bottomRows(L) = stored(store, scan.d_B);
   d_C.bottomRows(L) = stored(store, scan.d_C);
   d_dt.bottomRows(L) = scan.d_dt;

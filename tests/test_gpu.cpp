@@ -543,7 +543,7 @@ TEST_CASE("scan plan: the backward's grids, shared memory and workspace", "[gpu]
       CHECK(p.group_sum.grid.x * kScanThreads >= unsigned(3 * std::max(L, 1) * 2 * 5));
       CHECK(p.reduce_A.grid.x * p.reduce_A.block.x >= 6u);
       CHECK(p.head_values == std::size_t(3) * L * 6 * 5);
-      CHECK(p.backward_workspace == 2 * p.chunk_decays + p.state_values + 2 * p.head_values);
+      CHECK(p.backward_workspace == 3 * p.chunk_decays + p.state_values + 2 * p.head_values);
       for (const LaunchShape& shape : {p.chunk_states, p.state_passing, p.chunk_grad, p.backward_chunk, p.group_sum, p.reduce_A})
         CHECK_NOTHROW(check_launch_shape("scan", shape));
       const ConverterPlan c = converter_plan(s);
@@ -727,6 +727,18 @@ TEST_CASE("scan backward and converter host API: bad arguments fail before any l
   bad = good;
   bad.d_A.size = 3;
   CHECK_THROWS_WITH(ssm_chunked_backward(stream, bad), Catch::Contains("ssm_chunked_backward: d_A [1, 1, 4]"));
+  bad = good;
+  bad.D_skip = f.A.view(), bad.d_D_skip = f.d_A.view();  // H = 4 values each: E6's D skip and its gradient
+  CHECK_NOTHROW(ssm_chunked_backward(stream, bad));
+  bad.d_D_skip.size = 3;
+  CHECK_THROWS_WITH(ssm_chunked_backward(stream, bad),
+                    "ssm_chunked_backward: d_D_skip [1, 1, 4]: the buffer holds 3 values from this pointer, the shape needs 4");
+  bad.d_D_skip = View<float>{};
+  CHECK_THROWS_WITH(ssm_chunked_backward(stream, bad),
+                    "ssm_chunked_backward: D_skip and d_D_skip are given together (one without the other)");
+  bad.d_D_skip = f.d_A.view();
+  bad.d_y = View<const float>{};
+  CHECK_THROWS_WITH(ssm_chunked_backward(stream, bad), "ssm_chunked_backward: D_skip is given without d_y (it scales d_y)");
   bad = good;
   bad.shape.Q = 0;
   CHECK_THROWS_WITH(ssm_chunked_backward(stream, bad), Catch::Contains("chunk size Q=0 is not supported"));
@@ -974,7 +986,7 @@ TEST_CASE("mixer forward and backward: bitwise the same result on every call and
 }
 
 TEST_CASE("mixer backward plan: the gradients' sizes; the device memory of one layer backward", "[gpu][plan]") {
-  // Bt 2, T 10, P 4 (as the forward's plan test): 2·6 = 12 scan rows make one D skip tile.
+  // Bt 2, T 10, P 4 (as the forward's plan test).
   const MixerBackwardPlan p = mixer_backward_plan({2, 10, 4, small_mixer()});
   CHECK(p.d_out == 2 * 10 * 16);
   CHECK(p.d_W_in == 16 * 98);
@@ -984,13 +996,10 @@ TEST_CASE("mixer backward plan: the gradients' sizes; the device memory of one l
   CHECK(p.d_S0 == 2 * 512);
   CHECK(p.attention_d_x == 2 * 4 * 32);
   CHECK(p.attention_d_B == 2 * 4 * 16);
-  CHECK(p.skip_tiles == 1);
   CHECK(p.workspace >= p.forward.scan.backward_workspace);
   CHECK(mixer_backward_device_bytes({2, 10, 4, small_mixer()}) == p.total_floats() * sizeof(float));
   const MixerBackwardPlan mamba = mixer_backward_plan({2, 10, 0, small_mixer()});
   CHECK(mamba.attention_d_x == 0);
-  CHECK(mamba.skip_tiles == 1);
-  CHECK(mixer_backward_plan({2, 10, 10, small_mixer()}).skip_tiles == 0);
   CHECK_THROWS_WITH(mixer_backward_plan({1, 10, 11, small_mixer()}), "mixer: TransPoint P=11 is outside [0, T=10]");
 }
 

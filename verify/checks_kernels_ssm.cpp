@@ -256,6 +256,9 @@ std::vector<Comparison> ssm_backward_case(gpu::Backend backend) {
   const bool want_d_init = draw("d_S_init wanted", rc::gen::element(true, true, false));
   const MixerConfig& cfg = in.cfg;
   const int L = in.L, Q = in.Q, Bt = in.d.Bt, HP = in.HP(), GN = in.GN();
+  // E6's D skip (the layer's scan) half of the time with d_y: d_x gets D·d_y, and d_D_skip = Σ d_y·x.
+  const bool with_skip = with_d_y && draw("with D skip", rc::gen::arbitrary<bool>());
+  const Vec<double> D = with_skip ? Vec<double>(round_to_float(in.rnd.mat<double>(cfg.H, 1, -2, 2)).col(0)) : Vec<double>();
   std::vector<MatD> d_y, d_final;
   for (int b = 0; b < Bt; ++b) {
     d_y.push_back(with_d_y ? round_to<S>(in.rnd.mat<double>(L, HP)) : MatD::Zero(L, HP));
@@ -269,7 +272,7 @@ std::vector<Comparison> ssm_backward_case(gpu::Backend backend) {
   DeviceBuffer<float> final_dev(dev.dev, std::size_t(Bt) * HP * cfg.N), chunk_dev(dev.dev, plan.state_values),
       start_dev(dev.dev, plan.state_values), decay_dev(dev.dev, plan.chunk_decays),
       d_final_dev(dev.dev, pack(d_final, 0).values), d_A_dev(dev.dev, cfg.H), d_init_dev(dev.dev, std::size_t(Bt) * HP * cfg.N),
-      ws_dev(dev.dev, plan.backward_workspace);
+      ws_dev(dev.dev, plan.backward_workspace), D_dev(dev.dev, floats(D)), d_D_dev(dev.dev, cfg.H);
   DeviceBuffer<S> d_y_dev(dev.dev, d_y_packed.values);
   PaddedOut<S> d_x_dev(dev.dev, Bt, L, HP, in.d.pad), d_B_dev(dev.dev, Bt, L, GN, in.d.pad), d_C_dev(dev.dev, Bt, L, GN, 0);
   PaddedOut<float> d_dt_dev(dev.dev, Bt, L, cfg.H, 0);
@@ -288,31 +291,38 @@ std::vector<Comparison> ssm_backward_case(gpu::Backend backend) {
   args.d_A = d_A_dev.view();
   if (want_d_init) args.d_S_init = d_init_dev.view();
   args.workspace = ws_dev.view();
+  if (with_skip) args.D_skip = D_dev.view(), args.d_D_skip = d_D_dev.view();
   gpu::ssm_chunked_backward(dev.stream, args);
   dev.stream.synchronize();
 
   // The truth, its magnitudes on |inputs| and its decay-free magnitudes (A = 0), per sequence; the float
-  // baseline (bf16 only).
+  // baseline (bf16 only). With the D skip, d_x and its magnitudes add D·d_y and |D|·|d_y| (reference/mixer.hpp).
   const Vec<double> no_decay = Vec<double>::Zero(cfg.H);
   std::vector<MatD> t_dx, t_ddt, t_dB, t_dC, t_dinit, m_dx, m_ddt, m_dB, m_dC, m_dinit, f_dx, f_ddt, f_dB, f_dC, f_dinit, b_dx,
       b_ddt, b_dB, b_dC, b_dinit;
-  Vec<double> t_dA = Vec<double>::Zero(cfg.H), m_dA = t_dA, f_dA = t_dA;
-  Vec<float> b_dA = Vec<float>::Zero(cfg.H);
+  Vec<double> t_dA = Vec<double>::Zero(cfg.H), m_dA = t_dA, f_dA = t_dA, t_dD = t_dA, m_dD = t_dA;
+  Vec<float> b_dA = Vec<float>::Zero(cfg.H), b_dD = b_dA;
   for (int b = 0; b < Bt; ++b) {
     const auto r = ssm_backward<double>(cfg, in.x[b], in.dt[b], in.A, in.B[b], in.C[b], in.S_init[b], d_y[b], d_final[b]);
     const MatD ax = in.x[b].cwiseAbs(), aB = in.B[b].cwiseAbs(), aC = in.C[b].cwiseAbs(), aS = in.S_init[b].cwiseAbs(),
                ady = d_y[b].cwiseAbs(), adf = d_final[b].cwiseAbs();
     const auto m = ssm_backward<double>(cfg, ax, in.dt[b], in.A, aB, aC, aS, ady, adf);
     const auto f = ssm_backward<double>(cfg, ax, in.dt[b], no_decay, aB, aC, aS, ady, adf);
-    t_dx.push_back(r.d_x), t_ddt.push_back(r.d_dt), t_dB.push_back(r.d_B), t_dC.push_back(r.d_C), t_dinit.push_back(r.d_S_init);
-    m_dx.push_back(m.d_x), m_ddt.push_back(d_dt_magnitude(cfg, ax, in.dt[b], m.d_x, m.d_dt)), m_dB.push_back(m.d_B);
+    const MatD skip = with_skip ? skip_term<double>(cfg, D, d_y[b]) : MatD::Zero(L, HP),
+               skip_mag = with_skip ? MatD(skip_term<double>(cfg, D.cwiseAbs(), ady)) : MatD::Zero(L, HP);
+    if (with_skip) t_dD += skip_d_D<double>(cfg, in.x[b], d_y[b]), m_dD += skip_d_D<double>(cfg, ax, ady);
+    t_dx.push_back(r.d_x + skip), t_ddt.push_back(r.d_dt), t_dB.push_back(r.d_B), t_dC.push_back(r.d_C), t_dinit.push_back(r.d_S_init);
+    m_dx.push_back(m.d_x + skip_mag), m_ddt.push_back(d_dt_magnitude(cfg, ax, in.dt[b], m.d_x, m.d_dt)), m_dB.push_back(m.d_B);
     m_dC.push_back(m.d_C), m_dinit.push_back(m.d_S_init);
-    f_dx.push_back(f.d_x), f_ddt.push_back(f.d_dt), f_dB.push_back(f.d_B), f_dC.push_back(f.d_C), f_dinit.push_back(f.d_S_init);
+    f_dx.push_back(f.d_x + skip_mag), f_ddt.push_back(f.d_dt), f_dB.push_back(f.d_B), f_dC.push_back(f.d_C), f_dinit.push_back(f.d_S_init);
     t_dA += r.d_A, m_dA += m.d_A, f_dA += f.d_A;
     if (kBf16<S>) {
       const auto base = ssm_backward<float>(cfg, f32(in.x[b]), f32(in.dt[b]), in.A.cast<float>(), f32(in.B[b]), f32(in.C[b]),
                                             f32(in.S_init[b]), f32(d_y[b]), f32(d_final[b]));
-      b_dx.push_back(stored<S>(base.d_x)), b_ddt.push_back(base.d_dt.cast<double>()), b_dB.push_back(stored<S>(base.d_B));
+      // d_x + D·d_y rounded once, as the kernel stores it.
+      const Mat<float> base_dx = with_skip ? Mat<float>(base.d_x + skip_term<float>(cfg, D.cast<float>(), f32(d_y[b]))) : base.d_x;
+      if (with_skip) b_dD += skip_d_D<float>(cfg, f32(in.x[b]), f32(d_y[b]));
+      b_dx.push_back(stored<S>(base_dx)), b_ddt.push_back(base.d_dt.cast<double>()), b_dB.push_back(stored<S>(base.d_B));
       b_dC.push_back(stored<S>(base.d_C)), b_dinit.push_back(base.d_S_init.cast<double>());
       b_dA += base.d_A;
     }
@@ -335,6 +345,12 @@ std::vector<Comparison> ssm_backward_case(gpu::Backend backend) {
   if (want_d_init)
     out.push_back(judge<S>("d_S_init", stacked(d_init_dev.download(), Bt, HP, cfg.N, cfg.N), stack(t_dinit), grad,
                            scan_floor(terms, stack(m_dinit), stack(f_dinit)), baseline(b_dinit)));
+  // d_D_skip: each chunk block's Q·p products, summed by thread then over the block's threads in order, then the
+  // Bt·chunks partials (no decay in it: the magnitude is its own decay-free magnitude).
+  if (with_skip)
+    out.push_back(judge<S>("d_D_skip", as_matrix(d_D_dev.download(), cfg.H, 1), t_dD, grad,
+                           scan_floor(in.terms(Bt * plan.chunks + int(gpu::kScanBackwardThreads)), m_dD, m_dD),
+                           b_dD.cast<double>()));
   return out;
 }
 
@@ -410,7 +426,8 @@ std::vector<Check> ssm_kernel_checks(gpu::Backend backend) {
                " = double reference (fp32 bounds)",
            60, [backend] { return ssm_case<float>(backend); }},
           {name + ".ssm_backward",
-           "chunked scan backward kernels (d_x, d_dt, d_B, d_C, d_A, d_S_init; d_y and d_final_state zero or not)" + where +
+           "chunked scan backward kernels (d_x, d_dt, d_B, d_C, d_A, d_S_init; d_y and d_final_state zero or not; "
+               "with E6's D skip: d_x + D·d_y and d_D_skip)" + where +
                " = reference ssm_backward in double (fp32 bounds)",
            60, [backend] { return ssm_backward_case<float>(backend); }},
           {name + ".converter",
