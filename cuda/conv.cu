@@ -3,7 +3,9 @@
 //
 // A block owns a tile of kConvTileChannels channels x kConvTileRows tokens of one sequence (conv.hpp). Each
 // output needs the W tokens ending at it, so the block stages its rows plus the W - 1 rows before them (the
-// halo; zeros before token 0) in shared memory, then every thread reads its W taps from there.
+// halo; zeros before token 0) in shared memory, then every thread reads its W taps from there. Thread (x, y)
+// stages channel x of the rows y, y + kConvRowGroups, ..., its loads kStageBatch at a time before their stores
+// (cuda/stage.cuh: stage_chunks), and computes the outputs of the same rows.
 //
 // Storage S (conv.hpp): float, or Bf16 for the bf16 kernels. The same kernels for both: activations are read
 // with to_float (the staged tile and every sum are fp32) and written once with from_float<S>; d_w and d_b are
@@ -14,6 +16,7 @@
 #include "cuda/device_math.hpp"
 #include "cuda/launch.cuh"
 #include "cuda/reduce.cuh"
+#include "cuda/stage.cuh"
 
 namespace transmamba::gpu::TM_BACKEND_NS {
 
@@ -36,13 +39,22 @@ struct ConvPointers {
   std::int64_t window_batch, window_row;
 };
 
-// Stages rows [t0 - halo, t0 - halo + rows) of channel c (0 outside [0, T) or past C) into tile[row][lane].
+constexpr int kConvThreads = kConvTileChannels * kConvRowGroups;
+
+// For r < rows: tile[r][threadIdx.x] = value(first + r), thread (x, y) taking the rows y, y + kConvRowGroups, ...
+// (the flat index r·kConvTileChannels + x is thread y·kConvTileChannels + x's plus a multiple of kConvThreads).
+template <class Value>
+__device__ void stage_rows(float* tile, int first, int rows, Value value) {
+  stage_chunks<kConvThreads>(
+      rows * kConvTileChannels, [&](int i) { return value(first + i / kConvTileChannels); },
+      [&](int i, float v) { tile[i] = v; }, int(threadIdx.y * kConvTileChannels + threadIdx.x));
+}
+
+// Stages v's rows [t0 - halo, t0 - halo + rows) of channel c (0 outside [0, T) or past C) into tile[row][lane].
 template <class S>
-__device__ void stage_rows(float* tile, const ConvPointers<S>& p, const S* v, int t0, int halo, int rows, int c) {
-  for (int r = threadIdx.y; r < rows; r += kConvRowGroups) {
-    const int t = t0 - halo + r;
-    tile[r * kConvTileChannels + threadIdx.x] = (t >= 0 && t < p.T && c < p.C) ? to_float(v[t * p.v_row + c]) : 0.0f;
-  }
+__device__ void stage_v(float* tile, const ConvPointers<S>& p, const S* v, int t0, int halo, int rows, int c) {
+  stage_rows(tile, t0 - halo, rows,
+             [&](int t) { return t >= 0 && t < p.T && c < p.C ? to_float(v[t * p.v_row + c]) : 0.0f; });
 }
 
 // conv(v) before the activation for the token whose W taps start at staged row r: bias + Σ_k w[c,k]·tile[r+k].
@@ -54,10 +66,10 @@ __device__ float conv_at(const float* tile, const ConvPointers<S>& p, int r, int
 }
 
 template <class S>
-__global__ void __launch_bounds__(kConvTileChannels * kConvRowGroups) conv_silu_forward_kernel(ConvPointers<S> p) {
+__global__ void __launch_bounds__(kConvThreads) conv_silu_forward_kernel(ConvPointers<S> p) {
   float* tile = dynamic_shared<float>();  // [kConvTileRows + halo][kConvTileChannels]
   const int c = blockIdx.x * kConvTileChannels + threadIdx.x, t0 = blockIdx.y * kConvTileRows, halo = p.W - 1;
-  stage_rows(tile, p, p.v + blockIdx.z * p.v_batch, t0, halo, kConvTileRows + halo, c);
+  stage_v(tile, p, p.v + blockIdx.z * p.v_batch, t0, halo, kConvTileRows + halo, c);
   __syncthreads();
   if (c >= p.C) return;
   S* out = p.out + blockIdx.z * p.out_batch;
@@ -88,18 +100,19 @@ __global__ void __launch_bounds__(kConvStepThreads) conv_silu_step_kernel(ConvPo
 // d_v of the tile's last rows needs d_pre of the halo rows after the tile, whose taps reach halo rows further:
 // the block stages v rows [t0 - halo, t0 + rows + halo) and computes d_pre for rows [t0, t0 + rows + halo).
 template <class S>
-__global__ void __launch_bounds__(kConvTileChannels * kConvRowGroups) conv_silu_backward_kernel(ConvPointers<S> p) {
+__global__ void __launch_bounds__(kConvThreads) conv_silu_backward_kernel(ConvPointers<S> p) {
   const int c = blockIdx.x * kConvTileChannels + threadIdx.x, t0 = blockIdx.y * kConvTileRows, halo = p.W - 1;
   const bool live = c < p.C;
   float* v_tile = dynamic_shared<float>();                                   // [rows + 2·halo][lanes]
   float* d_pre = v_tile + (kConvTileRows + 2 * halo) * kConvTileChannels;  // [rows + halo][lanes]
-  stage_rows(v_tile, p, p.v + blockIdx.z * p.v_batch, t0, halo, kConvTileRows + 2 * halo, c);
+  stage_v(v_tile, p, p.v + blockIdx.z * p.v_batch, t0, halo, kConvTileRows + 2 * halo, c);
+  const S* d_out = p.d_out + blockIdx.z * p.d_out_batch;  // d_out of rows [t0, t0 + rows + halo) into d_pre
+  stage_rows(d_pre, t0, kConvTileRows + halo,
+             [&](int t) { return live && t < p.T ? to_float(d_out[t * p.d_out_row + c]) : 0.0f; });
   __syncthreads();
-  const S* d_out = p.d_out + blockIdx.z * p.d_out_batch;
-  for (int j = threadIdx.y; j < kConvTileRows + halo; j += kConvRowGroups) {
-    const int t = t0 + j;
-    d_pre[j * kConvTileChannels + threadIdx.x] =
-        live && t < p.T ? to_float(d_out[t * p.d_out_row + c]) * silu_grad(conv_at(v_tile, p, j, c)) : 0.0f;
+  for (int j = threadIdx.y; j < kConvTileRows + halo; j += kConvRowGroups) {  // the rows this thread staged
+    float& d = d_pre[j * kConvTileChannels + threadIdx.x];
+    d = live && t0 + j < p.T ? d * silu_grad(conv_at(v_tile, p, j, c)) : 0.0f;
   }
   __syncthreads();
   if (live) {

@@ -30,12 +30,13 @@ struct Float8 {
   float v[8];
 };
 
-// for i < count: store(i, load(i)), thread threadIdx.x taking i = threadIdx.x + k·kThreads, its loads kStageBatch
-// at a time before their stores. Threads at or past kThreads take none.
+// for i < count: store(i, load(i)), thread `thread` (default threadIdx.x; a block of more dimensions passes its
+// flat index) taking i = thread + k·kThreads, its loads kStageBatch at a time before their stores. Threads at or
+// past kThreads take none.
 template <int kThreads, class Load, class Store>
-__device__ void stage_chunks(int count, Load load, Store store) {
+__device__ void stage_chunks(int count, Load load, Store store, int thread = int(threadIdx.x)) {
   using V = decltype(load(0));
-  for (int base = int(threadIdx.x); base < count && int(threadIdx.x) < kThreads; base += kThreads * kStageBatch) {
+  for (int base = thread; base < count && thread < kThreads; base += kThreads * kStageBatch) {
     V v[kStageBatch] = {};
 #pragma unroll
     for (int j = 0; j < kStageBatch; ++j)
