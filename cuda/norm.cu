@@ -107,8 +107,13 @@ __device__ int first_channel(int lane, int lanes) {
   return lanes < 32 ? lane : lane / 32 * (32 * K) + lane % 32;
 }
 
-template <class S>
-__device__ float gated(float y, const S* z, std::int64_t at) { return z ? y * silu(to_float(z[at])) : y; }
+// A thread's K values of one row (channels c0 + i0 + 32·j; 0 where not `in`), every load issued before any is
+// used (no arithmetic between them for a load to wait on).
+template <int K, class S>
+__device__ void load_values(float* out, const S* row, int c0, int i0, bool live, int n) {
+  TM_NORM_UNROLL
+  for (int j = 0; j < K; ++j) out[j] = live && i0 + 32 * j < n ? to_float(row[c0 + i0 + 32 * j]) : 0.0f;
+}
 
 // One (row, group) per segment of `lanes` threads: out = g · r · w.
 template <class S, int K>
@@ -121,12 +126,12 @@ __global__ void __launch_bounds__(kNormMaxLanes) rmsnorm_forward_kernel(NormPoin
   const std::int64_t row = live ? pair / p.G : 0;
   const int t = int(row % (p.T > 0 ? p.T : 1)), b = int(row / (p.T > 0 ? p.T : 1));
   const int c0 = k * p.n;
-  float g[K], own = 0.0f;
+  float g[K], z[K], own = 0.0f;  // g: y, then y ⊙ SiLU(z) when gated
+  load_values<K>(g, p.y + b * p.y_batch + t * p.y_row, c0, i0, live, p.n);
+  if (p.z) load_values<K>(z, p.z + b * p.z_batch + t * p.z_row, c0, i0, live, p.n);
   TM_NORM_UNROLL
   for (int j = 0; j < K; ++j) {
-    const int i = i0 + j * 32;
-    g[j] = 0.0f;
-    if (live && i < p.n) g[j] = gated(to_float(p.y[b * p.y_batch + t * p.y_row + c0 + i]), p.z, b * p.z_batch + t * p.z_row + c0 + i);
+    if (p.z) g[j] *= silu(z[j]);
     own += g[j] * g[j];
   }
   float total, others;
@@ -167,15 +172,17 @@ __global__ void __launch_bounds__(kNormMaxLanes) rmsnorm_backward_kernel(NormPoi
     // What the second pass needs of each value: g, e, SiLU(z) (d_y = d_g·SiLU(z)), y·SiLU'(z) (d_z = d_g·that)
     // and d_out (d_w). Padding values (past n, or of a group past G) are 0 and add nothing.
     float g[K], e[K], d_y_factor[K], d_z_factor[K], dov[K], own[2] = {0.0f, 0.0f};
+    // The row's loads first (load_values): y into g, z into d_y_factor, d_out, w into e.
+    load_values<K>(g, y, 0, i0, group_live, p.n);
+    if (z) load_values<K>(d_y_factor, z, 0, i0, group_live, p.n);
+    load_values<K>(dov, d_out, 0, i0, group_live, p.n);
+    load_values<K>(e, p.w, c0, i0, group_live, p.n);
     TM_NORM_UNROLL
     for (int j = 0; j < K; ++j) {
-      const int i = i0 + j * 32;
-      const bool in = group_live && i < p.n;
-      const float yv = in ? to_float(y[i]) : 0.0f;
-      dov[j] = in ? to_float(d_out[i]) : 0.0f;
-      e[j] = dov[j] * (in ? p.w[c0 + i] : 0.0f);
+      const float yv = g[j];
+      e[j] = dov[j] * e[j];
       if (z) {
-        const float zv = in ? to_float(z[i]) : 0.0f, s = sigmoid(zv);
+        const float zv = d_y_factor[j], s = sigmoid(zv);
         d_y_factor[j] = zv * s;                                    // SiLU(z), as silu() computes it
         d_z_factor[j] = yv * (s * (1.0f + zv * (1.0f - s)));      // y · SiLU'(z), as silu_grad()
         g[j] = yv * d_y_factor[j];
