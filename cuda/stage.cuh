@@ -84,6 +84,39 @@ __device__ void stage_tile(int tile_rows, int tile_cols, int rows, int cols, Loa
       [&](int i, const V& v) { store(i / chunks, i % chunks * kWidth, v); });
 }
 
+// cp.async (PTX ISA 9.0, section 9.7.9.25 "cp.async"): 16 bytes from global to shared memory without passing
+// through registers, landing once the issuing thread waits for its group: commit_copies closes the thread's group
+// of copies issued since the last, wait_copies<n> waits until at most its n most recent groups are in flight.
+// Other threads see the bytes after that wait and a barrier; they may land any time after the copy is issued. Both
+// addresses 16-byte aligned. The emulation lands a group at its commit or at its wait, by the seed (emulation.hpp:
+// copy_async), so that a read too early, or of a buffer being refilled, shows up there.
+__device__ inline void copy_16_async(void* smem, const void* gmem) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(static_cast<unsigned>(__cvta_generic_to_shared(smem))),
+               "l"(gmem)
+               : "memory");
+#elif !defined(__CUDACC__)
+  if (reinterpret_cast<std::uintptr_t>(smem) % 16 != 0 || reinterpret_cast<std::uintptr_t>(gmem) % 16 != 0)
+    transmamba::emu::trap("cp.async: an address is not 16-byte aligned");
+  transmamba::emu::copy_async(smem, gmem, 16);
+#endif
+}
+__device__ inline void commit_copies() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+#elif !defined(__CUDACC__)
+  transmamba::emu::commit_async();
+#endif
+}
+template <int kPending>
+__device__ inline void wait_copies() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending) : "memory");
+#elif !defined(__CUDACC__)
+  transmamba::emu::wait_async(kPending);
+#endif
+}
+
 // tile[r·ld + c] = src[r·row + c] for r < rows, c < cols, and 0 in the rest of the tile_rows x tile_cols tile.
 template <int kThreads>
 __device__ void stage_bf16_tile(bf16* tile, int ld, int tile_rows, int tile_cols, const Bf16* src, std::int64_t row,
@@ -96,6 +129,24 @@ __device__ void stage_bf16_tile(bf16* tile, int ld, int tile_rows, int tile_cols
     stage_tile<kThreads, 1>(
         tile_rows, tile_cols, rows, cols, [&](int r, int c) { return src[r * row + c].bits; },
         [&](int r, int c, std::uint16_t v) { tile[r * ld + c] = __ushort_as_bfloat16(v); });
+}
+
+// As stage_bf16_tile, with the 16-byte chunks of src (where stage_by_8 allows them) copied by cp.async: they
+// land after the calling thread's commit_copies and wait_copies (the zeros and the value-by-value path, stored
+// at once, need only the barrier).
+template <int kThreads>
+__device__ void stage_bf16_tile_async(bf16* tile, int ld, int tile_rows, int tile_cols, const Bf16* src, std::int64_t row,
+                                      int rows, int cols) {
+  if (!stage_by_8(tile_cols, ld, cols, row, src))
+    return stage_bf16_tile<kThreads>(tile, ld, tile_rows, tile_cols, src, row, rows, cols);
+  const int chunks = tile_cols / 8;
+  for (int i = int(threadIdx.x); i < tile_rows * chunks && int(threadIdx.x) < kThreads; i += kThreads) {
+    const int r = i / chunks, c = i % chunks * 8;
+    if (r < rows && c < cols)
+      copy_16_async(tile + r * ld + c, src + r * row + c);
+    else
+      *reinterpret_cast<Bf16x8*>(tile + r * ld + c) = Bf16x8{};
+  }
 }
 
 // The fp32 values v[r, c] = scale[r]·src[r·row + c] (scale null: 1) for r < rows, c < cols, 0 in the rest of the

@@ -13,6 +13,7 @@
 
 #include "cuda/bf16.hpp"
 #include "cuda/blas.hpp"
+#include "cuda/stage.cuh"
 #include "reference/tensor.hpp"
 
 using transmamba::emu::GridLaunch;
@@ -200,6 +201,50 @@ TEST_CASE("emulation: shared memory starts every block as NaN", "[emulation]") {
 #ifndef __SANITIZE_ADDRESS__  // under ASan static __shared__ is a plain static, bounds-checked but not filled
   for (int i = 0; i < 32; ++i) CHECK(std::isnan(out[i]));
 #endif
+}
+
+namespace {
+namespace stage = transmamba::gpu::TM_BACKEND_NS;
+// Thread t copies in[4t .. 4t+3] and in[128 + 4t ..] into two tiles of dynamic shared memory by cp.async, one
+// group each, and records its first value of tile 0 before any wait, after wait_copies<1> (the first group has
+// landed) and its first value of tile 1 after wait_copies<0> (both have).
+__global__ void copies_in_flight(const float* in, float* seen) {
+  float* tile = dynamic_shared<float>();  // [2][128]
+  const int t = threadIdx.x;
+  stage::copy_16_async(tile + 4 * t, in + 4 * t);
+  stage::commit_copies();
+  stage::copy_16_async(tile + 128 + 4 * t, in + 128 + 4 * t);
+  stage::commit_copies();
+  seen[3 * t] = tile[4 * t];
+  stage::wait_copies<1>();
+  seen[3 * t + 1] = tile[4 * t];
+  stage::wait_copies<0>();
+  seen[3 * t + 2] = tile[128 + 4 * t];
+}
+}  // namespace
+
+TEST_CASE("emulation: cp.async's copies land at their commit or their wait, by the seed; never later", "[emulation]") {
+  const std::vector<float> in = iota(256);
+  int early = 0, late = 0;
+  for (std::uint64_t seed : {0, 1, 2, 3, 4, 5}) {
+    std::vector<float> seen(3 * 32);
+    launch(copies_in_flight, GridLaunch{dim3(1), dim3(32), 256 * sizeof(float), seed, "copies_in_flight"}, in.data(),
+           seen.data());
+    INFO("seed " << seed);
+    for (int t = 0; t < 32; ++t) {
+      CHECK(seen[3 * t + 1] == in[4 * t]);
+      CHECK(seen[3 * t + 2] == in[128 + 4 * t]);
+      if (seed == 0) CHECK(std::isnan(seen[3 * t]));  // seed 0: every group lands at its wait
+      early += seen[3 * t] == in[4 * t], late += std::isnan(seen[3 * t]);
+    }
+  }
+  CHECK(early > 0);  // the seeds draw both: a read before the wait may see either
+  CHECK(late > 32);
+  std::vector<float> seen(3 * 32);
+  const std::vector<float> odd = iota(257);
+  CHECK_THROWS_WITH(launch(copies_in_flight, GridLaunch{dim3(1), dim3(32), 256 * sizeof(float), 0, "copies_in_flight"},
+                           odd.data() + 1, seen.data()),
+                    Catch::Contains("cp.async: an address is not 16-byte aligned"));
 }
 
 TEST_CASE("gemm wrapper: cuBLAS's column-major semantics; a wrong leading dimension is caught", "[emulation][blas]") {

@@ -10,7 +10,9 @@
 //   - __shared__ memory, one copy (the variable itself: blocks do not overlap) filled with NaN bytes (0xFF)
 //     at every block start; dynamic shared memory through dynamic_shared<T>() (portable.cuh), NaN-filled too;
 //   - warp primitives (__shfl*_sync, __ballot_sync, __any_sync, __all_sync, __syncwarp) as rendezvous of the
-//     lanes named in the mask; atomics; the math intrinsics the kernels use; __ldg; __trap().
+//     lanes named in the mask; atomics; the math intrinsics the kernels use; __ldg; __trap();
+//   - cp.async's copies from global to shared memory, which land only when the issuing thread waits for them
+//     (copy_async, below).
 // What it checks that CUDA leaves undefined: a __syncthreads() that not every thread of the block reaches, a
 // warp primitive whose mask names a lane that exited, never arrives, or does not exist, a shuffle from a lane
 // outside the mask: each is a KernelError naming the kernel, block and threads.
@@ -69,6 +71,16 @@ void sync_threads();
 // Every lane named in mask deposits value; returns what each lane deposited (index = lane).
 std::array<std::uint64_t, 32> warp_rendezvous(unsigned mask, std::uint64_t value, const char* primitive);
 void* dynamic_shared_memory();
+// cp.async (cuda/stage.cuh): copy_async records a copy of up to 16 bytes from global to shared memory, reading
+// the source now; commit_async closes the calling thread's open group of copies; wait_async(n) lands every
+// committed group of the thread but the n most recent. A group lands either at its commit or at that wait (drawn
+// from the launch's seed; seed 0: at the wait), the two ends of what a GPU may do: a read before the wait (or by
+// another thread before the issuing thread's wait and a barrier) may see what the destination held before, NaN
+// bytes at the block's start, and a read of a buffer whose next copies were issued may see those. Copies never
+// committed, or never waited for, may not land.
+void copy_async(void* dst, const void* src, std::size_t bytes);
+void commit_async();
+void wait_async(int pending);
 [[noreturn]] void trap(const char* what);
 unsigned lane_id();
 

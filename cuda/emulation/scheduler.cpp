@@ -108,6 +108,13 @@ struct Rendezvous {
   std::array<std::uint64_t, 32> value{};
 };
 
+// An asynchronous copy (copy_async) in flight: the source's bytes, read when it was issued, and where they land.
+struct PendingCopy {
+  void* dst;
+  std::array<unsigned char, 16> bytes;
+  std::size_t size;
+};
+
 struct Thread {
   ctx::fiber fiber;   // the suspended thread, while it is not running
   ctx::fiber caller;  // inside the thread: the scheduler to switch back to
@@ -115,6 +122,8 @@ struct Thread {
   State state = State::ready;
   const void* stack_bottom = nullptr;
   std::size_t stack_size = 0;
+  std::vector<PendingCopy> open_copies;                 // issued since the last commit_async
+  std::list<std::vector<PendingCopy>> copy_groups;      // committed, oldest first, not yet landed
 };
 
 class Block {
@@ -128,6 +137,10 @@ class Block {
   void barrier() { suspend(State::at_barrier); }
   std::array<std::uint64_t, 32> rendezvous(unsigned mask, std::uint64_t value, const char* primitive);
   unsigned lane() const { return current_ % 32; }
+  Thread& thread() { return threads_[current_]; }
+  // Whether a committed group of asynchronous copies lands at once rather than at its wait: drawn from the
+  // launch's seed (seed 0: never), so that a read of a buffer whose next copies have begun shows up too.
+  bool land_early() { return launch_.seed != 0 && (copy_rng_() & 1u); }
   void* dynamic_shared() { return dyn_smem_.empty() ? nullptr : dyn_smem_.data(); }
   std::string where() const;  // "kernel k, block (x,y,z)"
 
@@ -147,6 +160,7 @@ class Block {
   std::vector<Thread> threads_;
   std::vector<std::list<Rendezvous>> warps_;
   int current_ = -1;
+  std::mt19937_64 copy_rng_;
   bool aborting_ = false;
   std::exception_ptr error_;
   const void* main_bottom_ = nullptr;  // the scheduler's stack, for ASan
@@ -287,6 +301,7 @@ void Block::run(const std::function<void()>& body) {
     });
   }
   std::mt19937_64 rng(launch_.seed ^ (0x9e3779b97f4a7c15ull * (1 + block_idx_.x + 65536ull * (block_idx_.y + 65536ull * block_idx_.z))));
+  copy_rng_.seed(rng() ^ 0x5851f42d4c957f2dull);
   std::vector<int> order;
   order.reserve(n);
   for (;;) {
@@ -351,6 +366,38 @@ std::array<std::uint64_t, 32> warp_rendezvous(unsigned mask, std::uint64_t value
 }
 
 void* dynamic_shared_memory() { return current_block("dynamic shared memory").dynamic_shared(); }
+
+void copy_async(void* dst, const void* src, std::size_t bytes) {
+  Thread& t = current_block("copy_async").thread();
+  if (bytes > 16) trap("copy_async of more than 16 bytes");
+  PendingCopy c{dst, {}, bytes};
+  std::memcpy(c.bytes.data(), src, bytes);
+  t.open_copies.push_back(c);
+}
+
+static void land(const std::vector<PendingCopy>& group) {
+  for (const PendingCopy& c : group) std::memcpy(c.dst, c.bytes.data(), c.size);
+}
+
+void commit_async() {
+  Block& b = current_block("commit_async");
+  Thread& t = b.thread();
+  if (b.land_early()) {  // landed now; still a group for wait_async to count
+    land(t.open_copies);
+    t.copy_groups.emplace_back();
+  } else {
+    t.copy_groups.push_back(std::move(t.open_copies));
+  }
+  t.open_copies.clear();
+}
+
+void wait_async(int pending) {
+  Thread& t = current_block("wait_async").thread();
+  while (int(t.copy_groups.size()) > pending) {
+    land(t.copy_groups.front());
+    t.copy_groups.pop_front();
+  }
+}
 
 unsigned lane_id() { return current_block("lane_id").lane(); }
 
