@@ -164,7 +164,8 @@ __global__ void __launch_bounds__(kAttnThreads) attention_forward_kernel(AttnPoi
 // Block: (query tile of kAttnBf16Rows, group g and value column block, sequence); warp w owns query rows
 // 16w .. 16w + 15 and keeps them in registers: its Q fragments, the score fragments of one key tile and the
 // output fragments of the column block (kAttnBf16Columns / 8 n8 tiles). The warps share the key tile and its
-// values, staged in shared memory by the whole block. Lane (gr, tq) = (lane / 4, lane % 4) holds rows gr and
+// values, staged in shared memory by the whole block in two buffers (cp.async, stage.cuh: the next tile's copies
+// are in flight while the warps work on this one). Lane (gr, tq) = (lane / 4, lane % 4) holds rows gr and
 // gr + 8 of every C fragment (mma_c_at), so a row's max and sum are reduced over the 4 lanes of a quad.
 // Key tiles past a warp's diagonal are skipped warp-uniformly, and the scores of 16-key halves past it (their
 // weights are 0 in O += P·V). The
@@ -242,11 +243,21 @@ __global__ void __launch_bounds__(32 * kAttnBf16Warps) attention_forward_bf16_ke
   const int w_last = min(wq0 + 15, p.P - 1);      // the last key its queries see (< wq0: the warp has none)
   const AttnBf16ForwardLayout L(N);
   bf16* sh = dynamic_shared<bf16>();
-  bf16 *Qs = sh + L.q, *Ks = sh + L.k, *Vs = sh + L.v;
+  bf16* Qs = sh + L.q;
   const Bf16* C = p.C.data + b * p.C.batch + g * N;
   const Bf16* B = p.B.data + b * p.B.batch + g * N;
   const Bf16* X = p.x.data + b * p.x.batch + g * p.cols + c0;
 
+  // The key and value tiles of keys s0 .. into buffer `buf` (cp.async; they land at the wait below).
+  const auto stage_keys = [&](int s0, int buf) {
+    const int valid_k = min(kAttnBf16Keys, p.P - s0);
+    stage_bf16_tile_async<32 * kAttnBf16Warps>(sh + L.k + buf * L.k_size, ldk, kAttnBf16Keys, N, B + s0 * p.B.row, p.B.row,
+                                               valid_k, N);
+    stage_bf16_tile_async<32 * kAttnBf16Warps>(sh + L.v + buf * L.v_size, ldv, kAttnBf16Keys, kAttnBf16Columns,
+                                               X + s0 * p.x.row, p.x.row, valid_k, col_tiles * 8);
+  };
+  stage_keys(0, 0);  // in flight while the block stages its queries
+  commit_copies();
   stage_bf16(Qs, ldk, kAttnBf16Rows, N, C, p.C.row, row0, valid, N);
   __syncthreads();
   MmaA q[N / 16];
@@ -255,50 +266,54 @@ __global__ void __launch_bounds__(32 * kAttnBf16Warps) attention_forward_bf16_ke
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};  // rows gr, gr + 8: running max; this lane's Σ exp
 
   const int last_key = q0 + valid - 1;
-  for (int s0 = 0; s0 <= last_key; s0 += kAttnBf16Keys) {
-    const int valid_k = min(kAttnBf16Keys, p.P - s0);
-    __syncthreads();  // every warp is done with the previous tile
-    stage_bf16(Ks, ldk, kAttnBf16Keys, N, B, p.B.row, s0, valid_k, N);
-    stage_bf16(Vs, ldv, kAttnBf16Keys, kAttnBf16Columns, X, p.x.row, s0, valid_k, col_tiles * 8);
+  for (int s0 = 0, buf = 0; s0 <= last_key; s0 += kAttnBf16Keys, buf ^= 1) {
+    // The next tile into the other buffer, which every warp left at the previous iteration's last barrier; then
+    // this tile's copies landed (every group but the one just committed, empty on the last tile) and seen by all.
+    if (s0 + kAttnBf16Keys <= last_key) stage_keys(s0 + kAttnBf16Keys, buf ^ 1);
+    commit_copies();
+    wait_copies<1>();
     __syncthreads();
-    if (s0 > w_last) continue;  // warp-uniform: none of the warp's queries sees these keys
-    MmaC s[kKeyTiles];
-    float tile_max[2] = {-INFINITY, -INFINITY};
-    for (int j = 0; j < kKeyTiles; ++j) s[j] = MmaC{};
+    if (s0 <= w_last) {  // warp-uniform: else none of the warp's queries sees these keys
+      const bf16 *Ks = sh + L.k + buf * L.k_size, *Vs = sh + L.v + buf * L.v_size;
+      MmaC s[kKeyTiles];
+      float tile_max[2] = {-INFINITY, -INFINITY};
+      for (int j = 0; j < kKeyTiles; ++j) s[j] = MmaC{};
 #pragma unroll
-    for (int jj = 0; jj < kKeyTiles / 2; ++jj) {  // keys 16jj .. 16jj + 15
-      if (s0 + 16 * jj > w_last) continue;
-      for (int k = 0; k < N / 16; ++k) {
-        MmaB key[2];
-        mma_ldmatrix_b2(key, Ks + 16 * jj * ldk + 16 * k, ldk);
-        mma_m16n8k16(s[2 * jj], q[k], key[0], s[2 * jj]);
-        mma_m16n8k16(s[2 * jj + 1], q[k], key[1], s[2 * jj + 1]);
+      for (int jj = 0; jj < kKeyTiles / 2; ++jj) {  // keys 16jj .. 16jj + 15
+        if (s0 + 16 * jj > w_last) continue;
+        for (int k = 0; k < N / 16; ++k) {
+          MmaB key[2];
+          mma_ldmatrix_b2(key, Ks + 16 * jj * ldk + 16 * k, ldk);
+          mma_m16n8k16(s[2 * jj], q[k], key[0], s[2 * jj]);
+          mma_m16n8k16(s[2 * jj + 1], q[k], key[1], s[2 * jj + 1]);
+        }
       }
-    }
-    for (int j = 0; j < kKeyTiles; ++j) {
-      const bool needed = s0 + 8 * j <= w_last;
-      for (int i = 0; i < 4; ++i) {  // causal mask (keys past P lie after every query)
-        const int query = wq0 + gr + 8 * (i / 2), key = s0 + 8 * j + 2 * tq + i % 2;
-        s[j].v[i] = needed && key <= query ? s[j].v[i] * p.inv_sqrt_n : -INFINITY;
-        tile_max[i / 2] = fmaxf(tile_max[i / 2], s[j].v[i]);
+      for (int j = 0; j < kKeyTiles; ++j) {
+        const bool needed = s0 + 8 * j <= w_last;
+        for (int i = 0; i < 4; ++i) {  // causal mask (keys past P lie after every query)
+          const int query = wq0 + gr + 8 * (i / 2), key = s0 + 8 * j + 2 * tq + i % 2;
+          s[j].v[i] = needed && key <= query ? s[j].v[i] * p.inv_sqrt_n : -INFINITY;
+          tile_max[i / 2] = fmaxf(tile_max[i / 2], s[j].v[i]);
+        }
       }
-    }
-    float rescale[2];
-    for (int h = 0; h < 2; ++h) {
-      const float m_new = fmaxf(m[h], quad_max(tile_max[h]));
-      rescale[h] = m_new == -INFINITY ? 1.0f : expf(m[h] - m_new);  // exp(-inf) = 0 before the first key
-      m[h] = m_new;
-      l[h] *= rescale[h];
-    }
-    for (int j = 0; j < kKeyTiles; ++j)
-      for (int i = 0; i < 4; ++i) {
-        const float w = s[j].v[i] == -INFINITY ? 0.0f : expf(s[j].v[i] - m[i / 2]);
-        s[j].v[i] = w;
-        l[i / 2] += w;
+      float rescale[2];
+      for (int h = 0; h < 2; ++h) {
+        const float m_new = fmaxf(m[h], quad_max(tile_max[h]));
+        rescale[h] = m_new == -INFINITY ? 1.0f : expf(m[h] - m_new);  // exp(-inf) = 0 before the first key
+        m[h] = m_new;
+        l[h] *= rescale[h];
       }
-    for (int c = 0; c < kColTiles; ++c)
-      for (int i = 0; i < 4; ++i) o[c].v[i] *= rescale[i / 2];
-    warp_product_cb<false>(o, s, Vs, ldv, col_tiles);  // O += P·V (col_tiles is even: R·p is a multiple of 16)
+      for (int j = 0; j < kKeyTiles; ++j)
+        for (int i = 0; i < 4; ++i) {
+          const float w = s[j].v[i] == -INFINITY ? 0.0f : expf(s[j].v[i] - m[i / 2]);
+          s[j].v[i] = w;
+          l[i / 2] += w;
+        }
+      for (int c = 0; c < kColTiles; ++c)
+        for (int i = 0; i < 4; ++i) o[c].v[i] *= rescale[i / 2];
+      warp_product_cb<false>(o, s, Vs, ldv, col_tiles);  // O += P·V (col_tiles is even: R·p is a multiple of 16)
+    }
+    __syncthreads();  // every warp is done with this buffer before the next iteration's copies into it
   }
   for (int h = 0; h < 2; ++h) l[h] = quad_sum(l[h]);
   Bf16* Y = p.y_out.data + b * p.y_out.batch + g * p.cols + c0;

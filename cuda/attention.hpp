@@ -106,16 +106,19 @@ struct AttnKeyBackwardLayout {  // d_B, d_x: key tile of `rows` x query tile kAt
 // R·p = 6·64 = 384: 3 blocks) that is 3·256 + 768 = 1536 FLOPs executed for 1024 useful (1.5x). 128 columns
 // keep a warp's fp32 output fragments at 64 registers a lane (16 rows x 128 / 32 lanes). Key tiles of 32 (not
 // 64) so that the emulated checks' short sequences (P <= 70) cross several key tiles: the online softmax's
-// rescaling is exercised.
+// rescaling is exercised. Two buffers of the key and value tiles: the next tile's copies (cp.async) are in flight
+// while the warps work on this one.
 constexpr int kAttnBf16Warps = 4, kAttnBf16Rows = 16 * kAttnBf16Warps, kAttnBf16Keys = 32, kAttnBf16Columns = 128,
               kAttnBf16Pad = 8;
 struct AttnBf16ForwardLayout {  // offsets in bf16 elements
   int q, k, v, total;
+  int k_size, v_size;  // one buffer of each
   TM_HD explicit AttnBf16ForwardLayout(int N) {
+    k_size = kAttnBf16Keys * (N + kAttnBf16Pad), v_size = kAttnBf16Keys * (kAttnBf16Columns + kAttnBf16Pad);
     q = 0;                                              // Q tile [kAttnBf16Rows][N + pad]
-    k = q + kAttnBf16Rows * (N + kAttnBf16Pad);         // K tile [kAttnBf16Keys][N + pad]
-    v = k + kAttnBf16Keys * (N + kAttnBf16Pad);         // V tile [kAttnBf16Keys][kAttnBf16Columns + pad]
-    total = v + kAttnBf16Keys * (kAttnBf16Columns + kAttnBf16Pad);
+    k = q + kAttnBf16Rows * (N + kAttnBf16Pad);         // 2 K tiles [kAttnBf16Keys][N + pad]
+    v = k + 2 * k_size;                                 // 2 V tiles [kAttnBf16Keys][kAttnBf16Columns + pad]
+    total = v + 2 * v_size;
   }
 };
 

@@ -94,10 +94,13 @@ AttentionDraw draw_attention(MatD (*round)(const MatD&)) {
   const int N = draw("N", rc::gen::element(16, 16, 16, 32, 32, 32, 64, 128));
   const int p = draw("p", rc::gen::element(16, 16, 16, 32, 32, 32, 64, 128));
   // P beyond one key tile (32) often, where the online softmax rescales what earlier tiles accumulated; at
-  // N or p > 32 at most 24 (the emulation's cost).
+  // N or p > 32 at most 24 (the emulation's cost). Now and then past two query tiles of the bf16 forward (64
+  // queries each): up to 5 key tiles through its two buffers, with the next tile's copies in flight
+  // (cuda/attention.cu), and warps that reach their diagonals in different key tiles.
   const bool wide = N > 32 || p > 32;
   d.P = draw("P", wide ? rc::gen::oneOf(rc::gen::just(1), rc::gen::inRange(1, 25))
-                       : rc::gen::oneOf(rc::gen::just(1), rc::gen::inRange(1, 71), rc::gen::inRange(33, 71)));
+                       : rc::gen::oneOf(rc::gen::just(1), rc::gen::inRange(1, 71), rc::gen::inRange(33, 71),
+                                        rc::gen::inRange(129, 161)));
   d.pad = draw("row padding", rc::gen::element(0, 0, 3));
   const double scale = draw("C, B scale", rc::gen::element(1.0, 1.0, 30.0));
   // A second forward asks for the queries first .. P-1 only (decode asks for the last alone).
