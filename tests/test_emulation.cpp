@@ -184,6 +184,34 @@ TEST_CASE("emulation: the thread order is drawn from the seed and replays", "[em
 }
 
 namespace {
+// Warp 1 writes a value after 10 warp-wide steps; warp 0 reads it after 1, with no barrier between (a race).
+__global__ void read_after_one_step(float* out) {
+  float* value = dynamic_shared<float>();
+  if (threadIdx.x < 32) {
+    __syncwarp();
+    out[threadIdx.x] = *value;
+  } else {
+    for (int i = 0; i < 10; ++i) __syncwarp();
+    if (threadIdx.x == 32) *value = 1.0f;
+  }
+}
+}  // namespace
+
+TEST_CASE("emulation: a warp may fall behind the others by many steps (seeded), as on a GPU", "[emulation]") {
+  int ahead = 0, lockstep = 0;  // warp 1's write seen by warp 0, or not yet
+  for (std::uint64_t seed = 0; seed < 40; ++seed) {
+    std::vector<float> out(32);
+    launch(read_after_one_step, GridLaunch{dim3(1), dim3(64), sizeof(float), seed, "read_after_one_step"}, out.data());
+    for (float v : out) {
+      if (seed == 0) CHECK(std::isnan(v));  // seed 0: every warp takes its turn in every round
+      ahead += v == 1.0f, lockstep += std::isnan(v);
+    }
+  }
+  CHECK(ahead > 0);  // warp 0 sat out 10 rounds while warp 1 ran on
+  CHECK(lockstep > 0);
+}
+
+namespace {
 __global__ void read_unwritten(float* out) {
   __shared__ float tile[32];
   float* dyn = dynamic_shared<float>();

@@ -5,7 +5,8 @@
 // What a kernel gets here:
 //   - threadIdx, blockIdx, blockDim, gridDim, warpSize; blocks run one after another;
 //   - the threads of a block as fibers taking turns: each runs until its next __syncthreads() or warp
-//     primitive, in an order drawn from the launch's seed (seed 0: thread order 0, 1, 2, ...), so a missing
+//     primitive, in an order drawn from the launch's seed (seed 0: thread order 0, 1, 2, ...), a warp now and
+//     then sitting out a stretch of turns so that the others run ahead of it (seed 0: never), so a missing
 //     barrier shows up as a wrong result and the seed replays it;
 //   - __shared__ memory, one copy (the variable itself: blocks do not overlap) filled with NaN bytes (0xFF)
 //     at every block start; dynamic shared memory through dynamic_shared<T>() (portable.cuh), NaN-filled too;

@@ -302,13 +302,23 @@ void Block::run(const std::function<void()>& body) {
   }
   std::mt19937_64 rng(launch_.seed ^ (0x9e3779b97f4a7c15ull * (1 + block_idx_.x + 65536ull * (block_idx_.y + 65536ull * block_idx_.z))));
   copy_rng_.seed(rng() ^ 0x5851f42d4c957f2dull);
+  std::mt19937_64 delay_rng(rng() ^ 0x2545f4914f6cdd1dull);
   std::vector<int> order;
+  std::vector<int> sits_out(warps_.size(), 0);  // rounds each warp still sits out
   order.reserve(n);
   for (;;) {
     order.clear();
     for (int i = 0; i < n; ++i)
       if (threads_[i].state == State::ready) order.push_back(i);
-    if (launch_.seed != 0) std::shuffle(order.begin(), order.end(), rng);
+    if (launch_.seed != 0) {
+      std::shuffle(order.begin(), order.end(), rng);
+      // Now and then a warp sits out a stretch of 1 to 32 rounds (its ready threads wait), so that the other warps
+      // run ahead of it by whole phases between barriers, as warps do on a GPU: a buffer refilled while a slower
+      // warp still reads it shows up. Never every warp that could run.
+      for (int& s : sits_out) s = s > 0 ? s - 1 : (delay_rng() % 8 == 0 ? 1 + int(delay_rng() % 32) : 0);
+      const auto waits = [&](int i) { return sits_out[i / 32] > 0; };
+      if (!std::all_of(order.begin(), order.end(), waits)) order.erase(std::remove_if(order.begin(), order.end(), waits), order.end());
+    }
     for (int i : order) {
       resume(i);
       if (error_) break;
