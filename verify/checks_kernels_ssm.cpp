@@ -128,6 +128,9 @@ ScanInputs draw_scan_inputs(bool with_init) {
   return in;
 }
 
+// E6's D skip, one fp32 value in [-2, 2] per head.
+Vec<double> draw_skip(ScanInputs& in) { return round_to_float(in.rnd.mat<double>(in.cfg.H, 1, -2, 2)).col(0); }
+
 std::vector<MatD> abs_all(const std::vector<MatD>& m) {
   std::vector<MatD> out;
   for (const MatD& v : m) out.push_back(v.cwiseAbs());
@@ -185,7 +188,7 @@ std::vector<Comparison> ssm_case(gpu::Backend backend) {
   const int L = in.L, Q = in.Q, Bt = in.d.Bt, HP = in.HP();
   // E6's D skip in y (the layer's scan) half of the time.
   const bool with_skip = !final_only && draw("with D skip", rc::gen::arbitrary<bool>());
-  const Vec<double> D = with_skip ? Vec<double>(round_to_float(in.rnd.mat<double>(cfg.H, 1, -2, 2)).col(0)) : Vec<double>();
+  const Vec<double> D = with_skip ? draw_skip(in) : Vec<double>();
   ScanDevice<S> dev(backend, in);
   DeviceBuffer<float> D_dev(dev.dev, floats(D));
   const gpu::ScanShape shape = in.shape();
@@ -258,7 +261,7 @@ std::vector<Comparison> ssm_backward_case(gpu::Backend backend) {
   const int L = in.L, Q = in.Q, Bt = in.d.Bt, HP = in.HP(), GN = in.GN();
   // E6's D skip (the layer's scan) half of the time with d_y: d_x gets D·d_y, and d_D_skip = Σ d_y·x.
   const bool with_skip = with_d_y && draw("with D skip", rc::gen::arbitrary<bool>());
-  const Vec<double> D = with_skip ? Vec<double>(round_to_float(in.rnd.mat<double>(cfg.H, 1, -2, 2)).col(0)) : Vec<double>();
+  const Vec<double> D = with_skip ? draw_skip(in) : Vec<double>();
   std::vector<MatD> d_y, d_final;
   for (int b = 0; b < Bt; ++b) {
     d_y.push_back(with_d_y ? round_to<S>(in.rnd.mat<double>(L, HP)) : MatD::Zero(L, HP));
