@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One command for a GPU host: every kernel check on the device and compute-sanitizer on small cases, with a
 # summary table and JSON in OUTDIR, and a first timing of the bf16 layer. Under 2 minutes without the paper-size
-# step (GPU_CHECK_SKIP=paper-size), up to 10 with it.
+# step (GPU_CHECK_SKIP=paper-size), up to 10 with it; opt-in, the paper-size timings and a profile (below).
 #
 #   tools/gpu-check.sh OUTDIR [BUILD_DIR]
 #
@@ -22,8 +22,16 @@
 #                tm-bench.png; the device checks' outcomes are the verify step's JSON (--checks-json), so it
 #                refuses when they failed and adds no check time. Limit 120 s for 6 P x 18 timed items x 13
 #                calls (the fp32 layer's took 10 s on an H200, 2026-11-26).
+# Opt-in steps, run only when named in GPU_CHECK_EXTRA="STEP ..." and only when every step before them passed:
+#   paper-bench  tm-bench --dtype bf16 --T 8192 --reps 10 --warmup 2 --baseline (README, "Measured on a GPU"),
+#                the checks from the verify step's JSON: OUTDIR/tm-bench-8192.{json,png}, the table in its log
+#   profile      ncu (--clock-control none; sections SpeedOfLight, Occupancy, WarpStateStats, LaunchStats,
+#                SchedulerStats) on the first 20 launches of the scan's and attention's kernels in one run of the
+#                layer at P = 0 and at P = 8192: OUTDIR/profile.log
 # GPU_CHECK_SKIP="STEP ..." leaves those steps out (each is listed as skipped; the others' outcome decides the
 # exit status), e.g. GPU_CHECK_SKIP=paper-size when a short lease cannot spend minutes on the CPU references.
+# A short lease's work in one call (about 7 minutes by the budgets below):
+#   GPU_CHECK_SKIP=paper-size GPU_CHECK_EXTRA="paper-bench profile" tools/gpu-check.sh OUTDIR BUILD_DIR
 # Exit 0 when every step that ran passed, 1 otherwise, 2 on misuse.
 set -uo pipefail
 
@@ -96,6 +104,29 @@ fi
 if [ -x "$build/tm-bench" ]; then
   step bench 120 "$build/tm-bench" --dtype bf16 --T 2048 --reps 10 --checks-json "$out/tm-verify-cuda.json" \
     --json "$out/tm-bench.json" --plot "$out/tm-bench.png"
+fi
+
+# The opt-in steps (header comment), after everything else passed.
+extra() { [[ " ${GPU_CHECK_EXTRA:-} " == *" $1 "* ]]; }
+if extra paper-bench || extra profile; then
+  if [ $failed -ne 0 ]; then
+    names+=("${GPU_CHECK_EXTRA}"); statuses+=(skipped); seconds+=(0); details+=("a step before them failed")
+  else
+    extra paper-bench && step paper-bench 360 "$build/tm-bench" --dtype bf16 --T 8192 --reps 10 --warmup 2 --baseline \
+      --checks-json "$out/tm-verify-cuda.json" --json "$out/tm-bench-8192.json" --plot "$out/tm-bench-8192.png"
+    ncu="$(command -v ncu || true)"
+    for c in /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu; do
+      [ -z "$ncu" ] && [ -x "$c" ] && ncu="$c"
+    done
+    if extra profile && [ -z "$ncu" ]; then
+      names+=(profile); statuses+=(FAIL); seconds+=(0); details+=("ncu not found"); failed=1
+    elif extra profile; then
+      step profile 300 bash -c "for P in 0 8192; do '$ncu' --clock-control none -k 'regex:ssm_|attention_' -c 20 \
+        --section SpeedOfLight --section Occupancy --section WarpStateStats --section LaunchStats --section SchedulerStats \
+        '$build/tm-bench' --dtype bf16 --T 8192 --P \$P --layer-only --reps 1 --warmup 0 \
+        --checks-json '$out/tm-verify-cuda.json' || exit 1; done"
+    fi
+  fi
 fi
 
 {
