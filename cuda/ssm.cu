@@ -464,13 +464,13 @@ struct NoRowSum {
   __device__ float operator()(int, int) const { return 0.0f; }
 };
 // The staging of one slice of both operands of block_product and block_product_tc (indices k0 .. k0 +
-// kScanProductSlice - 1 of the summed index, the output tile at (r0, n0)): put_a(k, m, a(r0 + m, k0 + k)) and
-// put_b(k, n, b(k0 + k, n0 + n)), 0 past M, cols, K. The block's consecutive threads take A's consecutive k where
+// kScanProductSlice - 1 of the summed index, the output tile at (r0, n0), kCols wide): put_a(k, m, a(r0 + m, k0 +
+// k)) and put_b(k, n, b(k0 + k, n0 + n)), 0 past M, cols, K. The block's consecutive threads take A's consecutive k where
 // kAAlongK (else m) and B's consecutive n where kBAlongN (else k); each thread's reads kStageBatch at a time
 // (stage.cuh).
-template <bool kAAlongK, bool kBAlongN, class FA, class FB, class PutA, class PutB>
+template <bool kAAlongK, bool kBAlongN, int kCols, class FA, class FB, class PutA, class PutB>
 __device__ void stage_operands(int M, int cols, int K, int r0, int n0, int k0, FA& a, FB& b, PutA put_a, PutB put_b) {
-  constexpr int kRows = kScanProductRows, kCols = kScanProductCols, kSlice = kScanProductSlice;
+  constexpr int kRows = kScanProductRows, kSlice = kScanProductSlice;
   constexpr int kThreads = int(kScanBackwardThreads);
   struct At {
     int k, i;  // the summed index and m (A) or n (B)
@@ -512,7 +512,7 @@ __device__ void block_product(int M, int cols, int K, FA a, FB b, Out out, float
     const bool busy = m0 < M && n0 + 4 * tx < cols;  // any of this thread's outputs exists
     for (int k0 = 0; k0 < K; k0 += kSlice) {
       __syncthreads();  // the previous slice is consumed
-      stage_operands<kAAlongK, kBAlongN>(M, cols, K, r0, n0, k0, a, b, [&](int k, int m, float v) { As[k * ldA + m] = v; },
+      stage_operands<kAAlongK, kBAlongN, kCols>(M, cols, K, r0, n0, k0, a, b, [&](int k, int m, float v) { As[k * ldA + m] = v; },
                                          [&](int k, int n, float v) { Bs[k * kCols + n] = v; });
       __syncthreads();
       if (busy)
@@ -540,20 +540,23 @@ __device__ void block_product(int M, int cols, int K, FA a, FB b, Out out, float
 }
 
 // block_product on tensor cores, for the bf16 kernels: the same contract (outputs, row sums in a fixed order,
-// `work`, barriers), the same tiles and slices, with each staged operand value split into two bf16 parts
-// (split_bf16) and every product taken as hi·hi + hi·lo + lo·hi (the lo·lo term, 2^-32 relative, dropped): each
-// a(m, k)·b(k, n) to about 2^-16 relative, summed in fp32 (mma.sync m16n8k16). A's slice is staged [m][k] when
-// kAAlongK, else [k][m]; B's [k][n] when kBAlongN, else [n][k]: along the threads' consecutive entries either
-// way, and ldmatrix reads each layout (the transposing form where needed). The 16 warps take the tile's 8 x 4
-// pieces of 16 x 16, two each; a row's partial sum: a lane's four values of the row in column order, the
+// `work`, barriers) and slices, over tiles kScanProductTcCols wide, with each staged operand value split into two
+// bf16 parts (split_bf16) and every product taken as hi·hi + hi·lo + lo·hi (the lo·lo term, 2^-32 relative,
+// dropped): each a(m, k)·b(k, n) to about 2^-16 relative, summed in fp32 (mma.sync m16n8k16). An operand that is
+// exact in bf16 (kAExact, kBExact: its values are bf16 tensors' entries) has lo = 0: only its hi part is staged
+// and the products with its lo part, exact zeros, are not taken (the same sums, bitwise). A's slice is staged
+// [m][k] when kAAlongK, else [k][m]; B's [k][n] when kBAlongN, else [n][k]: along the threads' consecutive entries
+// either way, and ldmatrix reads each layout (the transposing form where needed). The 16 warps take the tile's
+// pieces of 16 x 16 that hold outputs (rows < M, columns < cols: 8 x 8 of them at most), piece j of the tile's
+// row-major order to warp j % 16; a row's partial sum: a lane's four values of the row in column order, the
 // quad's four lanes in lane order, then the pieces' and the tiles' partials in column order.
-template <bool kAAlongK, bool kBAlongN, class FA, class FB, class Out, class Dot = NoRowSum>
+template <bool kAAlongK, bool kBAlongN, bool kAExact, bool kBExact, class FA, class FB, class Out, class Dot = NoRowSum>
 __device__ void block_product_tc(int M, int cols, int K, FA a, FB b, Out out, float* work, float* row_sum = nullptr,
                                  Dot dot = {}) {
-  constexpr int kRows = kScanProductRows, kCols = kScanProductCols, kSlice = kScanProductSlice;
+  constexpr int kRows = kScanProductRows, kCols = kScanProductTcCols, kSlice = kScanProductSlice;
   constexpr int kThreads = int(kScanBackwardThreads), kWarps = kThreads / 32, kPieceCols = kCols / 16;
-  constexpr int kPieces = kRows / 16 * kPieceCols, kPerWarp = kPieces / kWarps;
-  static_assert(kPieces % kWarps == 0 && kSlice % 16 == 0, "whole 16 x 16 pieces per warp, k16 steps per slice");
+  constexpr int kPerWarp = kRows / 16 * kPieceCols / kWarps;
+  static_assert(kRows / 16 * kPieceCols % kWarps == 0 && kSlice % 16 == 0, "whole 16 x 16 pieces per warp, k16 steps per slice");
   constexpr int ldA = kAAlongK ? kSlice + 8 : kRows + 8, ldB = kBAlongN ? kCols + 8 : kSlice + 8;  // 16-byte rows
   constexpr int sizeA = kAAlongK ? kRows * ldA : kSlice * ldA, sizeB = kBAlongN ? kSlice * ldB : kCols * ldB;
   static_assert(2 * (sizeA + sizeB) * int(sizeof(bf16)) + kRows * kPieceCols * int(sizeof(float)) <=
@@ -564,26 +567,30 @@ __device__ void block_product_tc(int M, int cols, int K, FA a, FB b, Out out, fl
   float* partial = reinterpret_cast<float*>(B_lo + sizeB);  // [kRows][kPieceCols]
   const int tid = int(threadIdx.x), warp = tid / 32, lane = tid % 32;
   const int col_tiles = ceil_div(cols, kCols);
+  const int groups = min(ceil_div(cols, 16), kPieceCols);  // a row's partials: the first tile's pieces
+  // Stores v's parts at A or B (hi, lo); an exact operand's hi only.
+  const auto put = [](bf16* hi, bf16* lo, int at, float v, auto exact) {
+    if constexpr (decltype(exact)::value)
+      hi[at] = __float2bfloat16_rn(v);
+    else
+      split_bf16(v, hi[at], lo[at]);
+  };
   for (int tile = 0; tile < ceil_div(M, kRows) * col_tiles; ++tile) {
     const int r0 = tile / col_tiles * kRows, n0 = tile % col_tiles * kCols;
+    // The tile's pieces that hold outputs: piece_rows x piece_cols, row-major.
+    const int piece_rows = ceil_div(min(M - r0, kRows), 16), piece_cols = ceil_div(min(cols - n0, kCols), 16);
     MmaC acc[kPerWarp][2] = {};
     for (int k0 = 0; k0 < K; k0 += kSlice) {
       __syncthreads();  // the previous slice is consumed
-      stage_operands<kAAlongK, kBAlongN>(
+      stage_operands<kAAlongK, kBAlongN, kCols>(
           M, cols, K, r0, n0, k0, a, b,
-          [&](int k, int m, float v) {
-            const int at = kAAlongK ? m * ldA + k : k * ldA + m;
-            split_bf16(v, A_hi[at], A_lo[at]);
-          },
-          [&](int k, int n, float v) {
-            const int at = kBAlongN ? k * ldB + n : n * ldB + k;
-            split_bf16(v, B_hi[at], B_lo[at]);
-          });
+          [&](int k, int m, float v) { put(A_hi, A_lo, kAAlongK ? m * ldA + k : k * ldA + m, v, std::bool_constant<kAExact>{}); },
+          [&](int k, int n, float v) { put(B_hi, B_lo, kBAlongN ? k * ldB + n : n * ldB + k, v, std::bool_constant<kBExact>{}); });
       __syncthreads();
 #pragma unroll
       for (int q = 0; q < kPerWarp; ++q) {
-        const int piece = warp + q * kWarps, m16 = piece / kPieceCols * 16, c16 = piece % kPieceCols * 16;
-        if (r0 + m16 >= M || n0 + c16 >= cols) continue;  // uniform over the warp: no output of the piece exists
+        const int piece = warp + q * kWarps, m16 = piece / piece_cols * 16, c16 = piece % piece_cols * 16;
+        if (piece >= piece_rows * piece_cols) continue;  // uniform over the warp
         for (int kk = 0; kk < kSlice && k0 + kk < K; kk += 16) {
           auto load_a = [&](const bf16* t) {
             return kAAlongK ? mma_ldmatrix_a(t + m16 * ldA + kk, ldA) : mma_ldmatrix_a_trans(t + kk * ldA + m16, ldA);
@@ -594,22 +601,29 @@ __device__ void block_product_tc(int M, int cols, int K, FA a, FB b, Out out, fl
             else
               mma_ldmatrix_b2(frag, t + c16 * ldB + kk, ldB);
           };
-          const MmaA ah = load_a(A_hi), al = load_a(A_lo);
-          MmaB bh[2], bl[2];
+          const MmaA ah = load_a(A_hi);
+          MmaB bh[2];
           load_b(bh, B_hi);
-          load_b(bl, B_lo);
 #pragma unroll
-          for (int e = 0; e < 2; ++e) {
-            mma_m16n8k16(acc[q][e], ah, bh[e], acc[q][e]);
-            mma_m16n8k16(acc[q][e], ah, bl[e], acc[q][e]);
-            mma_m16n8k16(acc[q][e], al, bh[e], acc[q][e]);
+          for (int e = 0; e < 2; ++e) mma_m16n8k16(acc[q][e], ah, bh[e], acc[q][e]);
+          if constexpr (!kBExact) {
+            MmaB bl[2];
+            load_b(bl, B_lo);
+#pragma unroll
+            for (int e = 0; e < 2; ++e) mma_m16n8k16(acc[q][e], ah, bl[e], acc[q][e]);
+          }
+          if constexpr (!kAExact) {
+            const MmaA al = load_a(A_lo);
+#pragma unroll
+            for (int e = 0; e < 2; ++e) mma_m16n8k16(acc[q][e], al, bh[e], acc[q][e]);
           }
         }
       }
     }
 #pragma unroll
     for (int q = 0; q < kPerWarp; ++q) {
-      const int piece = warp + q * kWarps, m16 = piece / kPieceCols * 16, c16 = piece % kPieceCols * 16;
+      const int piece = warp + q * kWarps, m16 = piece / piece_cols * 16, c16 = piece % piece_cols * 16;
+      if (piece >= piece_rows * piece_cols) continue;
       float part[2] = {};  // this lane's rows gr, gr + 8 of the piece
 #pragma unroll
       for (int e = 0; e < 2; ++e)
@@ -629,18 +643,19 @@ __device__ void block_product_tc(int M, int cols, int K, FA a, FB b, Out out, fl
           const float sum = ((quad[0] + quad[1]) + quad[2]) + quad[3];
           const int row = m16 + lane / 4 + 8 * h;
           if (lane % 4 == 0 && r0 + row < M)
-            partial[row * kPieceCols + c16 / 16] = n0 == 0 ? sum : partial[row * kPieceCols + c16 / 16] + sum;
+            partial[row * groups + c16 / 16] = n0 == 0 ? sum : partial[row * groups + c16 / 16] + sum;
         }
     }
   }
-  finish_block_product(M, partial, kPieceCols, row_sum);
+  finish_block_product(M, partial, groups, row_sum);
 }
 
-// The product of the chunk kernels of storage S: on tensor cores for bf16 (block_product_tc), else fp32.
-template <class S, bool kAAlongK, bool kBAlongN, class... Args>
+// The product of the chunk kernels of storage S: on tensor cores for bf16 (block_product_tc, kAExact, kBExact:
+// the operand's values are entries of S tensors), else fp32.
+template <class S, bool kAAlongK, bool kBAlongN, bool kAExact = false, bool kBExact = false, class... Args>
 __device__ void chunk_product(Args&&... args) {
   if constexpr (std::is_same_v<S, Bf16>)
-    block_product_tc<kAAlongK, kBAlongN>(args...);
+    block_product_tc<kAAlongK, kBAlongN, kAExact, kBExact>(args...);
   else
     block_product<kAAlongK, kBAlongN>(args...);
 }
@@ -793,8 +808,8 @@ __global__ void __launch_bounds__(kScanBackwardThreads) ssm_chunk_backward_kerne
 
   // Phase 1: K = L∘(C·Bᵀ), D = L∘(d_y·xᵀ).
   if (d_y) {
-    chunk_product<S, true, false>(len, len, p.N, C_at, [&](int n, int s) { return B_at(s, n); }, scale_causal(K), work);
-    chunk_product<S, true, false>(len, len, p.p, dy_at, [&](int i, int s) { return x_at(s, i); }, scale_causal(D), work);
+    chunk_product<S, true, false, true, true>(len, len, p.N, C_at, [&](int n, int s) { return B_at(s, n); }, scale_causal(K), work);
+    chunk_product<S, true, false, true, true>(len, len, p.p, dy_at, [&](int i, int s) { return x_at(s, i); }, scale_causal(D), work);
   }
 
   // Phase 2: d_x, per-head d_B and d_C, u[t] and w[s]/dt[s]. Each product sums the intra-chunk term (the first
@@ -834,15 +849,16 @@ __global__ void __launch_bounds__(kScanBackwardThreads) ssm_chunk_backward_kerne
   // u[t] = Σ_n (d_y·S_c)[t,n]·exp(seg(c0..t))·C[t,n];  w[s] = Σ_i (B·Gᵀ)[s,i]·exp(seg(s+1..end))·x[s,i]
   const auto discard = [](int, int, float) {};
   if (d_y)
-    chunk_product<S, true, true>(len, p.N, p.p, dy_at, S_at, discard, work, u,
+    chunk_product<S, true, true, true, false>(len, p.N, p.p, dy_at, S_at, discard, work, u,
                               [&](int t, int n) { return decay_in[t] * C_at(t, n); });
   else
     for (int t = threadIdx.x; t < len; t += blockDim.x) u[t] = 0.0f;
-  chunk_product<S, true, false>(len, p.p, p.N, B_at, [&](int n, int i) { return G_at(i, n); }, discard, work, w,
+  chunk_product<S, true, false, true, false>(len, p.p, p.N, B_at, [&](int n, int i) { return G_at(i, n); }, discard, work, w,
                              [&](int s, int i) { return decay_out[s] * x_at(s, i); });
 
   // Phase 3: K[t,s] = L[t,s]·(C[t]·B[s])·(d_y[t]·x[s]) = v[t,s] / dt[s].
-  if (d_y) chunk_product<S, true, false>(len, len, p.p, dy_at, [&](int i, int s) { return x_at(s, i); }, scale_causal(K), work);
+  if (d_y)
+    chunk_product<S, true, false, true, true>(len, len, p.p, dy_at, [&](int i, int s) { return x_at(s, i); }, scale_causal(K), work);
 
   // Phase 4: direct[s] = Σ_{t>=s} K[t,s] + w[s]/dt[s] (= x[s]·gx[s]); D[t,r] = Σ_{s<r} v[t,s] for r <= t.
   for (int s = threadIdx.x; s < len; s += blockDim.x) {

@@ -33,7 +33,8 @@ struct ScanShape {
 constexpr int kScanMaxChunk = 128;  // the output stage holds a chunk's Q x Q decay matrix in shared memory
 constexpr unsigned kScanThreads = 256;
 // The backward's chunk kernels (one block per chunk and head; at Q = 128 one block per multiprocessor, its two
-// Q x Q matrices in shared memory) run 16 warps: one 4 x 4 block of each 128 x 64 product tile per thread.
+// Q x Q matrices in shared memory) run 16 warps: one 4 x 4 block of each 128 x 64 product tile per thread (bf16,
+// on tensor cores: four 16 x 16 pieces of each 128 x 128 tile per warp).
 constexpr unsigned kScanBackwardThreads = 512;
 
 struct ScanPlan {
@@ -87,12 +88,21 @@ inline std::size_t scan_bf16_output_bytes(const ScanShape& s) {
 // The products (cuda/ssm.cu's block_product) cover output tiles of kScanProductRows x kScanProductCols, one 4 x 4
 // block of it per thread, staging both operands kScanProductSlice values of the summed index at a time: A's slice [slice][rows + 4] (rows padded by 4 floats, 16 bytes, so that
 // a slice's k-th row stays 16-byte aligned and successive rows start in different banks), B's [slice][cols],
-// and the row sums' partials [rows][cols / 4].
+// and the row sums' partials [rows][cols / 4]. Their bf16 form on tensor cores (block_product_tc) covers tiles
+// kScanProductTcCols wide (a chunk's whole N: each A slice staged once per tile row) and stages each operand as
+// two bf16 parts, each slice padded by 8 values (16 bytes), with the row sums' partials [rows][cols / 16]; the
+// staging area (scan_product_floats) holds either.
 constexpr int kScanProductRows = kScanMaxChunk, kScanProductCols = 64, kScanProductSlice = 32;
+constexpr int kScanProductTcCols = kScanMaxChunk;
 static_assert(kScanProductRows / 4 * (kScanProductCols / 4) == int(kScanBackwardThreads), "one 4 x 4 block per thread");
 constexpr int scan_backward_ld(int Q) { return Q + 1; }
 constexpr std::size_t scan_product_floats() {
-  return std::size_t(kScanProductSlice) * (kScanProductRows + 4 + kScanProductCols) + kScanProductRows * (kScanProductCols / 4);
+  const std::size_t fp32 = std::size_t(kScanProductSlice) * (kScanProductRows + 4 + kScanProductCols) +
+                           kScanProductRows * (kScanProductCols / 4);
+  const std::size_t slice_a = std::size_t(kScanProductRows) * (kScanProductSlice + 8),    // either layout's larger
+      slice_b = std::size_t(kScanProductTcCols) * (kScanProductSlice + 8);
+  const std::size_t tc = 2 * (slice_a + slice_b) / 2 + kScanProductRows * (kScanProductTcCols / 16);  // 2 parts of bf16
+  return fp32 > tc ? fp32 : tc;
 }
 inline std::size_t scan_backward_shared_floats(int Q) {
   return scan_product_floats() + std::size_t(2) * Q * scan_backward_ld(Q) + std::size_t(6) * Q;
