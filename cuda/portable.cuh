@@ -14,6 +14,7 @@
 
 #ifdef __CUDACC__
 #define TM_BACKEND_NS on_device
+#define TM_NOINLINE __noinline__  // a device function called, not inlined (its code once per instantiation)
 // The block's dynamic shared memory (the launch's dynamic_shared_bytes), as T.
 template <class T>
 __device__ __forceinline__ T* dynamic_shared() {
@@ -23,6 +24,7 @@ __device__ __forceinline__ T* dynamic_shared() {
 #else
 #include "cuda/emulation/emulation.hpp"
 #define TM_BACKEND_NS emulated
+#define TM_NOINLINE
 template <class T>
 inline T* dynamic_shared() {
   return static_cast<T*>(transmamba::emu::dynamic_shared_memory());

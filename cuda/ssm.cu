@@ -199,12 +199,12 @@ __global__ void __launch_bounds__(kScanThreads) ssm_output_kernel(ScanPointers<S
 __device__ inline int warp_index() { return int(threadIdx.x) / 32; }
 constexpr int kScanWarps = int(kScanThreads) / 32;
 
-// f(r, c) for every r < rows, c < cols: warp w takes rows w, w + kScanWarps, ..., its lanes consecutive
-// columns (a row of a tile or of a token's values: coalesced, and no division per entry).
-template <class F>
+// f(r, c) for every r < rows, c < cols: warp w (of a block of kWarps) takes rows w, w + kWarps, ..., its lanes
+// consecutive columns (a row of a tile or of a token's values: coalesced, and no division per entry).
+template <int kWarps = kScanWarps, class F>
 __device__ inline void for_each_entry(int rows, int cols, F f) {
   const int lane = int(threadIdx.x) % 32;
-  for (int r = warp_index(); r < rows; r += kScanWarps)
+  for (int r = warp_index(); r < rows; r += kWarps)
     for (int c = lane; c < cols; c += 32) f(r, c);
 }
 
@@ -447,58 +447,94 @@ __device__ float block_sum(float value) {
   return result;
 }
 
+
+// ---- the chunk products of the backward (steps 1 and 3) ---------------------------------------------------
+// An operand of a chunk product as the product stages it: the entry at row r, column c of its staged layout (A:
+// [m][k] where the term's kAAlongK, else [k][m]; B: [k][n] where kBAlongN, else [n][k]) is data[r·row + c] (rows
+// `row` apart, columns contiguous), times scale[r] where kScaled. An unscaled bf16 operand is exact: its values
+// are bf16 already.
+template <class T, bool kScaled = false>
+struct Rows {
+  const T* data;
+  std::int64_t row;
+  const float* scale;  // [rows], read only where kScaled
+  __device__ float at(int r, int c) const {
+    const float v = to_float(data[r * row + c]);
+    return kScaled ? scale[r] * v : v;
+  }
+};
+template <class O>
+constexpr bool kExact = false;  // whether operand type O is exact
+template <>
+constexpr bool kExact<Rows<Bf16>> = true;
+template <class T>
+__device__ Rows<T> rows(const T* data, std::int64_t row) {
+  return {data, row, nullptr};
+}
+template <class T>
+__device__ Rows<T, true> scaled_rows(const T* data, std::int64_t row, const float* scale) {
+  return {data, row, scale};
+}
+
+// One term Σ_{k<K} a(m, k)·b(k, n) of a chunk product, its operands Rows in the layouts kAAlongK, kBAlongN.
+template <bool kAAlongK_, bool kBAlongN_, class OA, class OB>
+struct Term {
+  static constexpr bool kAAlongK = kAAlongK_, kBAlongN = kBAlongN_;
+  using A = OA;
+  using B = OB;
+  int K;
+  OA a;
+  OB b;
+  __device__ float a_at(int m, int k) const { return kAAlongK ? a.at(m, k) : a.at(k, m); }
+  __device__ float b_at(int k, int n) const { return kBAlongN ? b.at(k, n) : b.at(n, k); }
+};
+template <bool kAAlongK, bool kBAlongN, class OA, class OB>
+__device__ Term<kAAlongK, kBAlongN, OA, OB> term(int K, OA a, OB b) {
+  return {K, a, b};
+}
+
+// What a product adds up per output row besides its outputs: with `into`, into[m] = Σ_n v(m, n)·dot(m, n).
+struct NoDot {
+  __device__ float operator()(int, int) const { return 0.0f; }
+};
+template <class Dot = NoDot>
+struct RowSums {
+  float* into;  // null: none
+  Dot dot;
+};
+template <class Dot>
+__device__ RowSums<Dot> row_sums(float* into, Dot dot) {
+  return {into, dot};
+}
+__device__ inline RowSums<> no_row_sums() { return {nullptr, {}}; }
+
 // The end of block_product and block_product_tc: a barrier (every output and row-sum partial written), then
-// with row_sum, row_sum[m] = the `groups` partials of row m added in order and another barrier. On return the
+// with row sums, into[m] = the `groups` partials of row m added in order and another barrier. On return the
 // outputs and row sums are visible to the block and `work` is free.
-__device__ inline void finish_block_product(int M, const float* partial, int groups, float* row_sum) {
+__device__ inline void finish_block_product(int M, const float* partial, int groups, float* into) {
   __syncthreads();
-  if (!row_sum) return;  // uniform over the block
+  if (!into) return;  // uniform over the block
   for (int m = int(threadIdx.x); m < M; m += int(blockDim.x)) {
     float sum = 0.0f;
     for (int j = 0; j < groups; ++j) sum += partial[m * groups + j];
-    row_sum[m] = sum;
+    into[m] = sum;
   }
   __syncthreads();
 }
-struct NoRowSum {
-  __device__ float operator()(int, int) const { return 0.0f; }
-};
-// The staging of one slice of both operands of block_product and block_product_tc (indices k0 .. k0 +
-// kScanProductSlice - 1 of the summed index, the output tile at (r0, n0), kCols wide): put_a(k, m, a(r0 + m, k0 +
-// k)) and put_b(k, n, b(k0 + k, n0 + n)), 0 past M, cols, K. The block's consecutive threads take A's consecutive k where
-// kAAlongK (else m) and B's consecutive n where kBAlongN (else k); each thread's reads kStageBatch at a time
-// (stage.cuh).
-template <bool kAAlongK, bool kBAlongN, int kCols, class FA, class FB, class PutA, class PutB>
-__device__ void stage_operands(int M, int cols, int K, int r0, int n0, int k0, FA& a, FB& b, PutA put_a, PutB put_b) {
-  constexpr int kRows = kScanProductRows, kSlice = kScanProductSlice;
-  constexpr int kThreads = int(kScanBackwardThreads);
-  struct At {
-    int k, i;  // the summed index and m (A) or n (B)
-  };
-  auto a_at = [](int e) { return kAAlongK ? At{e % kSlice, e / kSlice} : At{e / kRows, e % kRows}; };
-  auto b_at = [](int e) { return kBAlongN ? At{e / kCols, e % kCols} : At{e % kSlice, e / kSlice}; };
-  auto stage = [&](int count, auto at, auto value, auto put) {
-    stage_chunks<kThreads>(count, [&](int e) { return value(at(e)); }, [&](int e, float v) { put(at(e).k, at(e).i, v); });
-  };
-  stage(kSlice * kRows, a_at, [&](At e) { return r0 + e.i < M && k0 + e.k < K ? a(r0 + e.i, k0 + e.k) : 0.0f; }, put_a);
-  stage(kSlice * kCols, b_at, [&](At e) { return n0 + e.i < cols && k0 + e.k < K ? b(k0 + e.k, n0 + e.i) : 0.0f; }, put_b);
-}
 
-// A block-wide fp32 matrix product for the chunk kernels: for m < M, n < cols, out(m, n, v) with
-// v = Σ_{k<K} a(m, k)·b(k, n), and with row_sum (only for M <= kScanProductRows), also row_sum[m] = Σ_n v·dot(m, n).
-// The block has kScanBackwardThreads threads, all of which call it together (barriers). Per output tile of
-// kScanProductRows x kScanProductCols, thread (ty, tx) = (tid / 16, tid % 16) sums the 4 x 4 outputs at rows 4ty..,
-// columns 4tx.. of the tile in registers, k in order, from slices of both operands staged in `work`
-// (scan_product_floats()): A's slice as [k][m], B's as [k][n], each entry a(m, k) or b(k, n) read once per tile
-// (0 past M, cols, K). kAAlongK: the block's consecutive threads stage A's consecutive k (for an A whose memory
-// runs along k; else along m); kBAlongN likewise for B's n (else along k). Each output and each row sum is one thread's, in a fixed order
-// (the row sum's 16 partials of one tile, then its tiles, added in order): bitwise the same in every thread order.
-// Returns after a barrier: the outputs and row sums are visible to the block, `work` is free.
-template <bool kAAlongK, bool kBAlongN, class FA, class FB, class Out, class Dot = NoRowSum>
-__device__ void block_product(int M, int cols, int K, FA a, FB b, Out out, float* work, float* row_sum = nullptr,
-                              Dot dot = {}) {
+// A block-wide fp32 matrix product for the chunk kernels: for m < M, n < cols, out(m, n, v) with v = the terms'
+// Σ_{k<K} a(m, k)·b(k, n), in order, and the row sums (only for M <= kScanProductRows). The block has
+// kScanBackwardThreads threads, all of which call it together (barriers). Per output tile of kScanProductRows x
+// kScanProductCols, thread (ty, tx) = (tid / 16, tid % 16) sums the 4 x 4 outputs at rows 4ty.., columns 4tx.. of
+// the tile in registers, k in order, from slices of both operands staged in `work` (scan_product_floats()): A's
+// slice as [k][m], B's as [k][n], each entry read once per tile (0 past M, cols, K), the block's consecutive
+// threads along the operands' contiguous columns. Each output and each row sum is one thread's, in a fixed order
+// (the row sum's 16 partials of one tile, then its tiles, added in order): bitwise the same in every thread
+// order. Returns after a barrier: the outputs and row sums are visible to the block, `work` is free.
+template <class Out, class Dot, class... Terms>
+__device__ void block_product(int M, int cols, Out out, float* work, RowSums<Dot> sums, const Terms&... terms) {
   constexpr int kRows = kScanProductRows, kCols = kScanProductCols, kSlice = kScanProductSlice, ldA = kRows + 4;
-  constexpr int kColGroups = kCols / 4;
+  constexpr int kColGroups = kCols / 4, kThreads = int(kScanBackwardThreads);
   struct alignas(16) Four {
     float v[4];
   };
@@ -510,19 +546,34 @@ __device__ void block_product(int M, int cols, int K, FA a, FB b, Out out, float
     const int r0 = tile / ceil_div(cols, kCols) * kRows, n0 = tile % ceil_div(cols, kCols) * kCols, m0 = r0 + 4 * ty;
     float acc[4][4] = {};
     const bool busy = m0 < M && n0 + 4 * tx < cols;  // any of this thread's outputs exists
-    for (int k0 = 0; k0 < K; k0 += kSlice) {
-      __syncthreads();  // the previous slice is consumed
-      stage_operands<kAAlongK, kBAlongN, kCols>(M, cols, K, r0, n0, k0, a, b, [&](int k, int m, float v) { As[k * ldA + m] = v; },
-                                         [&](int k, int n, float v) { Bs[k * kCols + n] = v; });
-      __syncthreads();
-      if (busy)
-        for (int k = 0; k < min(kSlice, K - k0); ++k) {
-          const Four x = *reinterpret_cast<const Four*>(As + k * ldA + 4 * ty);
-          const Four y = *reinterpret_cast<const Four*>(Bs + k * kCols + 4 * tx);
-          for (int i = 0; i < 4; ++i)
-            for (int j = 0; j < 4; ++j) acc[i][j] += x.v[i] * y.v[j];
-        }
-    }
+    const auto accumulate = [&](const auto& t) {
+      using T = std::decay_t<decltype(t)>;
+      for (int k0 = 0; k0 < t.K; k0 += kSlice) {
+        __syncthreads();  // the previous slice is consumed
+        // to[k·width + i] = value(k, i) for the slice's entries, consecutive threads along the operand's
+        // contiguous columns (at: entry e's (k, i)): A's k where kAAlongK (else m), B's n where kBAlongN (else k).
+        const auto stage = [&](float* to, int width, int count, auto at, auto value) {
+          stage_chunks<kThreads>(
+              count, [&](int e) { return value(at(e).first, at(e).second); },
+              [&](int e, float v) { to[at(e).first * width + at(e).second] = v; });
+        };
+        stage(As, ldA, kSlice * kRows,
+              [&](int e) { return T::kAAlongK ? std::pair{e % kSlice, e / kSlice} : std::pair{e / kRows, e % kRows}; },
+              [&](int k, int m) { return r0 + m < M && k0 + k < t.K ? t.a_at(r0 + m, k0 + k) : 0.0f; });
+        stage(Bs, kCols, kSlice * kCols,
+              [&](int e) { return T::kBAlongN ? std::pair{e / kCols, e % kCols} : std::pair{e % kSlice, e / kSlice}; },
+              [&](int k, int n) { return n0 + n < cols && k0 + k < t.K ? t.b_at(k0 + k, n0 + n) : 0.0f; });
+        __syncthreads();
+        if (busy)
+          for (int k = 0; k < min(kSlice, t.K - k0); ++k) {
+            const Four x = *reinterpret_cast<const Four*>(As + k * ldA + 4 * ty);
+            const Four y = *reinterpret_cast<const Four*>(Bs + k * kCols + 4 * tx);
+            for (int i = 0; i < 4; ++i)
+              for (int j = 0; j < 4; ++j) acc[i][j] += x.v[i] * y.v[j];
+          }
+      }
+    };
+    (accumulate(terms), ...);
     for (int i = 0; i < 4; ++i) {
       const int m = m0 + i;
       float part = 0.0f;
@@ -530,96 +581,115 @@ __device__ void block_product(int M, int cols, int K, FA a, FB b, Out out, float
         const int n = n0 + 4 * tx + j;
         if (m < M && n < cols) {
           out(m, n, acc[i][j]);
-          if (row_sum) part += acc[i][j] * dot(m, n);
+          if (sums.into) part += acc[i][j] * sums.dot(m, n);
         }
       }
-      if (row_sum) partial[(m - r0) * kColGroups + tx] = n0 == 0 ? part : partial[(m - r0) * kColGroups + tx] + part;
+      if (sums.into && m < M)
+        partial[(m - r0) * kColGroups + tx] = n0 == 0 ? part : partial[(m - r0) * kColGroups + tx] + part;
     }
   }
-  finish_block_product(M, partial, kColGroups, row_sum);
+  finish_block_product(M, partial, kColGroups, sums.into);
+}
+
+// Stages the window of operand o at rows r0.., columns c0.. of its staged layout (rows x cols entries in all) as
+// a tile_rows x tile_cols bf16 tile, 0 past its entries (cuda/stage.cuh, 16 bytes at a time where the memory
+// allows): an exact operand as its values (hi), any other as two parts, hi and lo (split_bf16). Called, not
+// inlined: inlined at each of the backward kernel's 15 operands, its code (22352 instructions in all) overflowed
+// the H100's instruction cache (ncu: "no instruction" the first of the stall reasons).
+template <class T, bool kScaled>
+TM_NOINLINE __device__ void stage_window(const Rows<T, kScaled>& o, bf16* hi, bf16* lo, int ld, int tile_rows, int tile_cols, int r0,
+                             int c0, int rows, int cols) {
+  constexpr int kThreads = int(kScanBackwardThreads);
+  const T* src = o.data + r0 * o.row + c0;
+  if constexpr (kExact<Rows<T, kScaled>>)
+    stage_bf16_tile<kThreads>(hi, ld, tile_rows, tile_cols, src, o.row, rows - r0, cols - c0);
+  else
+    stage_split_tile<kThreads>(hi, lo, ld, tile_rows, tile_cols, src, o.row, rows - r0, cols - c0,
+                               kScaled ? o.scale + r0 : nullptr);
 }
 
 // block_product on tensor cores, for the bf16 kernels: the same contract (outputs, row sums in a fixed order,
-// `work`, barriers) and slices, over tiles kScanProductTcCols wide, with each staged operand value split into two
+// `work`, barriers) and slices, over tiles kScanProductTcCols wide, with every staged operand value split into two
 // bf16 parts (split_bf16) and every product taken as hi·hi + hi·lo + lo·hi (the lo·lo term, 2^-32 relative,
-// dropped): each a(m, k)·b(k, n) to about 2^-16 relative, summed in fp32 (mma.sync m16n8k16). An operand that is
-// exact in bf16 (kAExact, kBExact: its values are bf16 tensors' entries) has lo = 0: only its hi part is staged
-// and the products with its lo part, exact zeros, are not taken (the same sums, bitwise). A's slice is staged
-// [m][k] when kAAlongK, else [k][m]; B's [k][n] when kBAlongN, else [n][k]: along the threads' consecutive entries
-// either way, and ldmatrix reads each layout (the transposing form where needed). The 16 warps take the tile's
-// pieces of 16 x 16 that hold outputs (rows < M, columns < cols: 8 x 8 of them at most), piece j of the tile's
-// row-major order to warp j % 16; a row's partial sum: a lane's four values of the row in column order, the
-// quad's four lanes in lane order, then the pieces' and the tiles' partials in column order.
-template <bool kAAlongK, bool kBAlongN, bool kAExact, bool kBExact, class FA, class FB, class Out, class Dot = NoRowSum>
-__device__ void block_product_tc(int M, int cols, int K, FA a, FB b, Out out, float* work, float* row_sum = nullptr,
-                                 Dot dot = {}) {
+// dropped): each a(m, k)·b(k, n) to about 2^-16 relative, summed in fp32 (mma.sync m16n8k16). An exact operand
+// (kExact) has lo = 0: only its values are staged and the products with its lo part, exact zeros, are not
+// taken. A's slice is staged [m][k] when kAAlongK, else [k][m]; B's [k][n] when kBAlongN, else [n][k] (the
+// operand's layout in memory), and ldmatrix reads each layout (the transposing form where needed). The 16 warps
+// take the tile's pieces of 16 x 16 that hold outputs (rows < M, columns < cols: 8 x 8 of them at most), piece j
+// of the tile's row-major order to warp j % 16; a row's partial sum: a lane's four values of the row in column
+// order, the quad's four lanes in lane order, then the pieces' and the tiles' partials in column order.
+template <class Out, class Dot, class... Terms>
+__device__ void block_product_tc(int M, int cols, Out out, float* work, RowSums<Dot> sums, const Terms&... terms) {
   constexpr int kRows = kScanProductRows, kCols = kScanProductTcCols, kSlice = kScanProductSlice;
   constexpr int kThreads = int(kScanBackwardThreads), kWarps = kThreads / 32, kPieceCols = kCols / 16;
   constexpr int kPerWarp = kRows / 16 * kPieceCols / kWarps;
   static_assert(kRows / 16 * kPieceCols % kWarps == 0 && kSlice % 16 == 0, "whole 16 x 16 pieces per warp, k16 steps per slice");
-  constexpr int ldA = kAAlongK ? kSlice + 8 : kRows + 8, ldB = kBAlongN ? kCols + 8 : kSlice + 8;  // 16-byte rows
-  constexpr int sizeA = kAAlongK ? kRows * ldA : kSlice * ldA, sizeB = kBAlongN ? kSlice * ldB : kCols * ldB;
+  // Each operand's two parts, in either layout (rows padded by 8 values: 16-byte rows).
+  constexpr int sizeA = std::max(kRows * (kSlice + 8), kSlice * (kRows + 8)), sizeB = std::max(kSlice * (kCols + 8), kCols * (kSlice + 8));
   static_assert(2 * (sizeA + sizeB) * int(sizeof(bf16)) + kRows * kPieceCols * int(sizeof(float)) <=
                     int(scan_product_floats() * sizeof(float)),
                 "the bf16 staging and the row sums' partials fit in block_product's work area");
   bf16* A_hi = reinterpret_cast<bf16*>(work);
   bf16 *A_lo = A_hi + sizeA, *B_hi = A_lo + sizeA, *B_lo = B_hi + sizeB;
-  float* partial = reinterpret_cast<float*>(B_lo + sizeB);  // [kRows][kPieceCols]
-  const int tid = int(threadIdx.x), warp = tid / 32, lane = tid % 32;
+  float* partial = reinterpret_cast<float*>(B_lo + sizeB);  // [kRows][groups]
+  const int warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32;
   const int col_tiles = ceil_div(cols, kCols);
   const int groups = min(ceil_div(cols, 16), kPieceCols);  // a row's partials: the first tile's pieces
-  // Stores v's parts at A or B (hi, lo); an exact operand's hi only.
-  const auto put = [](bf16* hi, bf16* lo, int at, float v, auto exact) {
-    if constexpr (decltype(exact)::value)
-      hi[at] = __float2bfloat16_rn(v);
-    else
-      split_bf16(v, hi[at], lo[at]);
-  };
   for (int tile = 0; tile < ceil_div(M, kRows) * col_tiles; ++tile) {
     const int r0 = tile / col_tiles * kRows, n0 = tile % col_tiles * kCols;
     // The tile's pieces that hold outputs: piece_rows x piece_cols, row-major.
     const int piece_rows = ceil_div(min(M - r0, kRows), 16), piece_cols = ceil_div(min(cols - n0, kCols), 16);
     MmaC acc[kPerWarp][2] = {};
-    for (int k0 = 0; k0 < K; k0 += kSlice) {
-      __syncthreads();  // the previous slice is consumed
-      stage_operands<kAAlongK, kBAlongN, kCols>(
-          M, cols, K, r0, n0, k0, a, b,
-          [&](int k, int m, float v) { put(A_hi, A_lo, kAAlongK ? m * ldA + k : k * ldA + m, v, std::bool_constant<kAExact>{}); },
-          [&](int k, int n, float v) { put(B_hi, B_lo, kBAlongN ? k * ldB + n : n * ldB + k, v, std::bool_constant<kBExact>{}); });
-      __syncthreads();
+    const auto accumulate = [&](const auto& t) {
+      using T = std::decay_t<decltype(t)>;
+      constexpr bool kAK = T::kAAlongK, kBN = T::kBAlongN, kAExact = kExact<typename T::A>, kBExact = kExact<typename T::B>;
+      constexpr int ldA = kAK ? kSlice + 8 : kRows + 8, ldB = kBN ? kCols + 8 : kSlice + 8;
+      for (int k0 = 0; k0 < t.K; k0 += kSlice) {
+        __syncthreads();  // the previous slice is consumed
+        if (kAK)
+          stage_window(t.a, A_hi, A_lo, ldA, kRows, kSlice, r0, k0, M, t.K);
+        else
+          stage_window(t.a, A_hi, A_lo, ldA, kSlice, kRows, k0, r0, t.K, M);
+        if (kBN)
+          stage_window(t.b, B_hi, B_lo, ldB, kSlice, kCols, k0, n0, t.K, cols);
+        else
+          stage_window(t.b, B_hi, B_lo, ldB, kCols, kSlice, n0, k0, cols, t.K);
+        __syncthreads();
 #pragma unroll
-      for (int q = 0; q < kPerWarp; ++q) {
-        const int piece = warp + q * kWarps, m16 = piece / piece_cols * 16, c16 = piece % piece_cols * 16;
-        if (piece >= piece_rows * piece_cols) continue;  // uniform over the warp
-        for (int kk = 0; kk < kSlice && k0 + kk < K; kk += 16) {
-          auto load_a = [&](const bf16* t) {
-            return kAAlongK ? mma_ldmatrix_a(t + m16 * ldA + kk, ldA) : mma_ldmatrix_a_trans(t + kk * ldA + m16, ldA);
-          };
-          auto load_b = [&](MmaB(&frag)[2], const bf16* t) {
-            if constexpr (kBAlongN)
-              mma_ldmatrix_b2_trans(frag, t + kk * ldB + c16, ldB);
-            else
-              mma_ldmatrix_b2(frag, t + c16 * ldB + kk, ldB);
-          };
-          const MmaA ah = load_a(A_hi);
-          MmaB bh[2];
-          load_b(bh, B_hi);
+        for (int q = 0; q < kPerWarp; ++q) {
+          const int piece = warp + q * kWarps, m16 = piece / piece_cols * 16, c16 = piece % piece_cols * 16;
+          if (piece >= piece_rows * piece_cols) continue;  // uniform over the warp
+          for (int kk = 0; kk < kSlice && k0 + kk < t.K; kk += 16) {
+            auto load_a = [&](const bf16* s) {
+              return kAK ? mma_ldmatrix_a(s + m16 * ldA + kk, ldA) : mma_ldmatrix_a_trans(s + kk * ldA + m16, ldA);
+            };
+            auto load_b = [&](MmaB(&frag)[2], const bf16* s) {
+              if constexpr (kBN)
+                mma_ldmatrix_b2_trans(frag, s + kk * ldB + c16, ldB);
+              else
+                mma_ldmatrix_b2(frag, s + c16 * ldB + kk, ldB);
+            };
+            const MmaA ah = load_a(A_hi);
+            MmaB bh[2];
+            load_b(bh, B_hi);
 #pragma unroll
-          for (int e = 0; e < 2; ++e) mma_m16n8k16(acc[q][e], ah, bh[e], acc[q][e]);
-          if constexpr (!kBExact) {
-            MmaB bl[2];
-            load_b(bl, B_lo);
+            for (int e = 0; e < 2; ++e) mma_m16n8k16(acc[q][e], ah, bh[e], acc[q][e]);
+            if constexpr (!kBExact) {
+              MmaB bl[2];
+              load_b(bl, B_lo);
 #pragma unroll
-            for (int e = 0; e < 2; ++e) mma_m16n8k16(acc[q][e], ah, bl[e], acc[q][e]);
-          }
-          if constexpr (!kAExact) {
-            const MmaA al = load_a(A_lo);
+              for (int e = 0; e < 2; ++e) mma_m16n8k16(acc[q][e], ah, bl[e], acc[q][e]);
+            }
+            if constexpr (!kAExact) {
+              const MmaA al = load_a(A_lo);
 #pragma unroll
-            for (int e = 0; e < 2; ++e) mma_m16n8k16(acc[q][e], al, bh[e], acc[q][e]);
+              for (int e = 0; e < 2; ++e) mma_m16n8k16(acc[q][e], al, bh[e], acc[q][e]);
+            }
           }
         }
       }
-    }
+    };
+    (accumulate(terms), ...);
 #pragma unroll
     for (int q = 0; q < kPerWarp; ++q) {
       const int piece = warp + q * kWarps, m16 = piece / piece_cols * 16, c16 = piece % piece_cols * 16;
@@ -633,10 +703,10 @@ __device__ void block_product_tc(int M, int cols, int K, FA a, FB b, Out out, fl
           const int m = r0 + m16 + at.row, n = n0 + c16 + 8 * e + at.col;
           if (m < M && n < cols) {
             out(m, n, acc[q][e].v[j]);
-            if (row_sum) part[j / 2] += acc[q][e].v[j] * dot(m, n);
+            if (sums.into) part[j / 2] += acc[q][e].v[j] * sums.dot(m, n);
           }
         }
-      if (row_sum)  // the quad's lanes hold the row's 16 columns: added in lane order, the same sum on each lane
+      if (sums.into)  // the quad's lanes hold the row's 16 columns: added in lane order, the same sum on each lane
         for (int h = 0; h < 2; ++h) {
           float quad[4];
           for (int t = 0; t < 4; ++t) quad[t] = __shfl_sync(0xffffffffu, part[h], (lane & ~3) + t);
@@ -647,17 +717,16 @@ __device__ void block_product_tc(int M, int cols, int K, FA a, FB b, Out out, fl
         }
     }
   }
-  finish_block_product(M, partial, groups, row_sum);
+  finish_block_product(M, partial, groups, sums.into);
 }
 
-// The product of the chunk kernels of storage S: on tensor cores for bf16 (block_product_tc, kAExact, kBExact:
-// the operand's values are entries of S tensors), else fp32.
-template <class S, bool kAAlongK, bool kBAlongN, bool kAExact = false, bool kBExact = false, class... Args>
+// The product of the chunk kernels of storage S: on tensor cores for bf16 (block_product_tc), else fp32.
+template <class S, class... Args>
 __device__ void chunk_product(Args&&... args) {
   if constexpr (std::is_same_v<S, Bf16>)
-    block_product_tc<kAAlongK, kBAlongN, kAExact, kBExact>(args...);
+    block_product_tc(args...);
   else
-    block_product<kAAlongK, kBAlongN>(args...);
+    block_product(args...);
 }
 
 // Step 1: Y_c[i, n] = Σ_t exp(seg(c0..t))·d_y[t, i]·C[t, n] into the chunk's slot of end_grads (0 without d_y),
@@ -681,9 +750,8 @@ __global__ void __launch_bounds__(kScanBackwardThreads) ssm_chunk_grad_kernel(Sc
   float* Y = g.end_grads + (bc * p.H + k.h) * p.p * p.N;
   const S* d_y = g.d_y ? g.d_y + k.b * g.d_y_batch + std::int64_t(k.c0) * g.d_y_row + k.h * p.p : nullptr;
   const S* C = p.C ? p.C + k.b * p.C_batch + std::int64_t(k.c0) * p.C_row + k.g * p.N : nullptr;
-  block_product<false, true>(
-      p.p, p.N, d_y ? k.len : 0, [&](int i, int t) { return decay_in[t] * to_float(d_y[t * g.d_y_row + i]); },
-      [&](int t, int n) { return to_float(C[t * p.C_row + n]); }, [&](int i, int n, float v) { Y[i * p.N + n] = v; }, work);
+  block_product(p.p, p.N, [&](int i, int n, float v) { Y[i * p.N + n] = v; }, work, no_row_sums(),
+                term<false, true>(d_y ? k.len : 0, scaled_rows(d_y, g.d_y_row, decay_in), rows(C, p.C_row)));
 }
 
 // Step 1 in bf16, on tensor cores: Y_c[i, n] = Σ_t d_y[t, i]·(exp(seg(c0..t))·C[t, n]) (chunk_product_tc, the
@@ -771,12 +839,13 @@ __global__ void __launch_bounds__(kScanBackwardThreads) ssm_chunk_backward_kerne
   const float* S_c = g.start_states + bc * g.start_batch + std::int64_t(k.h) * p.p * g.start_row;  // S_c [p, N]
   const float* G = g.end_grads + (bc * p.H + k.h) * p.p * p.N;                                   // G_{c+1} [p, N]
 
-  // Phase 0: the decays, each segment summed on its own; K = D = L (0 without d_y: they only ever multiply it).
-  // And <G_{c+1}, S_c>.
+  // Phase 0: the decays, each segment summed on its own; K = D = L (0 without d_y: they only ever multiply it),
+  // their upper triangles (s > t) 0, as the products read them. And <G_{c+1}, S_c>.
   for (int t = threadIdx.x; t < len; t += blockDim.x) {
     dts[t] = dt[t * p.dt_row];
     const float keep = d_y ? 1.0f : 0.0f;
     K[t * ld + t] = D[t * ld + t] = keep;
+    for (int s = t + 1; s < len; ++s) K[t * ld + s] = D[t * ld + s] = 0.0f;
     float segment = 0.0f;  // seg(s+1..t), leftwards from the diagonal
     for (int s = t - 1; s >= 0; --s) {
       segment += dt[(s + 1) * p.dt_row] * A;
@@ -788,17 +857,18 @@ __global__ void __launch_bounds__(kScanBackwardThreads) ssm_chunk_backward_kerne
     decay_in[t] = expf(from_start);
     decay_out[t] = expf(to_end);
   }
+  constexpr int kWarps = int(kScanBackwardThreads) / 32;
   float overlap = 0.0f;
-  for (int e = threadIdx.x; e < p.p * p.N; e += blockDim.x) overlap += G[e] * S_c[(e / p.N) * g.start_row + e % p.N];
+  for_each_entry<kWarps>(p.p, p.N, [&](int i, int n) { overlap += G[i * p.N + n] * S_c[i * g.start_row + n]; });
   const float G_dot_S = block_sum<kScanBackwardThreads>(overlap);  // its barriers also end phase 0
 
-  // The operands, as the products read them.
+  // The operands, in the layouts the products stage (Rows); and as values, for the outputs.
+  const auto x_rows = rows(x, p.x_row), B_rows = rows(B, p.B_row), C_rows = rows(C, p.C_row), dy_rows = rows(d_y, g.d_y_row);
+  const auto G_rows = rows(G, std::int64_t(p.N)), S_rows = rows(S_c, g.start_row);
+  const auto K_rows = rows<float>(K, ld), D_rows = rows<float>(D, ld);
   const auto x_at = [&](int s, int i) { return to_float(x[s * p.x_row + i]); };
-  const auto B_at = [&](int s, int n) { return to_float(B[s * p.B_row + n]); };
   const auto C_at = [&](int t, int n) { return to_float(C[t * p.C_row + n]); };
   const auto dy_at = [&](int t, int i) { return to_float(d_y[t * g.d_y_row + i]); };
-  const auto G_at = [&](int i, int n) { return G[i * p.N + n]; };
-  const auto S_at = [&](int i, int n) { return S_c[i * g.start_row + n]; };
   // Scales the causal entries (s <= t) of M [Q][ld] by the product's values.
   const auto scale_causal = [&](float* M) {
     return [=](int t, int s, float v) {
@@ -808,57 +878,52 @@ __global__ void __launch_bounds__(kScanBackwardThreads) ssm_chunk_backward_kerne
 
   // Phase 1: K = L∘(C·Bᵀ), D = L∘(d_y·xᵀ).
   if (d_y) {
-    chunk_product<S, true, false, true, true>(len, len, p.N, C_at, [&](int n, int s) { return B_at(s, n); }, scale_causal(K), work);
-    chunk_product<S, true, false, true, true>(len, len, p.p, dy_at, [&](int i, int s) { return x_at(s, i); }, scale_causal(D), work);
+    chunk_product<S>(len, len, scale_causal(K), work, no_row_sums(), term<true, false>(p.N, C_rows, B_rows));
+    chunk_product<S>(len, len, scale_causal(D), work, no_row_sums(), term<true, false>(p.p, dy_rows, x_rows));
   }
 
-  // Phase 2: d_x, per-head d_B and d_C, u[t] and w[s]/dt[s]. Each product sums the intra-chunk term (the first
-  // `causal` values of k: the causal entries of K or D) and then the state's (the rest), the header's formulas.
+  // Phase 2: d_x, per-head d_B and d_C, u[t] and w[s]/dt[s]. Each product sums the intra-chunk term (over the
+  // `causal` tokens: K's or D's lower triangle, the upper one 0) and then the state's, the header's formulas.
   const int causal = d_y ? len : 0;
   const std::int64_t token0 = std::int64_t(k.b) * p.L + k.c0;  // row of [Bt·L, ...] of the chunk's first token
   S* d_x = g.d_x + k.b * g.d_x_batch + std::int64_t(k.c0) * g.d_x_row + k.h * p.p;
   // gx[s, i] = Σ_{t>=s} K[t,s]·d_y[t,i] + Σ_n exp(seg(s+1..end))·B[s,n]·G[i,n];  d_x = dt·gx (+ D_skip·d_y: E6's skip)
   const float D_skip = g.D_skip ? g.D_skip[k.h] : 0.0f;
-  chunk_product<S, true, true>(
-      len, p.p, causal + p.N,
-      [&](int s, int kk) { return kk < causal ? (kk >= s ? K[kk * ld + s] : 0.0f) : decay_out[s] * B_at(s, kk - causal); },
-      [&](int kk, int i) { return kk < causal ? dy_at(kk, i) : G_at(i, kk - causal); },
+  chunk_product<S>(
+      len, p.p,
       [&](int s, int i, float v) {
         d_x[s * g.d_x_row + i] = from_float<S>(g.D_skip ? dts[s] * v + D_skip * dy_at(s, i) : dts[s] * v);
       },
-      work);
+      work, no_row_sums(), term<false, true>(causal, K_rows, dy_rows),
+      term<true, false>(p.N, scaled_rows(B, p.B_row, decay_out), G_rows));
   if (g.D_skip) {  // this chunk's share of d_D_skip[h] = Σ d_y·x (uniform branch: block_sum's barriers)
     float part = 0.0f;
-    for (int e = threadIdx.x; e < len * p.p; e += blockDim.x) part += dy_at(e / p.p, e % p.p) * x_at(e / p.p, e % p.p);
+    for_each_entry<kWarps>(len, p.p, [&](int t, int i) { part += dy_at(t, i) * x_at(t, i); });
     const float total = block_sum<kScanBackwardThreads>(part);
     if (threadIdx.x == 0) g.skip_partials[bc * p.H + k.h] = total;
   }
   // d_B[s, n] = dt[s]·(Σ_{t>=s} D[t,s]·C[t,n] + Σ_i exp(seg(s+1..end))·x[s,i]·G[i,n])
-  chunk_product<S, true, true>(
-      len, p.N, causal + p.p,
-      [&](int s, int kk) { return kk < causal ? (kk >= s ? D[kk * ld + s] : 0.0f) : decay_out[s] * x_at(s, kk - causal); },
-      [&](int kk, int n) { return kk < causal ? C_at(kk, n) : G_at(kk - causal, n); },
-      [&](int s, int n, float v) { g.head_d_B[((token0 + s) * p.H + k.h) * p.N + n] = dts[s] * v; }, work);
-  // d_C[t, n] = Σ_{s<=t} D[t,s]·dt[s]·B[s,n] + Σ_i exp(seg(c0..t))·d_y[t,i]·S_c[i,n]   (0 without d_y)
+  chunk_product<S>(
+      len, p.N, [&](int s, int n, float v) { g.head_d_B[((token0 + s) * p.H + k.h) * p.N + n] = dts[s] * v; }, work,
+      no_row_sums(), term<false, true>(causal, D_rows, C_rows), term<true, true>(p.p, scaled_rows(x, p.x_row, decay_out), G_rows));
+  // d_C[t, n] = Σ_{s<=t} D[t,s]·(dt[s]·B[s,n]) + Σ_i exp(seg(c0..t))·d_y[t,i]·S_c[i,n]   (0 without d_y)
   if (g.head_d_C)
-    chunk_product<S, true, true>(
-        len, p.N, d_y ? len + p.p : 0,
-        [&](int t, int kk) { return kk < len ? (kk <= t ? D[t * ld + kk] * dts[kk] : 0.0f) : decay_in[t] * dy_at(t, kk - len); },
-        [&](int kk, int n) { return kk < len ? B_at(kk, n) : S_at(kk - len, n); },
-        [&](int t, int n, float v) { g.head_d_C[((token0 + t) * p.H + k.h) * p.N + n] = v; }, work);
+    chunk_product<S>(
+        len, p.N, [&](int t, int n, float v) { g.head_d_C[((token0 + t) * p.H + k.h) * p.N + n] = v; }, work, no_row_sums(),
+        term<true, true>(causal, D_rows, scaled_rows(B, p.B_row, dts)),
+        term<true, true>(d_y ? p.p : 0, scaled_rows(d_y, g.d_y_row, decay_in), S_rows));
   // u[t] = Σ_n (d_y·S_c)[t,n]·exp(seg(c0..t))·C[t,n];  w[s] = Σ_i (B·Gᵀ)[s,i]·exp(seg(s+1..end))·x[s,i]
   const auto discard = [](int, int, float) {};
   if (d_y)
-    chunk_product<S, true, true, true, false>(len, p.N, p.p, dy_at, S_at, discard, work, u,
-                              [&](int t, int n) { return decay_in[t] * C_at(t, n); });
+    chunk_product<S>(len, p.N, discard, work, row_sums(u, [&](int t, int n) { return decay_in[t] * C_at(t, n); }),
+                     term<true, true>(p.p, dy_rows, S_rows));
   else
     for (int t = threadIdx.x; t < len; t += blockDim.x) u[t] = 0.0f;
-  chunk_product<S, true, false, true, false>(len, p.p, p.N, B_at, [&](int n, int i) { return G_at(i, n); }, discard, work, w,
-                             [&](int s, int i) { return decay_out[s] * x_at(s, i); });
+  chunk_product<S>(len, p.p, discard, work, row_sums(w, [&](int s, int i) { return decay_out[s] * x_at(s, i); }),
+                   term<true, false>(p.N, B_rows, G_rows));
 
   // Phase 3: K[t,s] = L[t,s]·(C[t]·B[s])·(d_y[t]·x[s]) = v[t,s] / dt[s].
-  if (d_y)
-    chunk_product<S, true, false, true, true>(len, len, p.p, dy_at, [&](int i, int s) { return x_at(s, i); }, scale_causal(K), work);
+  if (d_y) chunk_product<S>(len, len, scale_causal(K), work, no_row_sums(), term<true, false>(p.p, dy_rows, x_rows));
 
   // Phase 4: direct[s] = Σ_{t>=s} K[t,s] + w[s]/dt[s] (= x[s]·gx[s]); D[t,r] = Σ_{s<r} v[t,s] for r <= t.
   for (int s = threadIdx.x; s < len; s += blockDim.x) {

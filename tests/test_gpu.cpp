@@ -532,9 +532,11 @@ TEST_CASE("scan plan: the backward's grids, shared memory and workspace", "[gpu]
       CHECK(p.backward_chunk.grid.y == 6);
       CHECK(p.backward_chunk.grid.z == 3);
       CHECK(p.backward_chunk.block.x == kScanBackwardThreads);
-      // block_product's staging (ssm.hpp): slices of 32 along k of A [128 rows + 4 padding] and B [64 columns],
-      // and 16 row-sum partials per row: 32·196 + 128·16 = 8320 floats.
-      const std::size_t staging = 8320;
+      // The products' staging (ssm.hpp), the larger of block_product's (slices of 32 along k of A [128 rows + 4
+      // padding] and B [64 columns], 16 row-sum partials per row: 32·196 + 128·16 = 8320 floats) and
+      // block_product_tc's (A and B slices of 128 x (32 + 8) bf16, two parts each: 4·128·40 bf16 = 10240 floats,
+      // 8 row-sum partials per row: 128·8 = 1024 floats): 11264 floats.
+      const std::size_t staging = 11264;
       CHECK(p.backward_chunk.dynamic_shared_bytes == sizeof(float) * (staging + 2 * Q * (Q + 1) + 6 * Q));  // rows of Q + 1
       CHECK(p.backward_chunk.dynamic_shared_bytes <= 227 * 1024);  // sm_90's most per block
       CHECK(p.chunk_grad.grid.x == p.backward_chunk.grid.x);

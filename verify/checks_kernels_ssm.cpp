@@ -103,6 +103,10 @@ ScanInputs draw_scan_inputs(bool with_init) {
   in.cfg = draw("cfg", gen_mixer_config());
   in.L = in.d.T;
   in.Q = draw("Q", rc::gen::oneOf(rc::gen::inRange(1, 9), rc::gen::just(gpu::kScanMaxChunk)));
+  // Now and then whole chunks of Q = 128 longer than one slice of the backward's products (kScanProductSlice
+  // tokens: a slice past the first reads its operands' rows from an offset), and a partial one after them.
+  if (in.Q == gpu::kScanMaxChunk && draw("chunks past a product slice", rc::gen::element(false, false, true)))
+    in.L = in.d.T = draw("T past a slice", rc::gen::inRange(gpu::kScanProductSlice + 1, gpu::kScanMaxChunk + 40));
   // Now and then p past the backward's product tiles (cuda/ssm.cu's block_product: 128 rows, 64 columns; its step 1
   // is a [p x N] product), with short chunks only (the bf16 forward's shared memory grows with p·Q).
   // Now and then p and N multiples of 8, so that the bf16 kernels stage their tiles 8 values at a time
