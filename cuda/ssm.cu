@@ -841,21 +841,21 @@ __global__ void __launch_bounds__(kScanBackwardThreads) ssm_chunk_backward_kerne
 
   // Phase 0: the decays, each segment summed on its own; K = D = L (0 without d_y: they only ever multiply it),
   // their upper triangles (s > t) 0, as the products read them. And <G_{c+1}, S_c>.
-  for (int t = threadIdx.x; t < len; t += blockDim.x) {
-    dts[t] = dt[t * p.dt_row];
+  for (int s = threadIdx.x; s < len; s += blockDim.x) {  // column s of K and D: consecutive threads, banks
+    dts[s] = dt[s * p.dt_row];
     const float keep = d_y ? 1.0f : 0.0f;
-    K[t * ld + t] = D[t * ld + t] = keep;
-    for (int s = t + 1; s < len; ++s) K[t * ld + s] = D[t * ld + s] = 0.0f;
-    float segment = 0.0f;  // seg(s+1..t), leftwards from the diagonal
-    for (int s = t - 1; s >= 0; --s) {
-      segment += dt[(s + 1) * p.dt_row] * A;
+    for (int t = 0; t < s; ++t) K[t * ld + s] = D[t * ld + s] = 0.0f;
+    K[s * ld + s] = D[s * ld + s] = keep;
+    float segment = 0.0f;  // seg(s+1..t), downwards from the diagonal
+    for (int t = s + 1; t < len; ++t) {
+      segment += dt[t * p.dt_row] * A;
       K[t * ld + s] = D[t * ld + s] = keep * expf(segment);
     }
     float from_start = 0.0f, to_end = 0.0f;
-    for (int r = 0; r <= t; ++r) from_start += dt[r * p.dt_row] * A;
-    for (int r = len - 1; r > t; --r) to_end += dt[r * p.dt_row] * A;
-    decay_in[t] = expf(from_start);
-    decay_out[t] = expf(to_end);
+    for (int r = 0; r <= s; ++r) from_start += dt[r * p.dt_row] * A;
+    for (int r = len - 1; r > s; --r) to_end += dt[r * p.dt_row] * A;
+    decay_in[s] = expf(from_start);
+    decay_out[s] = expf(to_end);
   }
   constexpr int kWarps = int(kScanBackwardThreads) / 32;
   float overlap = 0.0f;
@@ -931,11 +931,21 @@ __global__ void __launch_bounds__(kScanBackwardThreads) ssm_chunk_backward_kerne
     for (int t = s; t < len; ++t) acc += K[t * ld + s];
     direct[s] = acc + w[s];
   }
-  for (int t = threadIdx.x; t < len; t += blockDim.x) {
-    float run = 0.0f;
-    for (int r = 0; r <= t; ++r) {
-      D[t * ld + r] = run;
-      run += dts[r] * K[t * ld + r];
+  // The row prefixes by a scan across each warp's lanes (row t to warp t % 16, 32 columns at a time): lane l
+  // of columns r0.. adds the earlier lanes' terms (Hillis-Steele: 5 steps of shfl_up) to the earlier columns' sum.
+  const int warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32;
+  for (int t = warp; t < len; t += kWarps) {
+    float before = 0.0f;  // Σ_{s<r0} v[t,s]
+    for (int r0 = 0; r0 <= t; r0 += 32) {
+      const int r = r0 + lane;
+      float scan = r <= t ? dts[r] * K[t * ld + r] : 0.0f;  // then Σ_{s=r0..r} v[t,s]
+      for (int step = 1; step < 32; step *= 2) {
+        const float earlier = __shfl_up_sync(0xffffffffu, scan, step);
+        if (lane >= step) scan += earlier;
+      }
+      const float exclusive = __shfl_up_sync(0xffffffffu, scan, 1);
+      if (r <= t) D[t * ld + r] = before + (lane == 0 ? 0.0f : exclusive);
+      before += __shfl_sync(0xffffffffu, scan, 31);
     }
   }
   __syncthreads();

@@ -84,7 +84,8 @@ inline std::size_t scan_bf16_output_bytes(const ScanShape& s) {
 
 // The backward's chunk kernel holds K, D [Q][Q], six vectors [Q] and its matrix products' staging area in
 // dynamic shared memory (the step before it, ssm_chunk_grad_kernel, the staging area and one vector [Q]). K's and
-// D's rows are Q + 1 long (scan_backward_ld), so that a loop with one thread per row reads 32 rows in 32 banks.
+// D's rows (scan_backward_ld) are whole 16-byte words, so that the products stage them 16 bytes at a time
+// (stage.cuh), plus one word, so that the 8 rows of an mma fragment's store start in different banks.
 // The products (cuda/ssm.cu's block_product) cover output tiles of kScanProductRows x kScanProductCols, one 4 x 4
 // block of it per thread, staging both operands kScanProductSlice values of the summed index at a time: A's slice [slice][rows + 4] (rows padded by 4 floats, 16 bytes, so that
 // a slice's k-th row stays 16-byte aligned and successive rows start in different banks), B's [slice][cols],
@@ -95,7 +96,7 @@ inline std::size_t scan_bf16_output_bytes(const ScanShape& s) {
 constexpr int kScanProductRows = kScanMaxChunk, kScanProductCols = 64, kScanProductSlice = 32;
 constexpr int kScanProductTcCols = kScanMaxChunk;
 static_assert(kScanProductRows / 4 * (kScanProductCols / 4) == int(kScanBackwardThreads), "one 4 x 4 block per thread");
-constexpr int scan_backward_ld(int Q) { return Q + 1; }
+constexpr int scan_backward_ld(int Q) { return (Q + 3) / 4 * 4 + 4; }
 constexpr std::size_t scan_product_floats() {
   const std::size_t fp32 = std::size_t(kScanProductSlice) * (kScanProductRows + 4 + kScanProductCols) +
                            kScanProductRows * (kScanProductCols / 4);
