@@ -532,11 +532,11 @@ TEST_CASE("scan plan: the backward's grids, shared memory and workspace", "[gpu]
       CHECK(p.backward_chunk.grid.y == 6);
       CHECK(p.backward_chunk.grid.z == 3);
       CHECK(p.backward_chunk.block.x == kScanBackwardThreads);
-      // The products' staging (ssm.hpp), the larger of block_product's (slices of 32 along k of A [128 rows + 4
-      // padding] and B [64 columns], 16 row-sum partials per row: 32·196 + 128·16 = 8320 floats) and
-      // block_product_tc's (A and B slices of 128 x (32 + 8) bf16, two parts each: 4·128·40 bf16 = 10240 floats,
-      // 8 row-sum partials per row: 128·8 = 1024 floats): 11264 floats.
-      const std::size_t staging = 11264;
+      // The products' staging (ssm.hpp), the larger of block_product's (slices of 64 along k of A [128 rows + 4
+      // padding] and B [64 columns], 16 row-sum partials per row: 64·196 + 128·16 = 14592 floats) and
+      // block_product_tc's (A and B slices of 128 x (64 + 8) bf16, two parts each: 4·128·72 bf16 = 18432 floats,
+      // 8 row-sum partials per row: 128·8 = 1024 floats): 19456 floats.
+      const std::size_t staging = 19456;
       const int ld = Q == 1 ? 8 : Q == 8 ? 12 : 132;  // Q rounded up to whole 16-byte words, plus one
       CHECK(p.backward_chunk.dynamic_shared_bytes == sizeof(float) * (staging + 2 * Q * ld + 6 * Q));
       CHECK(p.backward_chunk.dynamic_shared_bytes <= 227 * 1024);  // sm_90's most per block
