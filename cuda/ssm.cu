@@ -594,11 +594,11 @@ __device__ void block_product(int M, int cols, Out out, float* work, RowSums<Dot
 // Stages the window of operand o at rows r0.., columns c0.. of its staged layout (rows x cols entries in all) as
 // a tile_rows x tile_cols bf16 tile, 0 past its entries (cuda/stage.cuh, 16 bytes at a time where the memory
 // allows): an exact operand as its values (hi), any other as two parts, hi and lo (split_bf16). Called, not
-// inlined: inlined at each of the backward kernel's 15 operands, its code (22352 instructions in all) overflowed
-// the H100's instruction cache (ncu: "no instruction" the first of the stall reasons).
+// inlined: inlined at each of the backward kernel's 22 operands, it made the kernel 22352 SASS instructions
+// long, past the H100's instruction cache (ncu: "no instruction" the first of the stall reasons; 13976 called).
 template <class T, bool kScaled>
-TM_NOINLINE __device__ void stage_window(const Rows<T, kScaled>& o, bf16* hi, bf16* lo, int ld, int tile_rows, int tile_cols, int r0,
-                             int c0, int rows, int cols) {
+TM_NOINLINE __device__ void stage_window(const Rows<T, kScaled>& o, bf16* hi, bf16* lo, int ld, int tile_rows,
+                                         int tile_cols, int r0, int c0, int rows, int cols) {
   constexpr int kThreads = int(kScanBackwardThreads);
   const T* src = o.data + r0 * o.row + c0;
   if constexpr (kExact<Rows<T, kScaled>>)
@@ -625,7 +625,8 @@ __device__ void block_product_tc(int M, int cols, Out out, float* work, RowSums<
   constexpr int kPerWarp = kRows / 16 * kPieceCols / kWarps;
   static_assert(kRows / 16 * kPieceCols % kWarps == 0 && kSlice % 16 == 0, "whole 16 x 16 pieces per warp, k16 steps per slice");
   // Each operand's two parts, in either layout (rows padded by 8 values: 16-byte rows).
-  constexpr int sizeA = std::max(kRows * (kSlice + 8), kSlice * (kRows + 8)), sizeB = std::max(kSlice * (kCols + 8), kCols * (kSlice + 8));
+  constexpr int sizeA = std::max(kRows * (kSlice + 8), kSlice * (kRows + 8)),
+                sizeB = std::max(kSlice * (kCols + 8), kCols * (kSlice + 8));
   static_assert(2 * (sizeA + sizeB) * int(sizeof(bf16)) + kRows * kPieceCols * int(sizeof(float)) <=
                     int(scan_product_floats() * sizeof(float)),
                 "the bf16 staging and the row sums' partials fit in block_product's work area");

@@ -93,8 +93,8 @@ inline std::size_t scan_bf16_output_bytes(const ScanShape& s) {
 // kScanProductTcCols wide (a chunk's whole N: each A slice staged once per tile row) and stages each operand as
 // two bf16 parts, each slice padded by 8 values (16 bytes), with the row sums' partials [rows][cols / 16]; the
 // staging area (scan_product_floats) holds either.
-// Slices of 64 (32 before dbc8719): half the slices' barriers, twice the loads in flight between them (the bf16
-// scan backward 4.63 -> 4.10 ms at T = 8192 on an H100).
+// Slices of 64 rather than 32: half the barriers, twice the loads in flight between them (the bf16 scan backward
+// 4.63 -> 4.10 ms at T = 8192 on an H100, 764b713).
 constexpr int kScanProductRows = kScanMaxChunk, kScanProductCols = 64, kScanProductSlice = 64;
 constexpr int kScanProductTcCols = kScanMaxChunk;
 static_assert(kScanProductRows / 4 * (kScanProductCols / 4) == int(kScanBackwardThreads), "one 4 x 4 block per thread");
@@ -102,9 +102,10 @@ constexpr int scan_backward_ld(int Q) { return (Q + 3) / 4 * 4 + 4; }
 constexpr std::size_t scan_product_floats() {
   const std::size_t fp32 = std::size_t(kScanProductSlice) * (kScanProductRows + 4 + kScanProductCols) +
                            kScanProductRows * (kScanProductCols / 4);
-  const std::size_t slice_a = std::size_t(kScanProductRows) * (kScanProductSlice + 8),    // either layout's larger
-      slice_b = std::size_t(kScanProductTcCols) * (kScanProductSlice + 8);
-  const std::size_t tc = 2 * (slice_a + slice_b) / 2 + kScanProductRows * (kScanProductTcCols / 16);  // 2 parts of bf16
+  // block_product_tc's slices of A and B (either layout's larger), each value in two bf16 parts: a float's bytes
+  const std::size_t slice_a = std::size_t(kScanProductRows) * (kScanProductSlice + 8),
+                    slice_b = std::size_t(kScanProductTcCols) * (kScanProductSlice + 8);
+  const std::size_t tc = slice_a + slice_b + kScanProductRows * (kScanProductTcCols / 16);
   return fp32 > tc ? fp32 : tc;
 }
 inline std::size_t scan_backward_shared_floats(int Q) {
