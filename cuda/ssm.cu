@@ -863,13 +863,10 @@ __global__ void __launch_bounds__(kScanBackwardThreads) ssm_chunk_backward_kerne
   for_each_entry<kWarps>(p.p, p.N, [&](int i, int n) { overlap += G[i * p.N + n] * S_c[i * g.start_row + n]; });
   const float G_dot_S = block_sum<kScanBackwardThreads>(overlap);  // its barriers also end phase 0
 
-  // The operands, in the layouts the products stage (Rows); and as values, for the outputs.
+  // The operands, in the layouts the products stage (Rows; their values by at(), for the outputs too).
   const auto x_rows = rows(x, p.x_row), B_rows = rows(B, p.B_row), C_rows = rows(C, p.C_row), dy_rows = rows(d_y, g.d_y_row);
   const auto G_rows = rows(G, std::int64_t(p.N)), S_rows = rows(S_c, g.start_row);
   const auto K_rows = rows<float>(K, ld), D_rows = rows<float>(D, ld);
-  const auto x_at = [&](int s, int i) { return to_float(x[s * p.x_row + i]); };
-  const auto C_at = [&](int t, int n) { return to_float(C[t * p.C_row + n]); };
-  const auto dy_at = [&](int t, int i) { return to_float(d_y[t * g.d_y_row + i]); };
   // Scales the causal entries (s <= t) of M [Q][ld] by the product's values.
   const auto scale_causal = [&](float* M) {
     return [=](int t, int s, float v) {
@@ -893,13 +890,13 @@ __global__ void __launch_bounds__(kScanBackwardThreads) ssm_chunk_backward_kerne
   chunk_product<S>(
       len, p.p,
       [&](int s, int i, float v) {
-        d_x[s * g.d_x_row + i] = from_float<S>(g.D_skip ? dts[s] * v + D_skip * dy_at(s, i) : dts[s] * v);
+        d_x[s * g.d_x_row + i] = from_float<S>(g.D_skip ? dts[s] * v + D_skip * dy_rows.at(s, i) : dts[s] * v);
       },
       work, no_row_sums(), term<false, true>(causal, K_rows, dy_rows),
       term<true, false>(p.N, scaled_rows(B, p.B_row, decay_out), G_rows));
   if (g.D_skip) {  // this chunk's share of d_D_skip[h] = Σ d_y·x (uniform branch: block_sum's barriers)
     float part = 0.0f;
-    for_each_entry<kWarps>(len, p.p, [&](int t, int i) { part += dy_at(t, i) * x_at(t, i); });
+    for_each_entry<kWarps>(len, p.p, [&](int t, int i) { part += dy_rows.at(t, i) * x_rows.at(t, i); });
     const float total = block_sum<kScanBackwardThreads>(part);
     if (threadIdx.x == 0) g.skip_partials[bc * p.H + k.h] = total;
   }
@@ -916,11 +913,11 @@ __global__ void __launch_bounds__(kScanBackwardThreads) ssm_chunk_backward_kerne
   // u[t] = Σ_n (d_y·S_c)[t,n]·exp(seg(c0..t))·C[t,n];  w[s] = Σ_i (B·Gᵀ)[s,i]·exp(seg(s+1..end))·x[s,i]
   const auto discard = [](int, int, float) {};
   if (d_y)
-    chunk_product<S>(len, p.N, discard, work, row_sums(u, [&](int t, int n) { return decay_in[t] * C_at(t, n); }),
+    chunk_product<S>(len, p.N, discard, work, row_sums(u, [&](int t, int n) { return decay_in[t] * C_rows.at(t, n); }),
                      term<true, true>(p.p, dy_rows, S_rows));
   else
     for (int t = threadIdx.x; t < len; t += blockDim.x) u[t] = 0.0f;
-  chunk_product<S>(len, p.p, discard, work, row_sums(w, [&](int s, int i) { return decay_out[s] * x_at(s, i); }),
+  chunk_product<S>(len, p.p, discard, work, row_sums(w, [&](int s, int i) { return decay_out[s] * x_rows.at(s, i); }),
                    term<true, false>(p.N, B_rows, G_rows));
 
   // Phase 3: K[t,s] = L[t,s]·(C[t]·B[s])·(d_y[t]·x[s]) = v[t,s] / dt[s].
